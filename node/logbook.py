@@ -1,0 +1,75 @@
+"""The node's operator log: one timestamped event per line, buffered off the hot path."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from pathlib import Path
+from typing import TextIO
+
+# Control bytes and backslash are escaped so every event stays on one greppable line.
+_ESCAPES = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7F]}
+_ESCAPES.update({ord("\\"): "\\\\", ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"})
+
+
+def show(data: bytes) -> str:
+    """Bytes as one printable line: UTF-8 where valid, escapes for the rest."""
+    return data.decode("utf-8", "backslashreplace").translate(_ESCAPES)
+
+
+class LogBook:
+    """Appends events to a file; writes happen in batches on a timer, never per event.
+
+    `flush_interval` bounds how stale the file can be; `close()` writes what is left.
+    """
+
+    def __init__(self, path: Path | None, *, flush_interval: float = 0.1) -> None:
+        self._path = path
+        self._file: TextIO | None = None
+        self._pending: list[str] = []
+        self._interval = flush_interval
+        self._timer: asyncio.TimerHandle | None = None
+        self._stamp_second = -1
+        self._stamp_prefix = ""
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(path, "a", encoding="utf-8", buffering=1 << 16)  # noqa: SIM115
+
+    def event(self, text: str) -> None:
+        """Record one event now; it reaches the file within the flush interval."""
+        now = time.time()
+        second = int(now)
+        if second != self._stamp_second:
+            self._stamp_second = second
+            self._stamp_prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        self._pending.append(f"{self._stamp_prefix}.{int((now - second) * 1e6):06d}Z {text}\n")
+        if self._timer is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                self.flush()
+                return
+            self._timer = loop.call_later(self._interval, self.flush)
+
+    def flush(self) -> None:
+        """Write every pending event."""
+        self._timer = None
+        if not self._pending:
+            return
+        chunk = "".join(self._pending)
+        self._pending.clear()
+        target = self._file or sys.stderr
+        try:
+            target.write(chunk)
+            target.flush()
+        except OSError as e:  # a full disk must not take the node down
+            print(f"log write failed: {e}", file=sys.stderr)
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self.flush()
+        if self._file is not None:
+            self._file.close()
+            self._file = None

@@ -1,0 +1,231 @@
+"""The herd wire protocol as pure functions: bytes in, messages and replies out.
+
+Nothing here touches a socket or reads a clock; the caller passes the receive time in.
+Every rule quoted from PROTOCOL.md is enforced here, byte for byte.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from decimal import ROUND_HALF_EVEN, Decimal
+
+# Field separators: ASCII space, tab, CR, LF, FF, VT. bytes.split() with no argument
+# splits on exactly these, never on non-ASCII bytes such as a non-breaking space.
+_LOCATION = re.compile(rb"([+-])(\d+(?:\.\d+)?)([+-])(\d+(?:\.\d+)?)")
+_TIME = re.compile(rb"(\d+)(?:\.(\d+))?")
+_TIME_RECEIVED = re.compile(rb"\d+\.\d{9}")
+_RADIUS = re.compile(rb"\d+(?:\.\d+)?")
+_BOUND = re.compile(rb"\d+")
+
+MAX_RADIUS_KM = 50
+MAX_BOUND = 20
+NS_PER_S = 1_000_000_000
+
+# A time compares as (integer part, fraction digits without trailing zeros): comparing the
+# fraction strings lexicographically is then the same as comparing them as decimals.
+TimeKey = tuple[int, bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class IAmAt:
+    """`IAMAT <client> <location> <time>` from a client."""
+
+    client: bytes
+    location: bytes
+    time: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class WhatsAt:
+    """`WHATSAT <client> <radius> <bound>` from a client; radius in km."""
+
+    client: bytes
+    radius_km: float
+    bound: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeLoc:
+    """`CHANGELOC <client> <location> <time_sent> <time_received> <server>` between peers."""
+
+    client: bytes
+    location: bytes
+    time_sent: bytes
+    time_received: bytes
+    server: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class PeerLine:
+    """A handshake line (HELLO, AUTH): keyword plus its raw fields, checked by the handshake."""
+
+    keyword: bytes
+    fields: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Invalid:
+    """A line that is none of the valid forms; answered with `? ` and the line."""
+
+    line: bytes
+
+
+Message = IAmAt | WhatsAt | ChangeLoc | PeerLine | Invalid
+
+PEER_KEYWORDS = frozenset({b"HELLO", b"AUTH"})
+
+
+def parse_location(field: bytes) -> tuple[float, float] | None:
+    """Latitude and longitude of an ISO 6709 field, or None when it breaks the rule."""
+    m = _LOCATION.fullmatch(field)
+    if m is None:
+        return None
+    lat = Decimal((m.group(1) + m.group(2)).decode())
+    lng = Decimal((m.group(3) + m.group(4)).decode())
+    if not (-90 <= lat <= 90 and -180 <= lng <= 180):
+        return None
+    return float(lat), float(lng)
+
+
+def time_key(field: bytes) -> TimeKey | None:
+    """The exact ordering key of a `DIGITS[.DIGITS]` time, or None when it breaks the rule."""
+    m = _TIME.fullmatch(field)
+    if m is None:
+        return None
+    return int(m.group(1)), (m.group(2) or b"").rstrip(b"0")
+
+
+def parse_line(line: bytes, *, peer: bool = False) -> Message | None:
+    """Parse one line (terminator already removed); None for a blank line.
+
+    `peer` says the connection has authenticated as a peer; only then is CHANGELOC valid.
+    """
+    fields = line.split()
+    if not fields:
+        return None
+    keyword = fields[0]
+    n = len(fields)
+    if keyword == b"IAMAT" and n == 4:
+        if parse_location(fields[2]) is not None and time_key(fields[3]) is not None:
+            return IAmAt(fields[1], fields[2], fields[3])
+    elif keyword == b"WHATSAT" and n == 4:
+        radius, bound = fields[2], fields[3]
+        if _RADIUS.fullmatch(radius) and _BOUND.fullmatch(bound):
+            radius_km = Decimal(radius.decode())
+            bound_n = int(bound)
+            if radius_km <= MAX_RADIUS_KM and 1 <= bound_n <= MAX_BOUND:
+                return WhatsAt(fields[1], float(radius_km), bound_n)
+    elif keyword == b"CHANGELOC" and n == 6 and peer:
+        if (
+            parse_location(fields[2]) is not None
+            and time_key(fields[3]) is not None
+            and _TIME_RECEIVED.fullmatch(fields[4])
+        ):
+            return ChangeLoc(fields[1], fields[2], fields[3], fields[4], fields[5])
+    elif keyword in PEER_KEYWORDS and not peer:
+        return PeerLine(keyword, tuple(fields[1:]))
+    return Invalid(line)
+
+
+def format_invalid(line: bytes) -> bytes:
+    """The reply to an invalid line: `? ` plus the line as received."""
+    return b"? " + line + b"\n"
+
+
+def format_ns(ns: int) -> bytes:
+    """POSIX nanoseconds as `SECONDS.NNNNNNNNN` (the CHANGELOC time_received form)."""
+    s, frac = divmod(ns, NS_PER_S)
+    return b"%d.%09d" % (s, frac)
+
+
+def format_diff(received_ns: int, time_sent: bytes) -> bytes:
+    """`received - sent` in seconds, always signed, exactly 9 decimals, computed exactly."""
+    whole, _, frac = time_sent.partition(b".")
+    if len(frac) <= 9:
+        sent_ns = int(whole) * NS_PER_S + int(frac.ljust(9, b"0"))
+        diff_ns = received_ns - sent_ns
+    else:
+        # More than nanosecond precision: round the exact difference half-to-even.
+        exact = Decimal(received_ns) - Decimal(time_sent.decode()) * NS_PER_S
+        diff_ns = int(exact.quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
+    sign = b"-" if diff_ns < 0 else b"+"
+    s, frac_ns = divmod(abs(diff_ns), NS_PER_S)
+    return b"%s%d.%09d" % (sign, s, frac_ns)
+
+
+def diff_from_received(time_received: bytes, time_sent: bytes) -> bytes:
+    """The diff of a flooded record, rebuilt from its 9-decimal receive time."""
+    whole, _, frac = time_received.partition(b".")
+    return format_diff(int(whole) * NS_PER_S + int(frac), time_sent)
+
+
+def format_at(server: bytes, diff: bytes, client: bytes, location: bytes, time: bytes) -> bytes:
+    """The AT line, with its LF."""
+    return b"AT %s %s %s %s %s\n" % (server, diff, client, location, time)
+
+
+def format_changeloc(
+    client: bytes, location: bytes, time_sent: bytes, time_received: bytes, server: bytes
+) -> bytes:
+    """The CHANGELOC line a node floods, with its LF."""
+    return b"CHANGELOC %s %s %s %s %s\n" % (client, location, time_sent, time_received, server)
+
+
+class LineSplitter:
+    """Cuts a byte stream into lines, h11-style: feed bytes, take complete lines.
+
+    A line ends at LF; a CR right before the LF belongs to the terminator. At EOF a last
+    line without LF is still a line. A pending line longer than `max_line` is an error:
+    `overlong` then holds its first bytes and the caller should answer and close.
+    """
+
+    __slots__ = ("_buf", "max_line", "overlong")
+
+    def __init__(self, max_line: int = 65536) -> None:
+        self._buf = b""
+        self.max_line = max_line
+        self.overlong: bytes | None = None
+
+    @property
+    def pending(self) -> int:
+        """Bytes of a line received but not yet terminated."""
+        return len(self._buf)
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """Add received bytes; return every line they complete, terminators removed."""
+        if self.overlong is not None:
+            return []
+        buf = self._buf + data if self._buf else data
+        if b"\n" not in data:
+            self._buf = buf
+            self._check_overlong()
+            return []
+        lines = buf.split(b"\n")
+        self._buf = lines.pop()
+        for i, line in enumerate(lines):
+            if len(line) > self.max_line + 1:
+                self.overlong = line[: self.max_line]
+                self._buf = b""
+                return [_strip_cr(x) for x in lines[:i]]
+        self._check_overlong()
+        return [_strip_cr(x) for x in lines]
+
+    def feed_eof(self) -> list[bytes]:
+        """The client closed its side: the unterminated rest, if any, is a last line.
+
+        It has no terminator, so nothing is stripped from it.
+        """
+        rest, self._buf = self._buf, b""
+        if self.overlong is not None or not rest:
+            return []
+        return [rest]
+
+    def _check_overlong(self) -> None:
+        if len(self._buf) > self.max_line + 1:
+            self.overlong = self._buf[: self.max_line]
+            self._buf = b""
+
+
+def _strip_cr(line: bytes) -> bytes:
+    return line[:-1] if line.endswith(b"\r") else line
