@@ -8,14 +8,19 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-# Control bytes and backslash are escaped so every event stays on one greppable line.
+# Control characters and backslash are escaped so every event stays on one greppable line;
+# bytes that are not UTF-8 arrive as surrogates (surrogateescape) and show as \xNN, which a
+# literal backslash in the text (shown doubled) can never be mistaken for.
 _ESCAPES = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7F]}
+_ESCAPES.update({c: f"\\u{c:04x}" for c in range(0x80, 0xA0)})
 _ESCAPES.update({ord("\\"): "\\\\", ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"})
+_ESCAPES.update({0xDC00 + b: f"\\x{b:02x}" for b in range(0x80, 0x100)})
+_ESCAPES.update({0x2028: "\\u2028", 0x2029: "\\u2029"})
 
 
 def show(data: bytes) -> str:
     """Bytes as one printable line: UTF-8 where valid, escapes for the rest."""
-    return data.decode("utf-8", "backslashreplace").translate(_ESCAPES)
+    return data.decode("utf-8", "surrogateescape").translate(_ESCAPES)
 
 
 class LogBook:

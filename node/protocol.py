@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import MAX_EMAX, MIN_EMIN, ROUND_HALF_EVEN, Context, Decimal
 
 # Field separators: ASCII space, tab, CR, LF, FF, VT. bytes.split() with no argument
 # splits on exactly these, never on non-ASCII bytes such as a non-breaking space.
@@ -21,10 +21,12 @@ _BOUND = re.compile(rb"\d+")
 MAX_RADIUS_KM = 50
 MAX_BOUND = 20
 NS_PER_S = 1_000_000_000
+_NANOSECOND = Decimal("1e-9")
 
-# A time compares as (integer part, fraction digits without trailing zeros): comparing the
-# fraction strings lexicographically is then the same as comparing them as decimals.
-TimeKey = tuple[int, bytes]
+# A time compares as (integer digit count, integer digits, fraction digits), with leading zeros
+# of the integer and trailing zeros of the fraction stripped: comparing these tuples is then
+# the same as comparing the decimals, with no int() (Python limits int() to 4300 digits).
+TimeKey = tuple[int, bytes, bytes]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +59,13 @@ class ChangeLoc:
 
 
 @dataclass(frozen=True, slots=True)
+class Synced:
+    """`SYNCED <count>` between peers: the sender's whole-state dump of `count` records ended."""
+
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
 class PeerLine:
     """A handshake line (HELLO, AUTH): keyword plus its raw fields, checked by the handshake."""
 
@@ -71,7 +80,7 @@ class Invalid:
     line: bytes
 
 
-Message = IAmAt | WhatsAt | ChangeLoc | PeerLine | Invalid
+Message = IAmAt | WhatsAt | ChangeLoc | Synced | PeerLine | Invalid
 
 PEER_KEYWORDS = frozenset({b"HELLO", b"AUTH"})
 
@@ -93,7 +102,8 @@ def time_key(field: bytes) -> TimeKey | None:
     m = _TIME.fullmatch(field)
     if m is None:
         return None
-    return int(m.group(1)), (m.group(2) or b"").rstrip(b"0")
+    whole = m.group(1).lstrip(b"0")
+    return len(whole), whole, (m.group(2) or b"").rstrip(b"0")
 
 
 def parse_line(line: bytes, *, peer: bool = False) -> Message | None:
@@ -111,9 +121,10 @@ def parse_line(line: bytes, *, peer: bool = False) -> Message | None:
             return IAmAt(fields[1], fields[2], fields[3])
     elif keyword == b"WHATSAT" and n == 4:
         radius, bound = fields[2], fields[3]
-        if _RADIUS.fullmatch(radius) and _BOUND.fullmatch(bound):
+        digits = bound.lstrip(b"0")
+        if _RADIUS.fullmatch(radius) and _BOUND.fullmatch(bound) and len(digits) <= 2:
             radius_km = Decimal(radius.decode())
-            bound_n = int(bound)
+            bound_n = int(digits or b"0")
             if radius_km <= MAX_RADIUS_KM and 1 <= bound_n <= MAX_BOUND:
                 return WhatsAt(fields[1], float(radius_km), bound_n)
     elif keyword == b"CHANGELOC" and n == 6 and peer:
@@ -123,9 +134,16 @@ def parse_line(line: bytes, *, peer: bool = False) -> Message | None:
             and _TIME_RECEIVED.fullmatch(fields[4])
         ):
             return ChangeLoc(fields[1], fields[2], fields[3], fields[4], fields[5])
+    elif keyword == b"SYNCED" and n == 2 and peer and _BOUND.fullmatch(fields[1]):
+        return Synced(int(fields[1][:18]))
     elif keyword in PEER_KEYWORDS and not peer:
         return PeerLine(keyword, tuple(fields[1:]))
     return Invalid(line)
+
+
+def format_synced(count: int) -> bytes:
+    """The line that ends a whole-state dump on a peer link."""
+    return b"SYNCED %d\n" % count
 
 
 def format_invalid(line: bytes) -> bytes:
@@ -142,22 +160,38 @@ def format_ns(ns: int) -> bytes:
 def format_diff(received_ns: int, time_sent: bytes) -> bytes:
     """`received - sent` in seconds, always signed, exactly 9 decimals, computed exactly."""
     whole, _, frac = time_sent.partition(b".")
-    if len(frac) <= 9:
-        sent_ns = int(whole) * NS_PER_S + int(frac.ljust(9, b"0"))
-        diff_ns = received_ns - sent_ns
-    else:
-        # More than nanosecond precision: round the exact difference half-to-even.
-        exact = Decimal(received_ns) - Decimal(time_sent.decode()) * NS_PER_S
-        diff_ns = int(exact.quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
-    sign = b"-" if diff_ns < 0 else b"+"
-    s, frac_ns = divmod(abs(diff_ns), NS_PER_S)
-    return b"%s%d.%09d" % (sign, s, frac_ns)
+    if len(frac) <= 9 and len(whole) <= 20:
+        # The common case, in integer nanoseconds: exact and several times faster.
+        diff_ns = received_ns - (int(whole) * NS_PER_S + int(frac.ljust(9, b"0")))
+        sign = b"-" if diff_ns < 0 else b"+"
+        s, frac_ns = divmod(abs(diff_ns), NS_PER_S)
+        return b"%s%d.%09d" % (sign, s, frac_ns)
+    return _exact_diff(format_ns(received_ns), time_sent)
 
 
 def diff_from_received(time_received: bytes, time_sent: bytes) -> bytes:
     """The diff of a flooded record, rebuilt from its 9-decimal receive time."""
     whole, _, frac = time_received.partition(b".")
-    return format_diff(int(whole) * NS_PER_S + int(frac), time_sent)
+    if len(whole) <= 20:
+        return format_diff(int(whole) * NS_PER_S + int(frac), time_sent)
+    return _exact_diff(time_received, time_sent)
+
+
+def _exact_diff(time_received: bytes, time_sent: bytes) -> bytes:
+    """`received - sent` for operands of any length.
+
+    Decimal with a context as wide as the operands is exact for any number of digits (no
+    int() digit limit, no 28-digit rounding); beyond 1 ns it rounds half to even, once.
+    """
+    ctx = Context(
+        prec=len(time_sent) + len(time_received) + 2,
+        rounding=ROUND_HALF_EVEN,
+        Emax=MAX_EMAX,
+        Emin=MIN_EMIN,
+    )
+    exact = ctx.subtract(Decimal(time_received.decode()), Decimal(time_sent.decode()))
+    diff = exact.quantize(_NANOSECOND, context=ctx)
+    return (b"-" if diff < 0 else b"+") + format(diff.copy_abs(), "f").encode()
 
 
 def format_at(server: bytes, diff: bytes, client: bytes, location: bytes, time: bytes) -> bytes:
@@ -183,7 +217,8 @@ class LineSplitter:
     __slots__ = ("_buf", "max_line", "overlong")
 
     def __init__(self, max_line: int = 65536) -> None:
-        self._buf = b""
+        # A bytearray grows in place: a line trickling in one byte at a time costs O(n).
+        self._buf = bytearray()
         self.max_line = max_line
         self.overlong: bytes | None = None
 
@@ -196,35 +231,46 @@ class LineSplitter:
         """Add received bytes; return every line they complete, terminators removed."""
         if self.overlong is not None:
             return []
-        buf = self._buf + data if self._buf else data
+        buf = self._buf
         if b"\n" not in data:
-            self._buf = buf
+            buf += data
             self._check_overlong()
             return []
-        lines = buf.split(b"\n")
-        self._buf = lines.pop()
+        if buf:
+            buf += data
+            end = buf.rfind(b"\n")
+            complete = bytes(buf[:end])
+            del buf[: end + 1]
+        else:
+            end = data.rfind(b"\n")
+            complete = data[:end]
+            buf += data[end + 1 :]
+        lines = [_strip_cr(x) for x in complete.split(b"\n")]
         for i, line in enumerate(lines):
-            if len(line) > self.max_line + 1:
+            if len(line) > self.max_line:
                 self.overlong = line[: self.max_line]
-                self._buf = b""
-                return [_strip_cr(x) for x in lines[:i]]
+                buf.clear()
+                return lines[:i]
         self._check_overlong()
-        return [_strip_cr(x) for x in lines]
+        return lines
 
     def feed_eof(self) -> list[bytes]:
         """The client closed its side: the unterminated rest, if any, is a last line.
 
         It has no terminator, so nothing is stripped from it.
         """
-        rest, self._buf = self._buf, b""
+        rest = bytes(self._buf)
+        self._buf.clear()
         if self.overlong is not None or not rest:
             return []
         return [rest]
 
     def _check_overlong(self) -> None:
-        if len(self._buf) > self.max_line + 1:
-            self.overlong = self._buf[: self.max_line]
-            self._buf = b""
+        buf = self._buf
+        # One byte of slack only for a CR that may yet turn out to be half the terminator.
+        if len(buf) > self.max_line + buf.endswith(b"\r"):
+            self.overlong = bytes(buf[: self.max_line])
+            buf.clear()
 
 
 def _strip_cr(line: bytes) -> bytes:
