@@ -1,0 +1,76 @@
+"""`python -m node NAME [-c PATH]`: run one herd node until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from collections.abc import Sequence
+
+from node.config import ConfigError, HerdConfig, default_config_path, load_config
+from node.logbook import LogBook
+from node.places.choose import ProviderError, choose_provider
+from node.secret import SecretError, load_secret
+from node.server import NodeServer, StartupError
+
+EXIT_USAGE = 2
+
+
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m node", description="Run one herd node.")
+    parser.add_argument("name", help="this node's name in the topology, e.g. Goloman")
+    parser.add_argument(
+        "-c",
+        "--config",
+        default=None,
+        help="topology file (default: $HERD_CONFIG, else ./topology.yaml)",
+    )
+    return parser.parse_args(argv)
+
+
+async def run_node(config: HerdConfig, name: str) -> int:
+    """Start the node, serve until a stop signal, shut down in order; the exit status."""
+    log = LogBook(config.log_dir / f"{name}.log")
+    try:
+        secret = load_secret(config.secret_file)
+        places, why = choose_provider(config.places)
+    except (SecretError, ProviderError) as e:
+        log.event(f"START_FAILED node={name} reason={e}")
+        log.close()
+        print(f"node {name}: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    log.event(f"PLACES provider={places.name} reason={why}")
+    node = NodeServer(config, name, secret=secret, places=places, log=log)
+    try:
+        await node.start()
+    except StartupError as e:
+        log.event(f"START_FAILED node={name} reason={e}")
+        await places.close()
+        log.close()
+        print(f"node {name}: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"node {name}: listening on {node.spec.bind}:{node.port}", file=sys.stderr, flush=True)
+    await stop.wait()
+    await node.stop()
+    log.close()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parse_args(argv)
+    try:
+        config = load_config(args.config or default_config_path())
+        config.node(args.name)
+    except ConfigError as e:
+        print(f"node: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    return asyncio.run(run_node(config, args.name))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,200 @@
+"""Outbound links to neighbours: handshake, flooding, catch-up sync, reconnect with backoff.
+
+Each node keeps one outbound link per neighbour and sends its updates only over its own
+links; a neighbour's inbound link carries the neighbour's updates to us. When a link comes
+up the sender first streams its whole state, so a node that was down or cut off catches up
+without any client resending. When a neighbour links in to us, we wake our link to it at
+once, so both ends have sent their whole state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from typing import TYPE_CHECKING
+
+from node.handshake import HandshakeError, Initiator
+from node.logbook import show
+from node.protocol import format_synced
+
+if TYPE_CHECKING:
+    from node.config import NodeSpec
+    from node.server import Connection, NodeServer
+    from node.store import Record
+
+CONNECT_TIMEOUT = 3.0
+HANDSHAKE_TIMEOUT = 5.0
+SYNC_CHUNK = 5000  # records per write while streaming the whole state
+# A link whose peer stops reading is dropped rather than buffered without bound; the full
+# sync on reconnect makes up for whatever was in the buffer.
+MAX_LINK_BUFFER = 64 * 1024 * 1024
+
+
+class PeerLink:
+    """The outbound link from this node to one neighbour."""
+
+    def __init__(self, node: NodeServer, spec: NodeSpec) -> None:
+        self.node = node
+        self.spec = spec
+        self.name = spec.name
+        self.name_bytes = spec.name.encode()
+        self._writer: asyncio.StreamWriter | None = None
+        self._outbox: list[bytes] = []
+        self._flush_scheduled = False
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.up = False
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"link-{self.name}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self._close_writer()
+
+    def wake(self) -> None:
+        """Reconnect now instead of waiting out the backoff (the neighbour just came back)."""
+        self._wake.set()
+
+    def send(self, line: bytes) -> None:
+        """Queue a line for the neighbour; lines queued in one loop tick go in one write."""
+        if not self.up:
+            return  # the full sync when the link comes back covers it
+        self._outbox.append(line)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        writer = self._writer
+        if not self._outbox or writer is None:
+            self._outbox.clear()
+            return
+        data = b"".join(self._outbox)
+        self._outbox.clear()
+        writer.write(data)
+        if writer.transport.get_write_buffer_size() > MAX_LINK_BUFFER:
+            self.node.log.event(f"LINK_OVERFLOW peer={self.name} buffered>{MAX_LINK_BUFFER}")
+            writer.transport.abort()
+
+    async def _run(self) -> None:
+        limits = self.node.config.limits
+        log = self.node.log
+        delay = limits.peer_backoff_initial
+        while True:
+            self._wake.clear()
+            reason = "closed"
+            try:
+                await self._connect_and_serve()
+                delay = limits.peer_backoff_initial
+            except HandshakeError as e:
+                reason = f"handshake: {e}"
+            except (OSError, TimeoutError, asyncio.IncompleteReadError) as e:
+                reason = str(e) or type(e).__name__
+            finally:
+                was_up = self.up
+                self.up = False
+                self._close_writer()
+            if was_up:
+                log.event(f"LINK_DOWN peer={self.name} reason={reason}")
+            else:
+                log.event(f"LINK_FAILED peer={self.name} retry_in={delay:.2f}s reason={reason}")
+            # Jitter keeps five restarted nodes from reconnecting in lockstep.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), delay * random.uniform(0.5, 1.0))
+            delay = min(delay * 2, limits.peer_backoff_max)
+
+    async def _connect_and_serve(self) -> None:
+        node = self.node
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(
+                self.spec.host, self.spec.port, limit=node.limits.max_line_bytes + 2
+            ),
+            CONNECT_TIMEOUT,
+        )
+        self._writer = writer
+        hs = Initiator(node.secret, node.name_bytes, self.name_bytes)
+        writer.write(hs.hello())
+        challenge = await asyncio.wait_for(reader.readline(), HANDSHAKE_TIMEOUT)
+        writer.write(hs.on_challenge(_strip(challenge)))
+        welcome = await asyncio.wait_for(reader.readline(), HANDSHAKE_TIMEOUT)
+        hs.on_welcome(_strip(welcome))
+        self.up = True
+        node.log.event(f"LINK_UP peer={self.name} addr={self.spec.host}:{self.spec.port}")
+        await self._send_state(writer)
+        # The neighbour sends nothing after WELCOME; a read returning means the link died.
+        extra = await reader.read(1024)
+        if extra:
+            raise HandshakeError(f"unexpected data from peer: {show(extra[:80])}")
+
+    async def _send_state(self, writer: asyncio.StreamWriter) -> None:
+        records: list[Record] = self.node.sync_state()
+        for i in range(0, len(records), SYNC_CHUNK):
+            writer.write(b"".join(r.changeloc() for r in records[i : i + SYNC_CHUNK]))
+            await writer.drain()
+        writer.write(format_synced(len(records)))
+        self.node.log.event(f"LINK_SYNC_SENT peer={self.name} records={len(records)}")
+
+    def _close_writer(self) -> None:
+        writer, self._writer = self._writer, None
+        self._outbox.clear()
+        if writer is not None:
+            writer.transport.abort()
+
+
+class Peers:
+    """All outbound links of a node, and what the node knows of inbound ones."""
+
+    def __init__(self, node: NodeServer) -> None:
+        self.node = node
+        self.links: dict[bytes, PeerLink] = {}
+        self.inbound: dict[bytes, Connection] = {}
+        self.synced_from: set[bytes] = set()  # neighbours whose whole state we have received
+
+    def start(self) -> None:
+        node = self.node
+        for name in node.config.neighbours(node.name):
+            link = PeerLink(node, node.config.node(name))
+            self.links[link.name_bytes] = link
+            link.start()
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(link.stop() for link in self.links.values()))
+
+    def flood(self, record: Record, exclude: bytes | None) -> None:
+        """Send a record this node just applied to every neighbour but the one it came from."""
+        line = record.changeloc()
+        for name, link in self.links.items():
+            if name != exclude:
+                link.send(line)
+
+    def inbound_up(self, peer: bytes, conn: Connection) -> None:
+        """A neighbour linked in: drop its stale link, and make sure ours to it is up."""
+        old = self.inbound.get(peer)
+        self.inbound[peer] = conn
+        if old is not None and old is not conn:
+            old.abort("replaced by a new link from the same peer")
+        link = self.links.get(peer)
+        if link is not None:
+            link.wake()
+
+    def inbound_lost(self, peer: bytes, conn: Connection) -> None:
+        if self.inbound.get(peer) is conn:
+            del self.inbound[peer]
+            self.synced_from.discard(peer)
+
+    def inbound_synced(self, peer: bytes, conn: Connection) -> None:
+        """The neighbour finished sending us its whole state: we have caught up with it."""
+        if self.inbound.get(peer) is conn:
+            self.synced_from.add(peer)
+
+
+def _strip(line: bytes) -> bytes:
+    if not line.endswith(b"\n"):
+        raise HandshakeError("connection closed during handshake")
+    return line.rstrip(b"\r\n")

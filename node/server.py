@@ -1,0 +1,407 @@
+"""The asyncio layer of one node: listener, connections, dispatch. Thin by design.
+
+Parsing and ordering live in `protocol` and `store`; outbound links in `peers`. A connection
+turns each read into lines, each line into at most one reply, and writes the replies in the
+order the lines came, batched into as few writes as possible.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import itertools
+import json
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from node.config import HerdConfig
+from node.handshake import HandshakeError, Responder
+from node.logbook import LogBook, show
+from node.peers import Peers
+from node.places.base import PlacesProvider, failure_response
+from node.protocol import (
+    ChangeLoc,
+    IAmAt,
+    LineSplitter,
+    Message,
+    PeerLine,
+    Synced,
+    WhatsAt,
+    format_invalid,
+    parse_line,
+    parse_location,
+)
+from node.store import ClientStore, Record, record_from_changeloc, record_from_iamat
+
+_LF = b"\n"
+SWEEP_INTERVAL = 1.0  # seconds between checks of line deadlines and idle connections
+SHUTDOWN_GRACE = 3.0  # seconds in-flight replies get to finish at shutdown
+
+
+class StartupError(Exception):
+    """The node cannot start (port in use, bad bind address); the message says why."""
+
+
+def format_places(response: dict[str, Any]) -> bytes:
+    """A Nearby Search JSON body as Google prints it: 3-space indent, `" : "` separators."""
+    return json.dumps(response, indent=3, separators=(",", " : "), ensure_ascii=False).encode()
+
+
+class NodeServer:
+    """One herd node: its client store, its listener, its links, its log."""
+
+    def __init__(
+        self,
+        config: HerdConfig,
+        name: str,
+        *,
+        secret: bytes,
+        places: PlacesProvider,
+        log: LogBook,
+        clock_ns: Callable[[], int] = time.time_ns,
+    ) -> None:
+        self.config = config
+        self.spec = config.node(name)
+        self.name = name
+        self.name_bytes = name.encode()
+        self.limits = config.limits
+        self.store = ClientStore()
+        self.places = places
+        self.log = log
+        self.secret = secret
+        self.clock_ns = clock_ns
+        self.neighbours = frozenset(n.encode() for n in config.neighbours(name))
+        self.known_servers = frozenset(n.encode() for n in config.nodes)
+        self.peers = Peers(self)
+        self.connections: set[Connection] = set()
+        self._conn_ids = itertools.count(1)
+        self._server: asyncio.Server | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+        self.port: int = self.spec.port
+
+    async def start(self, *, port: int | None = None) -> None:
+        """Listen (on `port` when given, 0 for any) and bring the links up."""
+        loop = asyncio.get_running_loop()
+        want = self.spec.port if port is None else port
+        try:
+            self._server = await loop.create_server(
+                lambda: Connection(self), self.spec.bind, want, reuse_address=True, backlog=1024
+            )
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                raise StartupError(
+                    f"{self.name}: port {want} on {self.spec.bind} is already in use"
+                ) from None
+            raise StartupError(
+                f"{self.name}: cannot listen on {self.spec.bind}:{want}: {e.strerror}"
+            ) from None
+        self.port = self._server.sockets[0].getsockname()[1]
+        neighbours = ",".join(self.config.neighbours(self.name))
+        self.log.event(
+            f"START node={self.name} listen={self.spec.bind}:{self.port} "
+            f"places={self.places.name} neighbours={neighbours}"
+        )
+        self._sweeper = loop.create_task(self._sweep())
+        self.peers.start()
+
+    async def stop(self) -> None:
+        """Shut down in order: stop listening, finish replies, close links, bounded waits."""
+        self.log.event(f"STOPPING node={self.name}")
+        if self._server is not None:
+            self._server.close()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        waits = [c.finish() for c in list(self.connections)]
+        if waits:
+            _done, pending = await asyncio.wait(waits, timeout=SHUTDOWN_GRACE)
+            for fut in pending:
+                fut.cancel()
+        for conn in list(self.connections):
+            conn.abort("shutdown")
+        await self.peers.stop()
+        await self.places.close()
+        if self._server is not None:
+            self._server.close()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._server.wait_closed(), SHUTDOWN_GRACE)
+        self.log.event(f"STOPPED node={self.name}")
+
+    # -- dispatch ---------------------------------------------------------------------
+
+    def iamat(self, msg: IAmAt) -> bytes:
+        """Store and flood the location if it is newer; the AT reply either way."""
+        record = record_from_iamat(msg, self.name_bytes, self.clock_ns())
+        if self.store.apply(record):
+            self.peers.flood(record, exclude=None)
+        return record.at_line()
+
+    def changeloc(self, msg: ChangeLoc, sender: bytes) -> bool:
+        """Apply a flooded record if it is newer, and pass it on; False if it was refused."""
+        if msg.server not in self.known_servers:
+            return False
+        record = record_from_changeloc(msg)
+        if self.store.apply(record):
+            self.peers.flood(record, exclude=sender)
+        return True
+
+    async def whatsat(self, record: Record, msg: WhatsAt) -> bytes:
+        """The stored AT line, then the places near the client as Nearby Search JSON."""
+        point = parse_location(record.location)
+        assert point is not None  # stored records were validated on the way in
+        try:
+            response = await self.places.nearby(point[0], point[1], msg.radius_km * 1000, msg.bound)
+        except Exception as e:  # a provider bug must still produce a reply, never a hang
+            self.log.event(f"PLACES_ERROR provider={self.places.name} error={type(e).__name__}")
+            response = failure_response("UNKNOWN_ERROR", "places provider failed")
+        results = response.get("results")
+        if isinstance(results, list) and len(results) > msg.bound:
+            response = {**response, "results": results[: msg.bound]}
+        return record.at_line() + format_places(response) + b"\n\n"
+
+    def sync_state(self) -> list[Record]:
+        """Every record we hold, for a neighbour that just linked up."""
+        return list(self.store)
+
+    # -- housekeeping -----------------------------------------------------------------
+
+    def next_conn_id(self) -> int:
+        return next(self._conn_ids)
+
+    async def _sweep(self) -> None:
+        limits = self.limits
+        while True:
+            await asyncio.sleep(SWEEP_INTERVAL)
+            now = time.monotonic()
+            for conn in list(self.connections):
+                conn.check_deadlines(now, limits.line_deadline, limits.idle_timeout)
+
+
+class Connection(asyncio.Protocol):
+    """One accepted TCP connection: a client, or a neighbour's inbound link after HELLO/AUTH."""
+
+    def __init__(self, node: NodeServer) -> None:
+        self.node = node
+        self.id = node.next_conn_id()
+        self.transport: asyncio.Transport | None = None
+        self.splitter = LineSplitter(node.limits.max_line_bytes)
+        self.peer: bytes | None = None  # the neighbour's name once authenticated
+        self._responder: Responder | None = None
+        # Replies in line order: bytes ready to send, or a task still computing one.
+        self._queue: deque[bytes | asyncio.Task[bytes]] = deque()
+        self._closing_after_flush = False
+        self._closed = False
+        self._finished: asyncio.Future[None] | None = None
+        self._last_activity = time.monotonic()
+        self._pending_since: float | None = None
+        self._where = "?"
+
+    # -- asyncio callbacks --------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        peername = transport.get_extra_info("peername")
+        if isinstance(peername, tuple):
+            self._where = f"{peername[0]}:{peername[1]}"
+        node = self.node
+        if len(node.connections) >= node.limits.max_connections:
+            node.log.event(
+                f"CONN_REFUSED conn={self.id} from={self._where} "
+                f"reason=max_connections({node.limits.max_connections})"
+            )
+            self._closed = True
+            transport.abort()
+            return
+        node.connections.add(self)
+        node.log.event(f"CONN_OPEN conn={self.id} from={self._where}")
+
+    def data_received(self, data: bytes) -> None:
+        self._last_activity = time.monotonic()
+        splitter = self.splitter
+        lines = splitter.feed(data)
+        if lines:
+            self._handle_lines(lines)
+        if splitter.overlong is not None:
+            self.node.log.event(f"LINE_TOO_LONG conn={self.id} limit={splitter.max_line}")
+            self._queue.append(format_invalid(splitter.overlong))
+            self._closing_after_flush = True
+            self._flush()
+            return
+        self._pending_since = (
+            (self._pending_since or self._last_activity) if splitter.pending else None
+        )
+        if self._queue:
+            self._flush()
+
+    def eof_received(self) -> bool:
+        lines = self.splitter.feed_eof()
+        if lines:
+            self._handle_lines(lines)
+        self._closing_after_flush = True
+        self._flush()
+        return True  # keep our side open until every reply is written
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed = True
+        for item in self._queue:
+            if isinstance(item, asyncio.Task):
+                item.cancel()
+        self._queue.clear()
+        node = self.node
+        if self in node.connections:
+            node.connections.discard(self)
+            who = f" peer={self.peer.decode()}" if self.peer else ""
+            reason = f" error={exc}" if exc else ""
+            node.log.event(f"CONN_CLOSE conn={self.id}{who}{reason}")
+            if self.peer is not None:
+                node.peers.inbound_lost(self.peer, self)
+        if self._finished is not None and not self._finished.done():
+            self._finished.set_result(None)
+
+    def pause_writing(self) -> None:
+        # A client that does not read its replies stops being read from.
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.transport is not None and not self._closed:
+            self.transport.resume_reading()
+
+    # -- lines ------------------------------------------------------------------------
+
+    def _handle_lines(self, lines: list[bytes]) -> None:
+        node = self.node
+        log = node.log
+        queue = self._queue
+        for line in lines:
+            if self._closing_after_flush:
+                return  # a failed AUTH ends the conversation
+            peer = self.peer
+            msg = parse_line(line, peer=peer is not None)
+            if msg is None:
+                continue
+            if peer is not None:
+                if not self._handle_peer_line(msg, line, peer):
+                    return  # the link was dropped for a bad line
+                continue
+            log.event(f"IN conn={self.id} {show(line)}")
+            queue.append(self._reply(msg, line))
+
+    def _reply(self, msg: Message, line: bytes) -> bytes | asyncio.Task[bytes]:
+        node = self.node
+        if isinstance(msg, IAmAt):
+            return node.iamat(msg)
+        if isinstance(msg, WhatsAt):
+            record = node.store.get(msg.client)
+            if record is None:
+                return format_invalid(line)
+            task = asyncio.get_running_loop().create_task(node.whatsat(record, msg))
+            task.add_done_callback(lambda _t: self._flush())
+            return task
+        if isinstance(msg, PeerLine):
+            return self._handshake(msg, line)
+        return format_invalid(line)
+
+    def _handshake(self, msg: PeerLine, line: bytes) -> bytes:
+        node = self.node
+        if self._responder is None:
+            self._responder = Responder(node.secret, node.name_bytes, node.neighbours)
+        try:
+            if msg.keyword == b"HELLO":
+                return self._responder.on_hello(msg.fields)
+            reply = self._responder.on_auth(msg.fields)
+        except HandshakeError as e:
+            node.log.event(f"PEER_AUTH_FAILED conn={self.id} from={self._where} reason={e}")
+            self._closing_after_flush = msg.keyword == b"AUTH"
+            return format_invalid(line)
+        peer = self._responder.peer
+        assert peer is not None
+        self.peer = peer
+        node.log.event(f"PEER_IN_UP conn={self.id} peer={peer.decode()} from={self._where}")
+        node.peers.inbound_up(peer, self)
+        return reply
+
+    def _handle_peer_line(self, msg: Message, line: bytes, peer: bytes) -> bool:
+        """Apply a neighbour's line; a malformed one drops the link (it will reconnect)."""
+        node = self.node
+        if isinstance(msg, ChangeLoc) and node.changeloc(msg, peer):
+            node.log.event(f"PEER_IN peer={peer.decode()} {show(line)}")
+            return True
+        if isinstance(msg, Synced):
+            node.log.event(f"PEER_SYNCED peer={peer.decode()} records={msg.count}")
+            node.peers.inbound_synced(peer, self)
+            return True
+        node.log.event(f"PEER_BAD_LINE peer={peer.decode()} conn={self.id} {show(line)}")
+        self.abort("bad peer line")
+        return False
+
+    # -- writing ----------------------------------------------------------------------
+
+    def _flush(self) -> None:
+        """Write every reply at the head of the queue that is ready, in one write."""
+        transport = self.transport
+        if transport is None or self._closed:
+            return
+        queue = self._queue
+        ready: list[bytes] = []
+        while queue:
+            head = queue[0]
+            if isinstance(head, bytes):
+                ready.append(head)
+            elif head.done():
+                if head.cancelled():
+                    queue.popleft()
+                    continue
+                ready.append(head.result())
+            else:
+                break
+            queue.popleft()
+        if ready:
+            log = self.node.log
+            for reply in ready:
+                log.event(f"OUT conn={self.id} {show(reply.rstrip(_LF))}")
+            transport.write(b"".join(ready))
+        if not queue and self._closing_after_flush:
+            self._closed = True
+            transport.close()
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    def check_deadlines(self, now: float, line_deadline: float, idle_timeout: float) -> None:
+        """Cut off a client holding a half-sent line too long, or idle past the timeout."""
+        if self.peer is not None or self._closed:
+            return
+        if self._pending_since is not None and now - self._pending_since > line_deadline:
+            self.abort(f"line_deadline({line_deadline:g}s)")
+        elif idle_timeout > 0 and not self._queue and now - self._last_activity > idle_timeout:
+            self.abort(f"idle_timeout({idle_timeout:g}s)")
+
+    def abort(self, reason: str) -> None:
+        """Drop the connection now, logging why."""
+        if self._closed or self.transport is None:
+            return
+        self._closed = True
+        self.node.log.event(f"CONN_CUT conn={self.id} from={self._where} reason={reason}")
+        self.transport.abort()
+        self.peer_dropped()
+
+    def peer_dropped(self) -> None:
+        if self.peer is not None:
+            peer, self.peer = self.peer, None
+            self.node.peers.inbound_lost(peer, self)
+
+    def finish(self) -> asyncio.Future[None]:
+        """Close once the queued replies are written; resolves when the connection is gone."""
+        if self._finished is None:
+            self._finished = asyncio.get_running_loop().create_future()
+        if self._closed or self.transport is None:
+            if not self._finished.done():
+                self._finished.set_result(None)
+            return self._finished
+        self.transport.pause_reading()
+        self._closing_after_flush = True
+        self._flush()
+        return self._finished

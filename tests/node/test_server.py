@@ -1,0 +1,232 @@
+"""The asyncio layer in-process on port 0: framing, ordering, limits, WHATSAT, handshake."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from node.config import load_config
+from node.handshake import Initiator
+from node.logbook import LogBook
+from node.places.base import failure_response, success_response
+from node.server import NodeServer
+from tests.support import exchange, write_topology
+
+SECRET = b"test-secret"
+RECEIVED_NS = 1_520_023_935_182_837_383  # what the fake clock says
+
+
+class FakePlaces:
+    """A provider that answers from a canned list, optionally after an event."""
+
+    name = "fake"
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[float, float, float, int]] = []
+        self.gate: asyncio.Event | None = None
+        self.fail = False
+
+    async def nearby(self, lat: float, lng: float, radius_m: float, bound: int) -> dict[str, Any]:
+        self.calls.append((lat, lng, radius_m, bound))
+        if self.gate is not None:
+            await self.gate.wait()
+        if self.fail:
+            raise RuntimeError("boom")
+        results = [{"name": f"place {i}", "vicinity": "line\nbreak"} for i in range(25)]
+        return success_response(results, ["attribution"])
+
+    async def close(self) -> None:
+        pass
+
+
+@asynccontextmanager
+async def running_node(
+    tmp_path: Path, limits: dict[str, Any] | None = None, names: tuple[str, ...] = ("Solo",)
+) -> AsyncIterator[NodeServer]:
+    extra: dict[str, Any] = {"places": {"provider": "offline"}}
+    if limits:
+        extra["limits"] = limits
+    links = [(names[0], other) for other in names[1:]]
+    config = load_config(write_topology(tmp_path, names, links, extra=extra))
+    node = NodeServer(
+        config,
+        names[0],
+        secret=SECRET,
+        places=FakePlaces(),
+        log=LogBook(tmp_path / "node.log"),
+        clock_ns=lambda: RECEIVED_NS,
+    )
+    await node.start(port=0)
+    try:
+        yield node
+    finally:
+        await node.stop()
+        node.log.close()
+
+
+async def talk(node: NodeServer, data: bytes) -> bytes:
+    return await exchange("127.0.0.1", node.port, data, timeout=10)
+
+
+async def test_iamat_reply_is_exact(tmp_path: Path) -> None:
+    async with running_node(tmp_path) as node:
+        reply = await talk(
+            node, b"IAMAT kiwi.cs.ucla.edu +34.068930-118.445127 1520023934.918963997\n"
+        )
+    assert reply == (
+        b"AT Solo +0.263873386 kiwi.cs.ucla.edu +34.068930-118.445127 1520023934.918963997\n"
+    )
+
+
+async def test_many_lines_crlf_blank_and_last_line_without_lf(tmp_path: Path) -> None:
+    async with running_node(tmp_path) as node:
+        reply = await talk(
+            node,
+            b"\n   \r\nBOGUS 1 2 3 4\r\nIAMAT a +1+2 1520023935.182837383\n\t\nWHATSAT zz 1 1",
+        )
+    assert reply == (
+        b"? BOGUS 1 2 3 4\nAT Solo +0.000000000 a +1+2 1520023935.182837383\n? WHATSAT zz 1 1\n"
+    )
+
+
+async def test_lines_split_across_packets(tmp_path: Path) -> None:
+    async with running_node(tmp_path) as node:
+        reader, writer = await asyncio.open_connection("127.0.0.1", node.port)
+        for byte in b"IAMAT b -1.5+2.5 1520023936\nFOO\n":
+            writer.write(bytes([byte]))
+            await writer.drain()
+        writer.write_eof()
+        reply = await asyncio.wait_for(reader.read(), 10)
+        writer.close()
+    assert reply == b"AT Solo -0.817162617 b -1.5+2.5 1520023936\n? FOO\n"
+
+
+async def test_whatsat_framing_order_and_bound(tmp_path: Path) -> None:
+    async with running_node(tmp_path) as node:
+        places = node.places
+        assert isinstance(places, FakePlaces)
+        places.gate = asyncio.Event()
+        reader, writer = await asyncio.open_connection("127.0.0.1", node.port)
+        writer.write(b"IAMAT c +34.068930-118.445127 1520023934.918963997\n")
+        writer.write(b"WHATSAT c 10 3\nIAMAT d +0+0 1520023935.182837383\n")
+        await writer.drain()
+        first = await asyncio.wait_for(reader.readline(), 10)
+        assert first.startswith(b"AT Solo +0.263873386 c ")
+        # The WHATSAT is still waiting on its provider: the IAMAT after it must wait too.
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(reader.readline(), 0.2)
+        places.gate.set()
+        writer.write_eof()
+        rest = await asyncio.wait_for(reader.read(), 10)
+        writer.close()
+    assert places.calls == [(34.06893, -118.445127, 10000.0, 3)]
+    at_line, _, tail = rest.partition(b"\n")
+    assert at_line == first.rstrip(b"\n")
+    body, sep, after = tail.partition(b"}\n\n")
+    assert sep and after == b"AT Solo +0.000000000 d +0+0 1520023935.182837383\n"
+    obj = json.loads(body + b"}")
+    assert [r["name"] for r in obj["results"]] == ["place 0", "place 1", "place 2"]
+    assert obj["status"] == "OK"
+    assert b"\n\n" not in body
+    assert b'\n   "html_attributions" : [' in body  # Google's own layout
+
+
+async def test_whatsat_provider_crash_still_replies(tmp_path: Path) -> None:
+    async with running_node(tmp_path) as node:
+        assert isinstance(node.places, FakePlaces)
+        node.places.fail = True
+        reply = await talk(node, b"IAMAT e +1+1 1520023935\nWHATSAT e 5 2\n")
+    body = reply.split(b"\n", 2)[2]
+    assert body.endswith(b"}\n\n")
+    obj = json.loads(body)
+    assert obj["results"] == [] and obj["status"] == "UNKNOWN_ERROR" and obj["error_message"]
+
+
+async def test_unknown_client_and_forged_changeloc_are_invalid(tmp_path: Path) -> None:
+    line = b"CHANGELOC evil +1+1 1520023935 1520023935.000000000 Solo"
+    async with running_node(tmp_path) as node:
+        reply = await talk(node, line + b"\nWHATSAT evil 1 1\n")
+        assert node.store.get(b"evil") is None
+    assert reply == b"? " + line + b"\n? WHATSAT evil 1 1\n"
+
+
+async def test_overlong_line_closes_only_that_connection(tmp_path: Path) -> None:
+    async with running_node(tmp_path, {"max_line_bytes": 100}) as node:
+        other_r, other_w = await asyncio.open_connection("127.0.0.1", node.port)
+        reply = await talk(node, b"IAMAT ok +1+1 1\n" + b"X" * 500)
+        assert reply.startswith(b"AT Solo ")
+        assert reply.endswith(b"\n? " + b"X" * 100 + b"\n")
+        other_w.write(b"IAMAT f +1+1 1520023935\n")
+        assert (await asyncio.wait_for(other_r.readline(), 10)).startswith(b"AT Solo ")
+        other_w.close()
+
+
+async def test_connection_cap_refuses_excess(tmp_path: Path) -> None:
+    async with running_node(tmp_path, {"max_connections": 2}) as node:
+        held = [await asyncio.open_connection("127.0.0.1", node.port) for _ in range(2)]
+        for r, w in held:  # make sure both are registered before the third arrives
+            w.write(b"IAMAT g +1+1 1\n")
+            await asyncio.wait_for(r.readline(), 10)
+        r3, w3 = await asyncio.open_connection("127.0.0.1", node.port)
+        assert await asyncio.wait_for(r3.read(), 10) == b""
+        w3.close()
+        for _, w in held:
+            w.close()
+    assert "CONN_REFUSED" in (tmp_path / "node.log").read_text()
+
+
+async def test_handshake_then_changeloc_is_applied(tmp_path: Path) -> None:
+    async with running_node(tmp_path, names=("Solo", "Buddy")) as node:
+        reader, writer = await asyncio.open_connection("127.0.0.1", node.port)
+        hs = Initiator(SECRET, b"Buddy", b"Solo")
+        writer.write(hs.hello())
+        writer.write(hs.on_challenge((await reader.readline()).rstrip(b"\n")))
+        hs.on_welcome((await reader.readline()).rstrip(b"\n"))
+        writer.write(b"CHANGELOC h +2+2 1520023930.5 1520023931.000000000 Buddy\n")
+        await writer.drain()
+        r2 = await talk(node, b"WHATSAT h 1 1\n")
+        writer.close()
+    assert r2.startswith(b"AT Buddy +0.500000000 h +2+2 1520023930.5\n{")
+
+
+async def test_wrong_secret_is_refused(tmp_path: Path) -> None:
+    async with running_node(tmp_path, names=("Solo", "Buddy")) as node:
+        reader, writer = await asyncio.open_connection("127.0.0.1", node.port)
+        hs = Initiator(b"wrong", b"Buddy", b"Solo")
+        writer.write(hs.hello())
+        challenge = (await reader.readline()).rstrip(b"\n")
+        with pytest.raises(Exception, match="does not know"):
+            hs.on_challenge(challenge)
+        writer.write(b"AUTH " + b"0" * 64 + b"\n")
+        assert await asyncio.wait_for(reader.read(), 10) == b"? AUTH " + b"0" * 64 + b"\n"
+        writer.write_eof()
+        writer.close()
+        r2 = await talk(node, b"CHANGELOC x +1+1 1 1.000000000 Buddy\n")
+    assert r2.startswith(b"? CHANGELOC")
+
+
+async def test_stop_finishes_inflight_replies(tmp_path: Path) -> None:
+    async with running_node(tmp_path) as node:
+        assert isinstance(node.places, FakePlaces)
+        node.places.gate = asyncio.Event()
+        reader, writer = await asyncio.open_connection("127.0.0.1", node.port)
+        writer.write(b"IAMAT s +1+1 1\nWHATSAT s 1 1\n")
+        await writer.drain()
+        await reader.readline()
+        stopping = asyncio.create_task(node.stop())
+        await asyncio.sleep(0)
+        node.places.gate.set()
+        await stopping
+        rest = await asyncio.wait_for(reader.read(), 10)
+        writer.close()
+    assert rest.endswith(b"}\n\n")
+
+
+def test_failure_response_shape() -> None:
+    assert failure_response("REQUEST_DENIED", "no")["results"] == []
