@@ -31,7 +31,10 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 async def run_node(config: HerdConfig, name: str) -> int:
     """Start the node, serve until a stop signal, shut down in order; the exit status."""
-    log = LogBook(config.log_dir / f"{name}.log")
+    rotation = config.log_rotation
+    log = LogBook(
+        config.log_dir / f"{name}.log", max_bytes=rotation.max_bytes, backups=rotation.backups
+    )
     try:
         secret = load_secret(config.secret_file)
         places, why = choose_provider(config.places)

@@ -21,7 +21,17 @@ import yaml
 PROVIDERS = ("auto", "offline", "google", "google-legacy")
 DEFAULT_HOST = "127.0.0.1"
 CONFIG_ENV = "HERD_CONFIG"
-_TOP_KEYS = ("nodes", "links", "places", "limits", "log_dir", "data_dir", "run_dir", "secret_file")
+_TOP_KEYS = (
+    "nodes",
+    "links",
+    "places",
+    "limits",
+    "log_dir",
+    "log_rotation",
+    "data_dir",
+    "run_dir",
+    "secret_file",
+)
 _NODE_KEYS = ("host", "port", "bind")
 _PLACES_KEYS = ("provider", "api_key_env", "endpoint", "timeout")
 _MERGE_TAG = "tag:yaml.org,2002:merge"
@@ -69,6 +79,14 @@ _LIMIT_ZERO_OK = frozenset({"idle_timeout"})
 
 
 @dataclass(frozen=True, slots=True)
+class LogRotation:
+    """When a node's log file is rotated, and how many old files are kept."""
+
+    max_bytes: int = 10 * 1024 * 1024
+    backups: int = 5
+
+
+@dataclass(frozen=True, slots=True)
 class HerdConfig:
     """The whole validated topology file; paths are absolute."""
 
@@ -81,6 +99,7 @@ class HerdConfig:
     data_dir: Path
     run_dir: Path
     secret_file: Path
+    log_rotation: LogRotation = LogRotation()
 
     def node(self, name: str) -> NodeSpec:
         """The node called `name`, or ConfigError listing the known names."""
@@ -257,6 +276,7 @@ def _build(data: object, path: Path) -> HerdConfig:
         data_dir=_path(top.get("data_dir", "data"), "data_dir", base),
         run_dir=run_dir,
         secret_file=secret_file,
+        log_rotation=_parse_log_rotation(top.get("log_rotation")),
     )
 
 
@@ -331,6 +351,15 @@ def _parse_places(raw: object) -> PlacesConfig:
         api_key_env=_text(spec.get("api_key_env", default.api_key_env), "places.api_key_env"),
         endpoint=endpoint,
         timeout=_seconds(spec.get("timeout", default.timeout), "places.timeout"),
+    )
+
+
+def _parse_log_rotation(raw: object) -> LogRotation:
+    spec = _mapping(raw, "log_rotation", ("max_bytes", "backups"), "a mapping")
+    default = LogRotation()
+    return LogRotation(
+        max_bytes=_int(spec.get("max_bytes", default.max_bytes), "log_rotation.max_bytes", 1024),
+        backups=_int(spec.get("backups", default.backups), "log_rotation.backups", 1),
     )
 
 

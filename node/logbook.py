@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import time
 from pathlib import Path
@@ -29,8 +30,17 @@ class LogBook:
     `flush_interval` bounds how stale the file can be; `close()` writes what is left.
     """
 
-    def __init__(self, path: Path | None, *, flush_interval: float = 0.1) -> None:
+    def __init__(
+        self,
+        path: Path | None,
+        *,
+        flush_interval: float = 0.1,
+        max_bytes: int = 10 * 1024 * 1024,
+        backups: int = 5,
+    ) -> None:
         self._path = path
+        self._max_bytes = max_bytes
+        self._backups = backups
         self._file: TextIO | None = None
         self._pending: list[str] = []
         self._interval = flush_interval
@@ -39,7 +49,11 @@ class LogBook:
         self._stamp_prefix = ""
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = open(path, "a", encoding="utf-8", buffering=1 << 16)  # noqa: SIM115
+            self._open()
+
+    def _open(self) -> None:
+        assert self._path is not None
+        self._file = open(self._path, "a", encoding="utf-8", buffering=1 << 16)  # noqa: SIM115
 
     def event(self, text: str) -> None:
         """Record one event now; it reaches the file within the flush interval."""
@@ -68,8 +82,22 @@ class LogBook:
         try:
             target.write(chunk)
             target.flush()
+            if self._file is not None and self._file.tell() >= self._max_bytes:
+                self._rotate()
         except OSError as e:  # a full disk must not take the node down
             print(f"log write failed: {e}", file=sys.stderr)
+
+    def _rotate(self) -> None:
+        """NAME.log -> NAME.log.1 -> ... -> NAME.log.<backups>; the oldest is dropped."""
+        assert self._file is not None and self._path is not None
+        self._file.close()
+        path = self._path
+        for i in range(self._backups - 1, 0, -1):
+            older = path.with_name(f"{path.name}.{i}")
+            if older.exists():
+                os.replace(older, path.with_name(f"{path.name}.{i + 1}"))
+        os.replace(path, path.with_name(f"{path.name}.1"))
+        self._open()
 
     def close(self) -> None:
         if self._timer is not None:

@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from typing import TYPE_CHECKING
+import time
+from typing import TYPE_CHECKING, Any
 
 from node.handshake import HandshakeError, Initiator
 from node.logbook import show
@@ -45,6 +46,7 @@ class PeerLink:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.up = False
+        self.since = 0.0  # when `up` last changed (POSIX time)
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"link-{self.name}")
@@ -99,6 +101,8 @@ class PeerLink:
             finally:
                 was_up = self.up
                 self.up = False
+                if was_up:
+                    self.since = time.time()
                 self._close_writer()
             if was_up:
                 log.event(f"LINK_DOWN peer={self.name} reason={reason}")
@@ -125,6 +129,7 @@ class PeerLink:
         welcome = await asyncio.wait_for(reader.readline(), HANDSHAKE_TIMEOUT)
         hs.on_welcome(_strip(welcome))
         self.up = True
+        self.since = time.time()
         node.log.event(f"LINK_UP peer={self.name} addr={self.spec.host}:{self.spec.port}")
         await self._send_state(writer)
         # The neighbour sends nothing after WELCOME; a read returning means the link died.
@@ -139,6 +144,13 @@ class PeerLink:
             await writer.drain()
         writer.write(format_synced(len(records)))
         self.node.log.event(f"LINK_SYNC_SENT peer={self.name} records={len(records)}")
+
+    def buffered(self) -> int:
+        """Bytes written to the link but not yet sent: how far the neighbour lags behind us."""
+        writer = self._writer
+        if writer is None or not self.up:
+            return 0
+        return writer.transport.get_write_buffer_size() + sum(map(len, self._outbox))
 
     def _close_writer(self) -> None:
         writer, self._writer = self._writer, None
@@ -172,6 +184,19 @@ class Peers:
         for name, link in self.links.items():
             if name != exclude:
                 link.send(line)
+
+    def status(self) -> dict[str, dict[str, Any]]:
+        """Per neighbour: our link to it, its link to us, and whether it has synced us."""
+        return {
+            link.name: {
+                "out": link.up,
+                "out_since": link.since,
+                "in": name in self.inbound,
+                "synced": name in self.synced_from,
+                "buffered": link.buffered(),
+            }
+            for name, link in self.links.items()
+        }
 
     def inbound_up(self, peer: bytes, conn: Connection) -> None:
         """A neighbour linked in: drop its stale link, and make sure ours to it is up."""

@@ -12,6 +12,7 @@ import contextlib
 import errno
 import itertools
 import json
+import os
 import time
 from collections import deque
 from collections.abc import Callable
@@ -34,6 +35,7 @@ from node.protocol import (
     parse_line,
     parse_location,
 )
+from node.status import StatusFile, status_path
 from node.store import ClientStore, Record, record_from_changeloc, record_from_iamat
 
 _LF = b"\n"
@@ -81,6 +83,9 @@ class NodeServer:
         self._server: asyncio.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self.port: int = self.spec.port
+        self.started_at = time.time()
+        self.state = "starting"
+        self.status_file = StatusFile(status_path(config.run_dir, name), self.status)
 
     async def start(self, *, port: int | None = None) -> None:
         """Listen (on `port` when given, 0 for any) and bring the links up."""
@@ -106,10 +111,14 @@ class NodeServer:
         )
         self._sweeper = loop.create_task(self._sweep())
         self.peers.start()
+        self.state = "running"
+        self.status_file.start()
 
     async def stop(self) -> None:
         """Shut down in order: stop listening, finish replies, close links, bounded waits."""
         self.log.event(f"STOPPING node={self.name}")
+        self.state = "stopping"
+        self.status_file.write_now()
         if self._server is not None:
             self._server.close()
         if self._sweeper is not None:
@@ -123,6 +132,7 @@ class NodeServer:
             conn.abort("shutdown")
         await self.peers.stop()
         await self.places.close()
+        await self.status_file.stop()
         if self._server is not None:
             self._server.close()
             with contextlib.suppress(TimeoutError):
@@ -160,6 +170,20 @@ class NodeServer:
         if isinstance(results, list) and len(results) > msg.bound:
             response = {**response, "results": results[: msg.bound]}
         return record.at_line() + format_places(response) + b"\n\n"
+
+    def status(self) -> dict[str, Any]:
+        """What a supervisor shows: identity, clients known, and each link's state."""
+        return {
+            "name": self.name,
+            "pid": os.getpid(),
+            "host": self.spec.host,
+            "port": self.port,
+            "state": self.state,
+            "started_at": self.started_at,
+            "clients": len(self.store),
+            "connections": sum(1 for c in self.connections if c.peer is None),
+            "links": self.peers.status(),
+        }
 
     def sync_state(self) -> list[Record]:
         """Every record we hold, for a neighbour that just linked up."""

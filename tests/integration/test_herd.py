@@ -61,6 +61,23 @@ def test_secret_file_shared_and_private(herd: Herd) -> None:
         assert secret.read_text().strip() not in node.log_text()
 
 
+def test_status_files_show_every_link_up_and_synced(herd: Herd) -> None:
+    for name in NAMES:
+        path = herd.config.parent / "run" / f"{name}.status.json"
+
+        def linked(path: Path = path) -> bool:
+            try:
+                links = json.loads(path.read_text())["links"]
+            except (FileNotFoundError, json.JSONDecodeError):
+                return False
+            return all(v["out"] and v["in"] and v["synced"] for v in links.values())
+
+        wait_until(linked, f"{name}'s status to show every link up and synced")
+        status = json.loads(path.read_text())
+        assert sorted(status["links"]) == herd.neighbours(name)
+        assert status["pid"] == herd.nodes[name].proc.pid  # type: ignore[union-attr]
+
+
 def test_iamat_at_welsh_answered_at_hands_with_welshs_line(herd: Herd) -> None:
     at = exchange_sync(
         port(herd, "Welsh"), b"IAMAT kiwi.cs.ucla.edu %s 1520023934.918963997\n" % UCLA

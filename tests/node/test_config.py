@@ -274,3 +274,12 @@ def test_default_config_path_from_env(monkeypatch: pytest.MonkeyPatch, tmp_path:
 def test_default_config_path_without_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("HERD_CONFIG", raising=False)
     assert default_config_path() == Path("topology.yaml")
+
+
+def test_log_rotation_defaults_and_overrides(tmp_path):
+    text = "nodes: {A: {port: 1}}\nlog_rotation: {max_bytes: 4096, backups: 2}\n"
+    config = parse_config(text, tmp_path / "topology.yaml")
+    assert (config.log_rotation.max_bytes, config.log_rotation.backups) == (4096, 2)
+    assert parse_config("nodes: {A: {port: 1}}\n", tmp_path / "t.yaml").log_rotation.backups == 5
+    with pytest.raises(ConfigError, match=r"log_rotation\.backups: 0 must be 1 or more"):
+        parse_config("nodes: {A: {port: 1}}\nlog_rotation: {backups: 0}\n", tmp_path / "t.yaml")

@@ -141,3 +141,17 @@ def test_logbook_without_a_path_writes_to_stderr(capsys):
     err = capsys.readouterr().err
     m = STAMPED.fullmatch(err.removesuffix("\n"))
     assert m is not None and m.group(1) == "to stderr"
+
+
+def test_rotates_by_size_keeping_backups(tmp_path):
+    path = tmp_path / "N.log"
+    book = LogBook(path, max_bytes=200, backups=2)
+    for i in range(40):
+        book.event(f"event number {i:03d}")
+    book.close()
+    kept = sorted(p.name for p in tmp_path.iterdir())
+    assert kept == ["N.log", "N.log.1", "N.log.2"]
+    assert all(p.stat().st_size <= 200 + 60 for p in tmp_path.iterdir())
+    assert "event number 039" in path.read_text() or "event number 039" in (
+        tmp_path / "N.log.1"
+    ).read_text()

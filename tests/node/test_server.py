@@ -230,3 +230,21 @@ async def test_stop_finishes_inflight_replies(tmp_path: Path) -> None:
 
 def test_failure_response_shape() -> None:
     assert failure_response("REQUEST_DENIED", "no")["results"] == []
+
+
+async def test_status_file_tracks_clients_and_is_removed_at_stop(tmp_path: Path) -> None:
+    async with running_node(tmp_path, names=("Solo", "Buddy")) as node:
+        path = node.status_file.path
+        await talk(node, b"IAMAT st +1+1 1\n")
+        deadline = asyncio.get_running_loop().time() + 10
+        status: dict[str, Any] = {}
+        while status.get("clients") != 1:
+            assert asyncio.get_running_loop().time() < deadline, status
+            await asyncio.sleep(0.05)
+            if path.exists():
+                status = json.loads(path.read_text())
+        assert status["name"] == "Solo" and status["port"] == node.port
+        assert status["state"] == "running"
+        assert status["links"]["Buddy"]["out"] is False  # Buddy is not running
+        assert set(status["links"]["Buddy"]) == {"out", "out_since", "in", "synced", "buffered"}
+    assert not path.exists()
