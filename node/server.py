@@ -18,6 +18,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+import psutil
+
 from node.config import HerdConfig
 from node.handshake import HandshakeError, Responder
 from node.logbook import LogBook, show
@@ -45,6 +47,19 @@ SHUTDOWN_GRACE = 3.0  # seconds in-flight replies get to finish at shutdown
 
 class StartupError(Exception):
     """The node cannot start (port in use, bad bind address); the message says why."""
+
+
+def port_holder(port: int) -> str:
+    """` (held by pid N: NAME)` for the process listening on `port`, where psutil can tell."""
+    try:
+        for conn in psutil.net_connections(kind="inet"):
+            if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port:
+                if conn.pid is None:
+                    return ""
+                return f" (held by pid {conn.pid}: {psutil.Process(conn.pid).name()})"
+    except (psutil.Error, OSError):
+        pass
+    return ""
 
 
 def format_places(response: dict[str, Any]) -> bytes:
@@ -99,6 +114,7 @@ class NodeServer:
             if e.errno == errno.EADDRINUSE:
                 raise StartupError(
                     f"{self.name}: port {want} on {self.spec.bind} is already in use"
+                    f"{port_holder(want)}"
                 ) from None
             raise StartupError(
                 f"{self.name}: cannot listen on {self.spec.bind}:{want}: {e.strerror}"

@@ -177,6 +177,7 @@ def test_port_in_use_names_the_port(tmp_path: Path) -> None:
         result = run_node("Solo", "-c", str(config))
     assert result.returncode == 2
     assert f"port {taken}" in result.stderr and "in use" in result.stderr
+    assert f"held by pid {os.getpid()}" in result.stderr
     assert "Traceback" not in result.stderr
 
 
