@@ -126,6 +126,7 @@ class NodeServer:
             f"places={self.places.name} neighbours={neighbours}"
         )
         self._sweeper = loop.create_task(self._sweep())
+        await self.places.start()
         self.peers.start()
         self.state = "running"
         self.status_file.start()

@@ -115,7 +115,8 @@ class NodeProcess:
         self.name = name
         self.config = config
         self.port = port
-        self.env = {**os.environ, **(env or {})}
+        # The environment as given (so a test can leave a variable out), else ours.
+        self.env = dict(os.environ if env is None else env)
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property

@@ -24,6 +24,10 @@ class PlacesProvider(Protocol):
         """A Nearby Search response with at most `bound` results within `radius_m` metres."""
         ...
 
+    async def start(self) -> None:
+        """Begin slow set-up in the background (the node calls it once, at start-up)."""
+        ...
+
     async def close(self) -> None:
         """Release whatever the provider holds (sessions, pending loads)."""
         ...

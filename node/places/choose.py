@@ -1,4 +1,9 @@
-"""Which places provider a node uses, and why (the reason goes in the start-up log)."""
+"""Which places provider a node uses, and why (the reason goes in the start-up log).
+
+`auto` (the default) uses Google's Places API (New) when the environment variable named by
+`places.api_key_env` holds a key, else the offline provider. `google` and `google-legacy`
+require the key. The key itself never appears in a reason or an error.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,9 @@ from collections.abc import Mapping
 
 from node.config import PlacesConfig
 from node.places.base import PlacesProvider
+from node.places.google import GooglePlaces
+from node.places.google_legacy import GoogleLegacyPlaces
+from node.places.http import redact
 from node.places.offline import OfflinePlaces
 
 
@@ -18,13 +26,28 @@ def choose_provider(
     config: PlacesConfig, env: Mapping[str, str] = os.environ
 ) -> tuple[PlacesProvider, str]:
     """The provider named by `config` (resolving `auto`), and a one-line reason."""
-    has_key = bool(env.get(config.api_key_env))
+    var = config.api_key_env
+    key = env.get(var, "").strip()
     if config.provider == "offline":
         return OfflinePlaces(), "configured: offline"
     if config.provider == "auto":
-        if has_key:
-            return OfflinePlaces(), (
-                f"auto: ${config.api_key_env} is set but the Google providers are not built yet"
+        if not key:
+            return OfflinePlaces(), f"auto: ${var} is not set"
+        return _google(GooglePlaces, key, config, f"auto: ${var} is set")
+    if config.provider in ("google", "google-legacy"):
+        if not key:
+            raise ProviderError(
+                f"places provider {config.provider!r} needs a Google API key in the environment"
+                f" variable {var}, which is not set (or empty)"
             )
-        return OfflinePlaces(), f"auto: ${config.api_key_env} is not set"
+        kind = GooglePlaces if config.provider == "google" else GoogleLegacyPlaces
+        return _google(kind, key, config, f"configured: {config.provider}, ${var} is set")
     raise ProviderError(f"places provider {config.provider!r} is not available in this version")
+
+
+def _google(
+    kind: type[GooglePlaces] | type[GoogleLegacyPlaces], key: str, config: PlacesConfig, why: str
+) -> tuple[PlacesProvider, str]:
+    provider = kind(key, endpoint=config.endpoint, timeout=config.timeout)
+    reason = f"{why}; endpoint {provider.endpoint}, timeout {config.timeout:g} s"
+    return provider, redact(reason, key)

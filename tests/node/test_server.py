@@ -41,6 +41,9 @@ class FakePlaces:
         results = [{"name": f"place {i}", "vicinity": "line\nbreak"} for i in range(25)]
         return success_response(results, ["attribution"])
 
+    async def start(self) -> None:
+        pass
+
     async def close(self) -> None:
         pass
 

@@ -1,0 +1,1 @@
+"""Fake upstream services for tests: real servers on loopback, scripted per test."""
