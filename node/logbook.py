@@ -91,13 +91,16 @@ class LogBook:
         """NAME.log -> NAME.log.1 -> ... -> NAME.log.<backups>; the oldest is dropped."""
         assert self._file is not None and self._path is not None
         self._file.close()
+        self._file = None  # until reopened, events go to stderr rather than a closed file
         path = self._path
-        for i in range(self._backups - 1, 0, -1):
-            older = path.with_name(f"{path.name}.{i}")
-            if older.exists():
-                os.replace(older, path.with_name(f"{path.name}.{i + 1}"))
-        os.replace(path, path.with_name(f"{path.name}.1"))
-        self._open()
+        try:
+            for i in range(self._backups - 1, 0, -1):
+                older = path.with_name(f"{path.name}.{i}")
+                if older.exists():
+                    os.replace(older, path.with_name(f"{path.name}.{i + 1}"))
+            os.replace(path, path.with_name(f"{path.name}.1"))
+        finally:
+            self._open()
 
     def close(self) -> None:
         if self._timer is not None:

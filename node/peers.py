@@ -58,9 +58,11 @@ class PeerLink:
                 await self._task
         self._close_writer()
 
-    def wake(self) -> None:
+    def wake(self, *, resync: bool = False) -> None:
         """Reconnect now instead of waiting out the backoff (the neighbour just came back)."""
         self._wake.set()
+        if resync and self.up and self._writer is not None:
+            self._writer.transport.abort()  # the neighbour lost its state: send ours again
 
     def send(self, line: bytes) -> None:
         """Queue a line for the neighbour; lines queued in one loop tick go in one write."""
@@ -93,15 +95,18 @@ class PeerLink:
             reason = "closed"
             try:
                 await self._connect_and_serve()
-                delay = limits.peer_backoff_initial
             except HandshakeError as e:
                 reason = f"handshake: {e}"
-            except (OSError, TimeoutError, asyncio.IncompleteReadError) as e:
+            except Exception as e:  # any failure drops the link; only cancellation ends it
                 reason = str(e) or type(e).__name__
             finally:
                 was_up = self.up
                 self.up = False
                 if was_up:
+                    # Only a link that stayed up a while earns a fast reconnect; one that the
+                    # neighbour drops at once must not resync the whole state in a tight loop.
+                    if time.time() - self.since >= limits.peer_backoff_max:
+                        delay = limits.peer_backoff_initial
                     self.since = time.time()
                 self._close_writer()
             if was_up:
@@ -110,24 +115,24 @@ class PeerLink:
                 log.event(f"LINK_FAILED peer={self.name} retry_in={delay:.2f}s reason={reason}")
             # Jitter keeps five restarted nodes from reconnecting in lockstep.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay * random.uniform(0.5, 1.0))
+                async with asyncio.timeout(delay * random.uniform(0.5, 1.0)):
+                    await self._wake.wait()
             delay = min(delay * 2, limits.peer_backoff_max)
 
     async def _connect_and_serve(self) -> None:
         node = self.node
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(
+        async with asyncio.timeout(CONNECT_TIMEOUT):
+            reader, writer = await asyncio.open_connection(
                 self.spec.host, self.spec.port, limit=node.limits.max_line_bytes + 2
-            ),
-            CONNECT_TIMEOUT,
-        )
+            )
         self._writer = writer
         hs = Initiator(node.secret, node.name_bytes, self.name_bytes)
         writer.write(hs.hello())
-        challenge = await asyncio.wait_for(reader.readline(), HANDSHAKE_TIMEOUT)
-        writer.write(hs.on_challenge(_strip(challenge)))
-        welcome = await asyncio.wait_for(reader.readline(), HANDSHAKE_TIMEOUT)
-        hs.on_welcome(_strip(welcome))
+        async with asyncio.timeout(HANDSHAKE_TIMEOUT):
+            challenge = await reader.readline()
+            writer.write(hs.on_challenge(_strip(challenge)))
+            welcome = await reader.readline()
+            hs.on_welcome(_strip(welcome))
         self.up = True
         self.since = time.time()
         node.log.event(f"LINK_UP peer={self.name} addr={self.spec.host}:{self.spec.port}")
@@ -202,11 +207,13 @@ class Peers:
         """A neighbour linked in: drop its stale link, and make sure ours to it is up."""
         old = self.inbound.get(peer)
         self.inbound[peer] = conn
-        if old is not None and old is not conn:
+        replaced = old is not None and old is not conn
+        self.synced_from.discard(peer)  # until this link's own SYNCED arrives
+        if old is not None and replaced:
             old.abort("replaced by a new link from the same peer")
         link = self.links.get(peer)
         if link is not None:
-            link.wake()
+            link.wake(resync=replaced)
 
     def inbound_lost(self, peer: bytes, conn: Connection) -> None:
         if self.inbound.get(peer) is conn:

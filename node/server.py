@@ -8,6 +8,7 @@ order the lines came, batched into as few writes as possible.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import errno
 import itertools
@@ -43,6 +44,7 @@ from node.store import ClientStore, Record, record_from_changeloc, record_from_i
 _LF = b"\n"
 SWEEP_INTERVAL = 1.0  # seconds between checks of line deadlines and idle connections
 SHUTDOWN_GRACE = 3.0  # seconds in-flight replies get to finish at shutdown
+MAX_PENDING_REPLIES = 1000  # per connection; beyond it the node stops reading that client
 
 
 class StartupError(Exception):
@@ -94,6 +96,7 @@ class NodeServer:
         self.known_servers = frozenset(n.encode() for n in config.nodes)
         self.peers = Peers(self)
         self.connections: set[Connection] = set()
+        self.per_host: collections.Counter[str] = collections.Counter()
         self._conn_ids = itertools.count(1)
         self._server: asyncio.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
@@ -106,6 +109,7 @@ class NodeServer:
         """Listen (on `port` when given, 0 for any) and bring the links up."""
         loop = asyncio.get_running_loop()
         want = self.spec.port if port is None else port
+        await self.places.start()
         try:
             self._server = await loop.create_server(
                 lambda: Connection(self), self.spec.bind, want, reuse_address=True, backlog=1024
@@ -126,7 +130,6 @@ class NodeServer:
             f"places={self.places.name} neighbours={neighbours}"
         )
         self._sweeper = loop.create_task(self._sweep())
-        await self.places.start()
         self.peers.start()
         self.state = "running"
         self.status_file.start()
@@ -165,14 +168,18 @@ class NodeServer:
             self.peers.flood(record, exclude=None)
         return record.at_line()
 
-    def changeloc(self, msg: ChangeLoc, sender: bytes) -> bool:
-        """Apply a flooded record if it is newer, and pass it on; False if it was refused."""
+    def changeloc(self, msg: ChangeLoc, sender: bytes) -> None:
+        """Apply a flooded record if it is newer, and pass it on to the other neighbours."""
         if msg.server not in self.known_servers:
-            return False
+            # A neighbour with a different topology: skip the record, keep the link.
+            self.log.event(
+                f"PEER_UNKNOWN_SERVER peer={sender.decode()} server={show(msg.server)}"
+                f" client={show(msg.client)}"
+            )
+            return
         record = record_from_changeloc(msg)
         if self.store.apply(record):
             self.peers.flood(record, exclude=sender)
-        return True
 
     async def whatsat(self, record: Record, msg: WhatsAt) -> bytes:
         """The stored AT line, then the places near the client as Nearby Search JSON."""
@@ -180,13 +187,14 @@ class NodeServer:
         assert point is not None  # stored records were validated on the way in
         try:
             response = await self.places.nearby(point[0], point[1], msg.radius_km * 1000, msg.bound)
+            results = response.get("results")
+            if isinstance(results, list) and len(results) > msg.bound:
+                response = {**response, "results": results[: msg.bound]}
+            body = format_places(response)
         except Exception as e:  # a provider bug must still produce a reply, never a hang
             self.log.event(f"PLACES_ERROR provider={self.places.name} error={type(e).__name__}")
-            response = failure_response("UNKNOWN_ERROR", "places provider failed")
-        results = response.get("results")
-        if isinstance(results, list) and len(results) > msg.bound:
-            response = {**response, "results": results[: msg.bound]}
-        return record.at_line() + format_places(response) + b"\n\n"
+            body = format_places(failure_response("UNKNOWN_ERROR", "places provider failed"))
+        return record.at_line() + body + b"\n\n"
 
     def status(self) -> dict[str, Any]:
         """What a supervisor shows: identity, clients known, and each link's state."""
@@ -204,7 +212,7 @@ class NodeServer:
 
     def sync_state(self) -> list[Record]:
         """Every record we hold, for a neighbour that just linked up."""
-        return list(self.store)
+        return self.store.snapshot()
 
     # -- housekeeping -----------------------------------------------------------------
 
@@ -232,12 +240,19 @@ class Connection(asyncio.Protocol):
         self._responder: Responder | None = None
         # Replies in line order: bytes ready to send, or a task still computing one.
         self._queue: deque[bytes | asyncio.Task[bytes]] = deque()
+        self._backlog: deque[bytes] = deque()  # lines read but not yet handled
+        self._overlong_reply: bytes | None = None  # goes out after the backlog
+        self._refused = False  # a failed AUTH: no further line is handled
+        self._write_paused = False
         self._closing_after_flush = False
+        self._eof = False  # the client closed its side
+        self._lingering: float | None = None  # half-closed by us at; reading to the client's EOF
         self._closed = False
         self._finished: asyncio.Future[None] | None = None
         self._last_activity = time.monotonic()
         self._pending_since: float | None = None
         self._where = "?"
+        self._host = "?"
 
     # -- asyncio callbacks --------------------------------------------------------------
 
@@ -247,8 +262,9 @@ class Connection(asyncio.Protocol):
         peername = transport.get_extra_info("peername")
         if isinstance(peername, tuple):
             self._where = f"{peername[0]}:{peername[1]}"
+            self._host = str(peername[0])
         node = self.node
-        if len(node.connections) >= node.limits.max_connections:
+        if node.per_host[self._host] >= node.limits.max_connections:
             node.log.event(
                 f"CONN_REFUSED conn={self.id} from={self._where} "
                 f"reason=max_connections({node.limits.max_connections})"
@@ -257,18 +273,23 @@ class Connection(asyncio.Protocol):
             transport.abort()
             return
         node.connections.add(self)
+        node.per_host[self._host] += 1
         node.log.event(f"CONN_OPEN conn={self.id} from={self._where}")
 
     def data_received(self, data: bytes) -> None:
         self._last_activity = time.monotonic()
+        if self._closing_after_flush:
+            return  # answered its last line; read and drop the rest so close() is not a reset
         splitter = self.splitter
         lines = splitter.feed(data)
         if lines:
             self._handle_lines(lines)
         if splitter.overlong is not None:
             self.node.log.event(f"LINE_TOO_LONG conn={self.id} limit={splitter.max_line}")
-            self._queue.append(format_invalid(splitter.overlong))
+            self._overlong_reply = format_invalid(splitter.overlong)
             self._closing_after_flush = True
+            self._pending_since = None
+            self._work()  # the lines before it are answered first
             self._flush()
             return
         self._pending_since = (
@@ -278,10 +299,12 @@ class Connection(asyncio.Protocol):
             self._flush()
 
     def eof_received(self) -> bool:
+        self._eof = True
         lines = self.splitter.feed_eof()
         if lines:
             self._handle_lines(lines)
         self._closing_after_flush = True
+        self._pending_since = None
         self._flush()
         return True  # keep our side open until every reply is written
 
@@ -294,6 +317,9 @@ class Connection(asyncio.Protocol):
         node = self.node
         if self in node.connections:
             node.connections.discard(self)
+            node.per_host[self._host] -= 1
+            if node.per_host[self._host] <= 0:
+                del node.per_host[self._host]
             who = f" peer={self.peer.decode()}" if self.peer else ""
             reason = f" error={exc}" if exc else ""
             node.log.event(f"CONN_CLOSE conn={self.id}{who}{reason}")
@@ -304,32 +330,55 @@ class Connection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         # A client that does not read its replies stops being read from.
-        if self.transport is not None:
-            self.transport.pause_reading()
+        self._write_paused = True
+        self._set_reading()
 
     def resume_writing(self) -> None:
-        if self.transport is not None and not self._closed:
-            self.transport.resume_reading()
+        self._write_paused = False
+        self._set_reading()
+
+    def _set_reading(self) -> None:
+        """Read only while replies drain, the backlog is empty and the client may send more."""
+        t = self.transport
+        if t is None or self._closed:
+            return
+        if self._write_paused or self._backlog:
+            t.pause_reading()
+        else:
+            t.resume_reading()
 
     # -- lines ------------------------------------------------------------------------
 
     def _handle_lines(self, lines: list[bytes]) -> None:
+        self._backlog.extend(lines)
+        self._work()
+
+    def _work(self) -> None:
+        """Handle backlog lines while fewer than MAX_PENDING_REPLIES replies are pending."""
         node = self.node
         log = node.log
         queue = self._queue
-        for line in lines:
-            if self._closing_after_flush:
-                return  # a failed AUTH ends the conversation
+        backlog = self._backlog
+        while backlog and len(queue) < MAX_PENDING_REPLIES:
+            if self._refused:
+                backlog.clear()  # a failed AUTH ends the conversation
+                break
+            line = backlog.popleft()
             peer = self.peer
             msg = parse_line(line, peer=peer is not None)
             if msg is None:
                 continue
             if peer is not None:
                 if not self._handle_peer_line(msg, line, peer):
-                    return  # the link was dropped for a bad line
+                    backlog.clear()  # the link was dropped for a bad line
+                    break
                 continue
             log.event(f"IN conn={self.id} {show(line)}")
             queue.append(self._reply(msg, line))
+        if not backlog and self._overlong_reply is not None:
+            queue.append(self._overlong_reply)
+            self._overlong_reply = None
+        self._set_reading()
 
     def _reply(self, msg: Message, line: bytes) -> bytes | asyncio.Task[bytes]:
         node = self.node
@@ -356,11 +405,13 @@ class Connection(asyncio.Protocol):
             reply = self._responder.on_auth(msg.fields)
         except HandshakeError as e:
             node.log.event(f"PEER_AUTH_FAILED conn={self.id} from={self._where} reason={e}")
-            self._closing_after_flush = msg.keyword == b"AUTH"
+            self._refused = self._closing_after_flush = msg.keyword == b"AUTH"
             return format_invalid(line)
         peer = self._responder.peer
         assert peer is not None
         self.peer = peer
+        # A CHANGELOC is longer than the IAMAT it came from (time_received, server name).
+        self.splitter.max_line = node.limits.max_line_bytes + 64 + max(map(len, node.known_servers))
         node.log.event(f"PEER_IN_UP conn={self.id} peer={peer.decode()} from={self._where}")
         node.peers.inbound_up(peer, self)
         return reply
@@ -368,8 +419,9 @@ class Connection(asyncio.Protocol):
     def _handle_peer_line(self, msg: Message, line: bytes, peer: bytes) -> bool:
         """Apply a neighbour's line; a malformed one drops the link (it will reconnect)."""
         node = self.node
-        if isinstance(msg, ChangeLoc) and node.changeloc(msg, peer):
+        if isinstance(msg, ChangeLoc):
             node.log.event(f"PEER_IN peer={peer.decode()} {show(line)}")
+            node.changeloc(msg, peer)
             return True
         if isinstance(msg, Synced):
             node.log.event(f"PEER_SYNCED peer={peer.decode()} records={msg.count}")
@@ -388,32 +440,43 @@ class Connection(asyncio.Protocol):
             return
         queue = self._queue
         ready: list[bytes] = []
-        while queue:
-            head = queue[0]
-            if isinstance(head, bytes):
-                ready.append(head)
-            elif head.done():
-                if head.cancelled():
-                    queue.popleft()
-                    continue
-                ready.append(head.result())
-            else:
+        while True:
+            while queue:
+                head = queue[0]
+                if isinstance(head, bytes):
+                    ready.append(head)
+                elif head.done():
+                    if head.cancelled():
+                        queue.popleft()
+                        continue
+                    ready.append(head.result())
+                else:
+                    break
+                queue.popleft()
+            if not self._backlog or len(queue) >= MAX_PENDING_REPLIES:
                 break
-            queue.popleft()
+            self._work()  # room for more replies: handle the lines held back
         if ready:
             log = self.node.log
             for reply in ready:
                 log.event(f"OUT conn={self.id} {show(reply.rstrip(_LF))}")
             transport.write(b"".join(ready))
-        if not queue and self._closing_after_flush:
-            self._closed = True
-            transport.close()
+        if not queue and not self._backlog and self._closing_after_flush:
+            if self._eof:
+                transport.close()
+            elif self._lingering is None:
+                # Half-close: the client still reads every reply, then sends its EOF.
+                self._lingering = time.monotonic()
+                transport.write_eof()  # idempotent; _closed waits for connection_lost or abort()
 
     # -- lifecycle --------------------------------------------------------------------
 
     def check_deadlines(self, now: float, line_deadline: float, idle_timeout: float) -> None:
         """Cut off a client holding a half-sent line too long, or idle past the timeout."""
         if self.peer is not None or self._closed:
+            return
+        if self._lingering is not None and now - self._lingering > line_deadline:
+            self.abort("no EOF after the last reply")
             return
         if self._pending_since is not None and now - self._pending_since > line_deadline:
             self.abort(f"line_deadline({line_deadline:g}s)")
@@ -442,7 +505,7 @@ class Connection(asyncio.Protocol):
             if not self._finished.done():
                 self._finished.set_result(None)
             return self._finished
-        self.transport.pause_reading()
         self._closing_after_flush = True
+        self._set_reading()
         self._flush()
         return self._finished

@@ -90,4 +90,8 @@ class ClientStore:
         return len(self._records)
 
     def __iter__(self) -> Iterator[Record]:
-        return iter(list(self._records.values()))
+        return iter(self.snapshot())  # safe while records are applied meanwhile
+
+    def snapshot(self) -> list[Record]:
+        """Every record, as a list that later updates do not change."""
+        return list(self._records.values())
