@@ -46,12 +46,14 @@ class PeerLink:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.up = False
+        self._stopping = False
         self.since = 0.0  # when `up` last changed (POSIX time)
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"link-{self.name}")
 
     async def stop(self) -> None:
+        self._stopping = True  # belt and braces: a lost cancellation still ends the loop
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -90,7 +92,7 @@ class PeerLink:
         limits = self.node.config.limits
         log = self.node.log
         delay = limits.peer_backoff_initial
-        while True:
+        while not self._stopping:
             self._wake.clear()
             reason = "closed"
             try:

@@ -117,11 +117,11 @@ class NodeServer:
         except OSError as e:
             if e.errno == errno.EADDRINUSE:
                 raise StartupError(
-                    f"{self.name}: port {want} on {self.spec.bind} is already in use"
+                    f"port {want} on {self.spec.bind} is already in use"
                     f"{port_holder(want)}"
                 ) from None
             raise StartupError(
-                f"{self.name}: cannot listen on {self.spec.bind}:{want}: {e.strerror}"
+                f"cannot listen on {self.spec.bind}:{want}: {e.strerror}"
             ) from None
         self.port = self._server.sockets[0].getsockname()[1]
         neighbours = ",".join(self.config.neighbours(self.name))
