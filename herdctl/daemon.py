@@ -1,0 +1,142 @@
+"""Finding, starting and reaching the supervisor daemon, for the CLI.
+
+`ensure_supervisor(config_path)` is the one call `herdctl` needs before any request: it
+returns the pid of a supervisor that answers `ping`, starting one (detached, in its own
+session) when none is running, and cleaning a stale pid file or socket first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import psutil
+
+from herdctl import control
+from herdctl.procs import child_env, live_process, read_json
+from node.config import HerdConfig, load_config
+
+LOG_NAME = "herdctl.log"
+MAX_SOCKET_PATH = 107  # bytes: sun_path is 108 including the terminating NUL
+START_TIMEOUT = 10.0
+
+
+class SupervisorError(Exception):
+    """The supervisor cannot be started or reached; str() says why (with its log's tail)."""
+
+
+def socket_for(config: HerdConfig) -> Path:
+    """The control socket of `config`'s supervisor, or SupervisorError if the path is too long."""
+    sock = control.socket_path(config.run_dir)
+    size = len(os.fsencode(sock))
+    if size > MAX_SOCKET_PATH:
+        raise SupervisorError(
+            f"the control socket path {sock} is {size} bytes, more than the {MAX_SOCKET_PATH} "
+            f"a Unix socket allows; set run_dir in {config.path.name} to a shorter path"
+        )
+    return sock
+
+
+def supervisor_log(config: HerdConfig) -> Path:
+    return config.log_dir / LOG_NAME
+
+
+def supervisor_cmdline(config_path: Path) -> list[str]:
+    return [sys.executable, "-m", "herdctl.supervisor", "-c", str(config_path)]
+
+
+def running_supervisor(run_dir: Path) -> int | None:
+    """The pid in `run_dir/herdctl.pid` if that process is alive and is a supervisor."""
+    info = read_json(control.pid_path(run_dir)) or {}
+    proc = live_process(info.get("pid"), info.get("create_time"))
+    if proc is None:
+        return None
+    try:
+        cmdline = proc.cmdline()
+    except psutil.Error:
+        return None
+    return proc.pid if "herdctl.supervisor" in cmdline else None
+
+
+def ping(sock: Path, timeout: float = 2.0) -> int | None:
+    """The pid of the supervisor answering on `sock`, or None."""
+    try:
+        answer = control.request_sync(sock, {"cmd": "ping"}, timeout=timeout)
+    except control.ControlError:
+        return None
+    pid = answer.get("pid")
+    return pid if isinstance(pid, int) else None
+
+
+def log_tail(path: Path, lines: int = 10) -> str:
+    """The last `lines` lines of a log file, or a note that there is none."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 16384))
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return f"(no log at {path})"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def ensure_supervisor(
+    config_path: str | os.PathLike[str],
+    timeout: float = START_TIMEOUT,
+    *,
+    daemon_args: Sequence[str] = (),
+) -> int:
+    """The pid of a live supervisor for this topology, started (detached) if needed.
+
+    `daemon_args` are extra options for a daemon started here (e.g. `--stop-timeout 3`).
+    Raises node.config.ConfigError for a bad topology file, SupervisorError otherwise.
+    """
+    config = load_config(config_path)
+    sock = socket_for(config)
+    pid = ping(sock)
+    if pid is not None:
+        return pid
+    daemon: subprocess.Popen[bytes] | None = None
+    if running_supervisor(config.run_dir) is None:
+        # A stale pid file needs nothing here: the new daemon takes its lock and rewrites it.
+        with contextlib.suppress(OSError):
+            sock.unlink()
+        daemon = start_daemon(config, daemon_args)
+    deadline = time.monotonic() + timeout
+    while True:
+        pid = ping(sock, timeout=1.0)
+        if pid is not None:
+            return pid
+        if daemon is not None and daemon.poll() is not None:
+            # Another herdctl may have won the race to start one; otherwise this is fatal.
+            if running_supervisor(config.run_dir) is None:
+                raise SupervisorError(
+                    f"the supervisor exited with code {daemon.returncode}; "
+                    f"last lines of {supervisor_log(config)}:\n{log_tail(supervisor_log(config))}"
+                )
+            daemon = None
+        if time.monotonic() >= deadline:
+            raise SupervisorError(
+                f"the supervisor did not answer on {sock} within {timeout:g}s; "
+                f"last lines of {supervisor_log(config)}:\n{log_tail(supervisor_log(config))}"
+            )
+        time.sleep(0.05)
+
+
+def start_daemon(config: HerdConfig, args: Sequence[str] = ()) -> subprocess.Popen[bytes]:
+    """Start `python -m herdctl.supervisor` in its own session, output to its log."""
+    config.log_dir.mkdir(parents=True, exist_ok=True)
+    with open(supervisor_log(config), "ab") as out:
+        return subprocess.Popen(
+            [*supervisor_cmdline(config.path), *args],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=config.path.parent,
+            env=child_env(),
+        )

@@ -1,0 +1,405 @@
+"""The supervisor's core: one slot per node, the monitor step, and the control commands.
+
+`Manager` owns no sockets and reads no clock of its own: the OS is behind a `Launcher`, time
+comes from the injected `clock` (monotonic, for the policy), `wall` (uptime) and `sleep`, so
+tests replay scripted histories with fakes. The daemon (`herdctl.supervisor`) wires it up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from herdctl.control import Progress
+from herdctl.policy import Action, NodePolicy, PolicyConfig, State
+from herdctl.procs import Launcher, NodeProc
+from node.config import HerdConfig, NodeSpec
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
+COMMANDS = ("ping", "status", "start", "stop", "restart", "shutdown")
+_SERVING = frozenset({State.STARTING, State.RUNNING})
+_STALE_STATUS = 15.0  # seconds: nodes refresh their status file at least every 5 s
+_POLL = 0.05  # seconds between looks while a request waits for a process
+
+
+class RequestError(Exception):
+    """A control request that cannot be carried out; str() is the one-line answer."""
+
+
+@dataclass
+class Slot:
+    """One node as the supervisor sees it."""
+
+    spec: NodeSpec
+    local: bool
+    policy: NodePolicy
+    proc: NodeProc | None = None
+    message: str | None = None
+    cpu: float | None = None
+    rss: int | None = None
+
+
+class Manager:
+    """Applies the restart policy to every local node and answers control requests."""
+
+    def __init__(
+        self,
+        config: HerdConfig,
+        launcher: Launcher,
+        *,
+        log: Callable[[str], None] = lambda text: None,
+        clock: Clock = time.monotonic,
+        wall: Clock = time.time,
+        sleep: Sleep = asyncio.sleep,
+        policy: PolicyConfig | None = None,
+        tick: float = 0.2,
+        stop_timeout: float = 10.0,
+        catchup_timeout: float = 60.0,
+        sample_every: float = 1.0,
+    ) -> None:
+        self.config = config
+        self.launcher = launcher
+        self.slots = {
+            name: Slot(spec, launcher.is_local(spec.host), NodePolicy(policy))
+            for name, spec in config.nodes.items()
+        }
+        self.finished = asyncio.Event()  # set once `shutdown` has stopped every node
+        self._log = log
+        self._clock = clock
+        self._wall = wall
+        self._sleep = sleep
+        self._tick = tick
+        self._stop_timeout = stop_timeout
+        self._catchup_timeout = catchup_timeout
+        self._sample_every = sample_every
+        self._next_sample = 0.0
+
+    # -- the monitor ------------------------------------------------------------------
+
+    def adopt_all(self) -> None:
+        """Take over node processes left running by an earlier supervisor."""
+        now = self._clock()
+        for name, slot in self._local():
+            proc = self.launcher.adopt(name)
+            if proc is None:
+                continue
+            slot.proc = proc
+            slot.policy.on_adopted(now, max(0.0, self._wall() - proc.started_at))
+            self._log(f"ADOPTED node={name} pid={proc.pid} state={slot.policy.state}")
+
+    def step(self) -> None:
+        """Notice exits, apply the policy (spawning when due), refresh cpu and memory."""
+        now = self._clock()
+        for _, slot in self._local():
+            self._advance(slot, now)
+        if now >= self._next_sample:
+            self._next_sample = now + self._sample_every
+            for _, slot in self._local():
+                sample = slot.proc.sample() if slot.proc is not None else None
+                slot.cpu, slot.rss = sample if sample is not None else (None, None)
+
+    async def run(self) -> None:
+        """Step every `tick` seconds until `shutdown` has finished."""
+        while not self.finished.is_set():
+            try:
+                self.step()
+            except Exception as e:  # one bad look must not end the supervision
+                self._log(f"MONITOR_ERROR error={type(e).__name__}: {e}")
+            await self._sleep(self._tick)
+
+    def _advance(self, slot: Slot, now: float) -> None:
+        before = slot.policy.state
+        if slot.proc is not None:
+            exited, code = slot.proc.poll()
+            if exited:
+                self._exited(slot, now, code)
+        if slot.policy.tick(now) is Action.SPAWN:
+            self._spawn(slot, now)
+        after = slot.policy.state
+        if after is not before:
+            extra = ""
+            if slot.policy.next_spawn_at is not None:
+                extra = f" respawn_in={max(0.0, slot.policy.next_spawn_at - now):.2f}s"
+            self._log(f"STATE node={slot.spec.name} {before} -> {after}{extra}")
+
+    def _exited(self, slot: Slot, now: float, code: int | None) -> None:
+        proc, name = slot.proc, slot.spec.name
+        assert proc is not None
+        slot.proc = None
+        slot.cpu = slot.rss = None
+        self.launcher.forget(name)
+        expected = slot.policy.state is State.STOPPING
+        slot.policy.on_exit(now, code)
+        if not expected:
+            slot.message = describe_exit(code, proc.last_error())
+        self._log(f"EXITED node={name} pid={proc.pid} code={code} expected={expected}")
+
+    def _spawn(self, slot: Slot, now: float) -> None:
+        name = slot.spec.name
+        try:
+            proc = self.launcher.spawn(name)
+        except OSError as e:
+            slot.policy.on_spawned(now)
+            slot.policy.on_exit(now, None)
+            slot.message = f"cannot spawn: {e}"
+            self._log(f"SPAWN_FAILED node={name} error={e}")
+            return
+        slot.proc = proc
+        slot.policy.on_spawned(now)
+        self._log(f"SPAWNED node={name} pid={proc.pid} restarts={slot.policy.restarts}")
+
+    def _local(self) -> list[tuple[str, Slot]]:
+        return [(name, slot) for name, slot in self.slots.items() if slot.local]
+
+    # -- requests ---------------------------------------------------------------------
+
+    async def handle(self, request: dict[str, Any], progress: Progress) -> dict[str, Any]:
+        """Answer one control request (see herdctl.control); errors become RequestError."""
+        cmd = request.get("cmd")
+        if cmd == "ping":
+            return {"ok": True, "pid": os.getpid(), "config": str(self.config.path)}
+        if cmd == "status":
+            return {"ok": True, "nodes": await self.status()}
+        if cmd not in COMMANDS:
+            raise RequestError(f"unknown command {cmd!r} (known: {', '.join(COMMANDS)})")
+        names = self.local_names() if cmd == "shutdown" else self._names(request)
+        self._log(f"REQUEST cmd={cmd} names={','.join(names)}")
+        if cmd == "start":
+            self.start(names)
+        elif cmd == "stop":
+            await self.stop(names)
+        elif cmd == "restart":
+            await self.restart(names, rolling=bool(request.get("rolling")), progress=progress)
+        else:
+            await self.stop(names)
+            self.finished.set()
+        return {"ok": True}
+
+    def local_names(self) -> list[str]:
+        return [name for name, _ in self._local()]
+
+    def start(self, names: list[str]) -> None:
+        """Start each named node by hand; returns once spawned (or failed to spawn)."""
+        now = self._clock()
+        for name in names:
+            slot = self.slots[name]
+            slot.policy.request_start(now)
+            self._advance(slot, now)
+
+    async def stop(self, names: list[str]) -> None:
+        """Stop the named nodes in parallel; returns once every one has exited."""
+        results = await asyncio.gather(
+            *(self._stop_one(self.slots[n]) for n in names), return_exceptions=True
+        )
+        errors = [str(r) for r in results if isinstance(r, BaseException)]
+        if errors:
+            raise RequestError("; ".join(errors))
+
+    async def restart(self, names: list[str], *, rolling: bool, progress: Progress) -> None:
+        """Plain: stop them all, start them all. Rolling: one at a time, each caught up."""
+        if not rolling:
+            await self.stop(names)
+            self.start(names)
+            return
+        for name in names:
+            await progress(f"{name}: stopping")
+            await self.stop([name])
+            self.start([name])
+            began = self._clock()
+            await progress(f"{name}: started, waiting until it has caught up")
+            await self._wait_caught_up(self.slots[name])
+            await progress(f"{name}: caught up in {self._clock() - began:.1f}s")
+
+    async def _stop_one(self, slot: Slot) -> None:
+        name = slot.spec.name
+        before = slot.policy.state
+        if not slot.policy.request_stop(self._clock()) or slot.proc is None:
+            if slot.policy.state is not before:
+                self._log(f"STATE node={name} {before} -> {slot.policy.state}")
+            return
+        proc = slot.proc
+        self._log(f"STOPPING node={name} pid={proc.pid}")
+        proc.signal_group(signal.SIGTERM)
+        deadline = self._clock() + self._stop_timeout
+        killed = False
+        while True:
+            self._advance(slot, self._clock())
+            if slot.proc is not proc:
+                return
+            if self._clock() >= deadline:
+                if killed:
+                    raise RequestError(f"node {name} (pid {proc.pid}) survived SIGKILL")
+                self._log(f"KILL node={name} pid={proc.pid} after={self._stop_timeout:g}s")
+                proc.signal_group(signal.SIGKILL)
+                killed = True
+                deadline = self._clock() + self._stop_timeout
+            await self._sleep(_POLL)
+
+    async def _wait_caught_up(self, slot: Slot) -> None:
+        name = slot.spec.name
+        deadline = self._clock() + self._catchup_timeout
+        while True:
+            self._advance(slot, self._clock())
+            if slot.policy.state in (State.FATAL, State.STOPPED):
+                raise RequestError(
+                    f"{name} did not start again ({slot.policy.state}): {slot.message or '?'}"
+                )
+            lagging = await self._lagging(slot)
+            if lagging == []:
+                return
+            if self._clock() >= deadline:
+                waiting = ", ".join(lagging) if lagging else "its own start"
+                raise RequestError(
+                    f"{name} did not catch up with its neighbours within "
+                    f"{self._catchup_timeout:g}s (waiting for: {waiting})"
+                )
+            await self._sleep(_POLL * 2)
+
+    async def _lagging(self, slot: Slot) -> list[str] | None:
+        """Running neighbours not yet linked and synced with `slot`; None if it is not up."""
+        status = self._node_file(slot)
+        if slot.policy.state not in _SERVING or status is None:
+            return None
+        if status.get("state") != "running":
+            return None
+        up = await self._reachable()
+        links = _links(status)
+        return [
+            nb
+            for nb in self.config.neighbours(slot.spec.name)
+            if up[nb] and not (links.get(nb, {}).get("out") and links.get(nb, {}).get("synced"))
+        ]
+
+    def _names(self, request: dict[str, Any]) -> list[str]:
+        raw = request.get("names")
+        if not isinstance(raw, list) or not raw or not all(isinstance(n, str) for n in raw):
+            raise RequestError("'names' must be a non-empty list of node names (or ['all'])")
+        if "all" in raw and "all" not in self.slots:
+            return self.local_names()
+        names: list[str] = []
+        for name in raw:
+            slot = self.slots.get(name)
+            if slot is None:
+                known = ", ".join(sorted(self.slots))
+                raise RequestError(f"unknown node {name!r} (known: {known})")
+            if not slot.local:
+                raise RequestError(
+                    f"node {name!r} is on {slot.spec.host}, not this machine; "
+                    "run herdctl there to manage it"
+                )
+            if name not in names:
+                names.append(name)
+        return names
+
+    # -- status -----------------------------------------------------------------------
+
+    async def status(self) -> list[dict[str, Any]]:
+        """One dict per node, in topology order (keys: see `node_status`)."""
+        self.step()
+        up = await self._reachable()
+        return [self.node_status(slot, up) for slot in self.slots.values()]
+
+    def node_status(self, slot: Slot, up: dict[str, bool]) -> dict[str, Any]:
+        """name, state, pid, host, port, local, uptime, restarts, cpu_percent, memory_rss,
+        links_up, links_expected, clients, ready, port_open, exit_code, message."""
+        spec = slot.spec
+        neighbours = self.config.neighbours(spec.name)
+        row: dict[str, Any] = {
+            "name": spec.name,
+            "state": "REMOTE",
+            "pid": None,
+            "host": spec.host,
+            "port": spec.port,
+            "local": slot.local,
+            "uptime": None,
+            "restarts": 0,
+            "cpu_percent": None,
+            "memory_rss": None,
+            "links_up": None,
+            "links_expected": len(neighbours),
+            "clients": None,
+            "ready": up[spec.name],
+            "port_open": up[spec.name],
+            "exit_code": None,
+            "message": None,
+        }
+        if not slot.local:
+            return row
+        proc, policy = slot.proc, slot.policy
+        status = self._node_file(slot)
+        links = _links(status)
+        ready = (
+            policy.state in _SERVING
+            and up[spec.name]
+            and all(links.get(nb, {}).get("out") is True for nb in neighbours if up[nb])
+        )
+        clients = status.get("clients") if status else None
+        row.update(
+            state=str(policy.state),
+            pid=proc.pid if proc else None,
+            uptime=round(max(0.0, self._wall() - proc.started_at), 3) if proc else None,
+            restarts=policy.restarts,
+            cpu_percent=slot.cpu,
+            memory_rss=slot.rss,
+            links_up=sum(1 for nb in neighbours if links.get(nb, {}).get("out") is True),
+            clients=clients if isinstance(clients, int) else None,
+            ready=ready,
+            exit_code=policy.exit_code,
+            message=slot.message,
+        )
+        return row
+
+    async def _reachable(self) -> dict[str, bool]:
+        """Whether each node's port accepts connections: psutil for ours, a probe for others."""
+        names = list(self.slots)
+        found = await asyncio.gather(*(self._port_open(self.slots[n]) for n in names))
+        return dict(zip(names, found, strict=True))
+
+    async def _port_open(self, slot: Slot) -> bool:
+        spec = slot.spec
+        if not slot.local:
+            return await self.launcher.probe(spec.host, spec.port)
+        if slot.proc is None or slot.policy.state not in _SERVING:
+            return False
+        # psutil first: a probe connection would show up in the node's log every time.
+        listening = slot.proc.listening(spec.port)
+        if listening is None:
+            return await self.launcher.probe(spec.host, spec.port)
+        return listening
+
+    def _node_file(self, slot: Slot) -> dict[str, Any] | None:
+        """The node's status file, if it is fresh and written by the process we watch."""
+        if slot.proc is None:
+            return None
+        status = self.launcher.read_status(slot.spec.name)
+        if status is None or status.get("pid") != slot.proc.pid:
+            return None
+        updated = status.get("updated_at")
+        if isinstance(updated, int | float) and self._wall() - updated > _STALE_STATUS:
+            return None
+        return status
+
+
+def _links(status: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+    links = status.get("links") if status else None
+    return links if isinstance(links, dict) else {}
+
+
+def describe_exit(code: int | None, last_line: str | None) -> str:
+    """How a process ended, for the `message` column."""
+    if code is None:
+        return "exited (status unknown: not our child)"
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"killed by {signal.Signals(-code).name}"
+        return f"killed by signal {-code}"
+    if code and last_line:
+        return f"exited with code {code}: {last_line}"
+    return f"exited with code {code}"

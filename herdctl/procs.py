@@ -1,0 +1,339 @@
+"""Node processes on this machine, through psutil and the OS: spawn, adopt, signal, sample.
+
+Everything the supervisor needs from the operating system is behind `Launcher` and
+`NodeProc`, so its loop can be driven by fakes in tests.
+
+Each node runs as `python -m node NAME -c CONFIG` in its own session (so its own process
+group), stdin from /dev/null, stdout and stderr appended to `log_dir/NAME.stderr.log`.
+`run_dir/NAME.pid` (JSON: pid, create_time, cmdline) lets a later supervisor adopt it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Protocol
+
+import psutil
+
+import herdctl
+import node
+from node.config import HerdConfig
+
+STDERR_SUFFIX = ".stderr.log"
+_TAIL_BYTES = 4096
+_CREATE_TIME_SLACK = 0.05  # seconds: psutil's create_time is rounded to clock ticks
+
+
+class NodeProc(Protocol):
+    """One live (or just dead) node process."""
+
+    @property
+    def pid(self) -> int: ...
+
+    @property
+    def started_at(self) -> float:
+        """Wall-clock start time (seconds since the epoch)."""
+        ...
+
+    def poll(self) -> tuple[bool, int | None]:
+        """(exited, exit status if known); reaps our own children."""
+        ...
+
+    def signal_group(self, sig: int) -> None:
+        """Send `sig` to the node's process group, unless it has already exited."""
+        ...
+
+    def sample(self) -> tuple[float, int] | None:
+        """(cpu % since the last sample, resident bytes), or None if unreadable."""
+        ...
+
+    def listening(self, port: int) -> bool | None:
+        """Whether the process has a listening socket on `port`; None if psutil cannot tell."""
+        ...
+
+    def last_error(self) -> str | None:
+        """The last line the node wrote to stderr since it was spawned or adopted."""
+        ...
+
+
+class Launcher(Protocol):
+    """Creates and finds node processes; reads what nodes publish under `run_dir`."""
+
+    def spawn(self, name: str) -> NodeProc: ...
+
+    def adopt(self, name: str) -> NodeProc | None: ...
+
+    def forget(self, name: str) -> None:
+        """The node's process is gone: remove its pid file."""
+        ...
+
+    def read_status(self, name: str) -> dict[str, Any] | None: ...
+
+    def is_local(self, host: str) -> bool: ...
+
+    async def probe(self, host: str, port: int) -> bool: ...
+
+
+def node_cmdline(name: str, config_path: Path) -> list[str]:
+    return [sys.executable, "-m", "node", name, "-c", str(config_path)]
+
+
+def runs_node(cmdline: list[str], name: str) -> bool:
+    """Whether a command line is `... -m node NAME ...`."""
+    return any(cmdline[i : i + 3] == ["-m", "node", name] for i in range(len(cmdline)))
+
+
+def child_env() -> dict[str, str]:
+    """This environment, with our own source tree first on PYTHONPATH so children run it."""
+    roots = {str(Path(pkg.__file__ or "").resolve().parent.parent) for pkg in (herdctl, node)}
+    old = os.environ.get("PYTHONPATH")
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([*sorted(roots), *([old] if old else [])])}
+
+
+def pid_file(run_dir: Path, name: str) -> Path:
+    return run_dir / f"{name}.pid"
+
+
+def stderr_log(log_dir: Path, name: str) -> Path:
+    return log_dir / f"{name}{STDERR_SUFFIX}"
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Replace `path` with `data` as JSON, atomically."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data) + "\n")
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """The JSON object in `path`, or None if it is missing or not a JSON object."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def live_process(pid: object, create_time: object) -> psutil.Process | None:
+    """The process `pid` if it is alive, not a zombie, and was created at `create_time`."""
+    if not isinstance(pid, int) or not isinstance(create_time, int | float) or pid <= 0:
+        return None
+    try:
+        proc = psutil.Process(pid)
+        if abs(proc.create_time() - create_time) > _CREATE_TIME_SLACK:
+            return None
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+    except psutil.Error:
+        return None
+    return proc
+
+
+def kill_group(pid: int, sig: int) -> None:
+    """Signal the process group led by `pid`; a group that is gone or not ours is ignored."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)
+
+
+class PsProc:
+    """A node process with a long-lived psutil handle (so cpu_percent measures something)."""
+
+    def __init__(
+        self, handle: psutil.Process, popen: subprocess.Popen[bytes] | None, stderr: Path
+    ) -> None:
+        self._handle = handle
+        self._popen = popen
+        self._started_at = handle.create_time()
+        self._stderr = stderr
+        self._stderr_from = _size(stderr)
+        self._exited = False
+        self._code: int | None = None
+        with contextlib.suppress(psutil.Error):
+            handle.cpu_percent(None)  # the first reading is always 0.0; this primes it
+
+    @property
+    def pid(self) -> int:
+        return int(self._handle.pid)
+
+    @property
+    def started_at(self) -> float:
+        return self._started_at
+
+    def poll(self) -> tuple[bool, int | None]:
+        if self._exited:
+            return True, self._code
+        if self._popen is not None:
+            code = self._popen.poll()  # reaps: no zombie is left behind
+            self._exited = code is not None
+            self._code = code
+        else:  # adopted: not our child, so only psutil can tell, and never the status
+            try:
+                alive = self._handle.is_running()
+                self._exited = not alive or self._handle.status() == psutil.STATUS_ZOMBIE
+            except psutil.Error:
+                self._exited = True
+        return self._exited, self._code
+
+    def signal_group(self, sig: int) -> None:
+        # Once reaped, the pid (and group id) may belong to someone else.
+        if not self.poll()[0]:
+            kill_group(self.pid, sig)
+
+    def sample(self) -> tuple[float, int] | None:
+        try:
+            with self._handle.oneshot():
+                return self._handle.cpu_percent(None), int(self._handle.memory_info().rss)
+        except psutil.Error:
+            return None
+
+    def listening(self, port: int) -> bool | None:
+        try:
+            conns = self._handle.net_connections(kind="inet")
+        except psutil.AccessDenied:
+            return None
+        except psutil.Error:
+            return False
+        return any(
+            c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port for c in conns
+        )
+
+    def last_error(self) -> str | None:
+        try:
+            with open(self._stderr, "rb") as f:
+                f.seek(max(self._stderr_from, _size(self._stderr) - _TAIL_BYTES))
+                tail = f.read(_TAIL_BYTES)
+        except OSError:
+            return None
+        lines = [line.strip() for line in tail.decode(errors="replace").splitlines()]
+        lines = [line for line in lines if line]
+        return lines[-1] if lines else None
+
+
+class PsLauncher:
+    """The real `Launcher`: subprocess + psutil, pid files under `run_dir`."""
+
+    def __init__(self, config: HerdConfig, *, probe_timeout: float = 0.5) -> None:
+        self.config = config
+        self.probe_timeout = probe_timeout
+        self._local = local_addresses()
+
+    def spawn(self, name: str) -> NodeProc:
+        config = self.config
+        config.log_dir.mkdir(parents=True, exist_ok=True)
+        config.run_dir.mkdir(parents=True, exist_ok=True)
+        log = stderr_log(config.log_dir, name)
+        _rotate_if_big(log, config.log_rotation.max_bytes)
+        cmdline = node_cmdline(name, config.path)
+        with open(log, "ab") as out:
+            popen = subprocess.Popen(
+                cmdline,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                cwd=config.path.parent,
+                env=child_env(),
+            )
+        try:  # a child that died at once is a zombie until polled, so this still works
+            proc = PsProc(psutil.Process(popen.pid), popen, log)
+        except psutil.Error as e:
+            popen.poll()
+            raise OSError(f"cannot watch node {name} (pid {popen.pid}): {e}") from None
+        info = {"pid": popen.pid, "create_time": proc.started_at, "cmdline": cmdline}
+        write_json(pid_file(config.run_dir, name), info)
+        return proc
+
+    def adopt(self, name: str) -> NodeProc | None:
+        path = pid_file(self.config.run_dir, name)
+        info = read_json(path)
+        if info is None:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+            return None
+        handle = live_process(info.get("pid"), info.get("create_time"))
+        try:
+            ours = handle is not None and runs_node(handle.cmdline(), name)
+        except psutil.Error:
+            ours = False
+        if handle is None or not ours:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+            return None
+        return PsProc(handle, None, stderr_log(self.config.log_dir, name))
+
+    def forget(self, name: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            pid_file(self.config.run_dir, name).unlink()
+
+    def read_status(self, name: str) -> dict[str, Any] | None:
+        return read_json(self.config.run_dir / f"{name}.status.json")
+
+    def is_local(self, host: str) -> bool:
+        return is_local(host, self._local)
+
+    async def probe(self, host: str, port: int) -> bool:
+        return await port_answers(host, port, self.probe_timeout)
+
+
+async def port_answers(host: str, port: int, timeout: float) -> bool:
+    """Whether a TCP connection to host:port succeeds within `timeout` seconds."""
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return True
+
+
+def local_addresses() -> frozenset[str]:
+    """Every address of this machine's interfaces, plus the names that always mean here."""
+    found = {"localhost", "0.0.0.0", "::", "::1", socket.gethostname()}
+    with contextlib.suppress(OSError):
+        for addrs in psutil.net_if_addrs().values():
+            for addr in addrs:
+                if addr.family in (socket.AF_INET, socket.AF_INET6):
+                    found.add(addr.address.split("%", 1)[0])
+    return frozenset(found)
+
+
+def is_local(host: str, addresses: frozenset[str]) -> bool:
+    """Whether `host` (a name or an address) is this machine."""
+    if host in addresses:
+        return True
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        try:  # a host name: local if any address it resolves to is
+            infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+        except OSError:
+            return False
+        return any(_is_local_ip(str(info[4][0]), addresses) for info in infos)
+    return _is_local_ip(str(ip), addresses)
+
+
+def _is_local_ip(address: str, addresses: frozenset[str]) -> bool:
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    return ip.is_loopback or ip.is_unspecified or str(ip) in addresses
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _rotate_if_big(path: Path, max_bytes: int) -> None:
+    if _size(path) >= max_bytes:
+        with contextlib.suppress(OSError):
+            os.replace(path, path.with_name(path.name + ".1"))
