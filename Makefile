@@ -1,10 +1,11 @@
 # `make test` from a fresh clone: creates .venv, installs, runs ruff, mypy and pytest.
+# `make up` from a fresh clone: the same install, then the whole herd on ./topology.yaml.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint unit bench clean
+.PHONY: install test lint unit bench clean up down
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +22,12 @@ unit: $(STAMP)
 	$(BIN)/pytest -q
 
 test: lint unit
+
+up: $(STAMP)
+	$(BIN)/herdctl up
+
+down: $(STAMP)
+	$(BIN)/herdctl down
 
 bench: $(STAMP)
 	$(BIN)/python bench/places_bench.py

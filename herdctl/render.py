@@ -1,0 +1,167 @@
+"""Human output for herdctl: units, the status table, `up` progress, the `check` summary. Pure."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from node.config import HerdConfig
+
+MIB = 1024 * 1024
+DASH = "-"
+COLUMNS = (
+    "NODE",
+    "STATE",
+    "PID",
+    "PORT",
+    "UPTIME",
+    "RESTARTS",
+    "CPU%",
+    "MEM(MiB)",
+    "LINKS",
+    "CLIENTS",
+)
+_RIGHT = frozenset({"PID", "PORT", "UPTIME", "RESTARTS", "CPU%", "MEM(MiB)", "LINKS", "CLIENTS"})
+
+
+def duration(seconds: float | None) -> str:
+    """A short human duration: 45s, 3m12s, 2h05m, 3d04h; "-" when unknown."""
+    if seconds is None or seconds < 0:
+        return DASH
+    s = int(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+
+
+def mebibytes(size: int | None) -> str:
+    """Bytes as MiB with one decimal; "-" when unknown."""
+    return DASH if size is None else f"{size / MIB:.1f}"
+
+
+def percent(value: float | None) -> str:
+    return DASH if value is None else f"{value:.1f}"
+
+
+def _number(value: object) -> str:
+    return DASH if value is None else str(value)
+
+
+def _links(node: Mapping[str, Any]) -> str:
+    up, expected = node.get("links_up"), node.get("links_expected")
+    if up is None or expected is None:
+        return DASH
+    return f"{up}/{expected}"
+
+
+def status_row(node: Mapping[str, Any]) -> list[str]:
+    """One node's cells, in COLUMNS order."""
+    return [
+        str(node.get("name", "?")),
+        str(node.get("state", "?")),
+        _number(node.get("pid")),
+        _number(node.get("port")),
+        duration(node.get("uptime")),
+        _number(node.get("restarts")),
+        percent(node.get("cpu_percent")),
+        mebibytes(node.get("memory_rss")),
+        _links(node),
+        _number(node.get("clients")),
+    ]
+
+
+def table(header: Sequence[str], rows: Iterable[Sequence[str]], right: frozenset[str]) -> str:
+    """Aligned columns separated by two spaces; the columns named in `right` align right."""
+    rows = [list(header), *(list(row) for row in rows)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = []
+    for row in rows:
+        cells = [
+            cell.rjust(width) if name in right else cell.ljust(width)
+            for cell, width, name in zip(row, widths, header, strict=True)
+        ]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+def status_table(nodes: Iterable[Mapping[str, Any]]) -> str:
+    """The `herdctl status` table; a node's message (why FATAL, BACKOFF, ...) ends its row."""
+    nodes = list(nodes)
+    rows = [status_row(node) for node in nodes]
+    header: list[str] = list(COLUMNS)
+    if any(node.get("message") for node in nodes):
+        header.append("MESSAGE")
+        for row, node in zip(rows, nodes, strict=True):
+            row.append(str(node.get("message") or ""))
+    return table(header, rows, _RIGHT)
+
+
+def ready_line(node: Mapping[str, Any], elapsed: float) -> str:
+    """`up`'s line for a node that just became ready."""
+    return (
+        f"  {node.get('name')}: ready  pid {_number(node.get('pid'))}  "
+        f"port {_number(node.get('port'))}  links {_links(node)}  ({elapsed:.1f}s)"
+    )
+
+
+def waiting_for(node: Mapping[str, Any]) -> str:
+    """What a node that is not ready yet is waiting for, in a word or two."""
+    state = str(node.get("state", "?"))
+    if state != "RUNNING":
+        return state
+    if not node.get("port_open"):
+        return "port closed"
+    return f"links {_links(node)}"
+
+
+def progress_line(
+    names: Sequence[str],
+    ready: Sequence[str],
+    last: Mapping[str, Mapping[str, Any]],
+    width: int = 0,
+) -> str:
+    """`up`'s compact live line: how many are ready, what the others wait for; cut to `width`."""
+    waiting = [f"{name} ({waiting_for(last.get(name, {}))})" for name in names if name not in ready]
+    text = f"ready {len(ready)}/{len(names)}"
+    if waiting:
+        text += f"; waiting for {', '.join(waiting)}"
+    if width > 1 and len(text) > width:
+        text = text[: width - 1] + "\u2026"
+    return text
+
+
+def check_summary(config: HerdConfig) -> str:
+    """`check`'s one line: the file, how many nodes and links, the provider, and a warning
+    when the links leave the herd in several parts (an update could not reach every node)."""
+    n, m = len(config.nodes), len(config.links)
+    text = (
+        f"{config.path}: ok: {n} node{'s' * (n != 1)}, {m} link{'s' * (m != 1)}, "
+        f"places provider {config.places.provider}"
+    )
+    parts = connected_parts(config.nodes, config.links)
+    if len(parts) > 1:
+        shown = " | ".join(", ".join(part) for part in parts)
+        text += f"; warning: the herd is split into {len(parts)} parts ({shown})"
+    return text
+
+
+def connected_parts(names: Iterable[str], links: Iterable[tuple[str, str]]) -> list[list[str]]:
+    """The connected parts of the graph, each in the order of `names` (union-find)."""
+    group = {name: name for name in names}
+
+    def root(name: str) -> str:
+        while group[name] != name:
+            group[name] = group[group[name]]
+            name = group[name]
+        return name
+
+    for a, b in links:
+        group[root(a)] = root(b)
+    parts: dict[str, list[str]] = {}
+    for name in group:
+        parts.setdefault(root(name), []).append(name)
+    return list(parts.values())

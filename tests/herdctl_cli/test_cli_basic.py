@@ -1,0 +1,306 @@
+"""The real `herdctl` binary without a supervisor: check, send, tail, status, user errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.herdctl_cli import (
+    BIN,
+    herdctl,
+    no_traceback,
+    read_lines_until,
+    short_tempdir,
+)
+from tests.support import Herd, free_ports, write_topology
+
+KNOWN = "known: Goloman, Hands, Holiday, Welsh, Wilkes"
+
+
+@pytest.fixture
+def folder() -> Iterator[Path]:
+    path = short_tempdir()
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def topology(folder: Path) -> Path:
+    return write_topology(folder)
+
+
+def test_the_binary_is_installed() -> None:
+    assert BIN.exists(), f"{BIN} missing: pip install -e . first"
+
+
+# --- check -----------------------------------------------------------------------------------
+
+
+def test_check_summarises_a_good_topology_in_one_line(topology: Path) -> None:
+    result = herdctl("check", config=topology)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"{topology}: ok: 5 nodes, 6 links, places provider offline\n"
+    assert result.stderr == ""
+
+
+def test_check_finds_the_topology_through_env_and_cwd(topology: Path, folder: Path) -> None:
+    by_env = herdctl("check", cwd=Path("/"), env={"HERD_CONFIG": str(topology)})
+    by_cwd = herdctl("check", cwd=folder)
+    assert by_env.returncode == by_cwd.returncode == 0, (by_env.stderr, by_cwd.stderr)
+    assert by_env.stdout == by_cwd.stdout
+
+
+def test_check_warns_about_a_split_herd(folder: Path) -> None:
+    path = write_topology(folder, ["A", "B", "C"], [("A", "B")])
+    result = herdctl("check", config=path)
+    assert result.returncode == 0
+    assert "warning: the herd is split into 2 parts (A, B | C)" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "nodes: {A: {port: 1}}\nlinks: [[A, Foo]]\n",
+            "topology.yaml: links[0]: unknown node 'Foo' (known: A)",
+        ),
+        ("nodes: {A: {port: 99999}}\n", "topology.yaml: nodes.A.port: 99999 is out of range"),
+        ("nodes: [\n", "topology.yaml: line 2, column 1: invalid YAML"),
+    ],
+)
+def test_check_rejects_a_bad_topology_with_one_line(folder: Path, text: str, message: str) -> None:
+    path = folder / "topology.yaml"
+    path.write_text(text)
+    result = herdctl("check", config=path)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.startswith(f"herdctl: {message}")
+    assert result.stderr.count("\n") == 1
+    no_traceback(result)
+
+
+def test_a_missing_topology_is_one_clear_line(folder: Path) -> None:
+    for command in (["check"], ["status"], ["up"], ["down"], ["tail", "--all"]):
+        result = herdctl(*command, cwd=folder)
+        assert result.returncode == 2, command
+        assert result.stderr == (
+            "herdctl: cannot read topology file topology.yaml: No such file or directory\n"
+        )
+
+
+# --- send ------------------------------------------------------------------------------------
+
+
+def test_send_prints_the_nodes_whole_reply(folder: Path) -> None:
+    topology = write_topology(folder, ["Hands"], [])
+    with Herd(topology) as herd:
+        herd.start()
+        result = herdctl(
+            "send",
+            "Hands",
+            "IAMAT kiwi.cs.ucla.edu +34.068930-118.445127 1520023934.918963997",
+            config=topology,
+        )
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.startswith("AT Hands +")
+        assert result.stdout.endswith(
+            " kiwi.cs.ucla.edu +34.068930-118.445127 1520023934.918963997\n"
+        )
+        whatsat = subprocess.run(
+            [
+                str(BIN),
+                "-c",
+                str(topology),
+                "send",
+                "Hands",
+                "WHATSAT",
+                "kiwi.cs.ucla.edu",
+                "5",
+                "2",
+            ],
+            capture_output=True,
+            check=False,
+            timeout=60,
+        )
+        assert whatsat.returncode == 0, whatsat.stderr
+        assert whatsat.stdout.startswith(result.stdout.encode())  # the stored AT line
+        assert whatsat.stdout.endswith(b"}\n\n")  # the whole reply, exactly
+
+
+def test_send_takes_every_word_after_the_name_as_the_message(folder: Path) -> None:
+    topology = write_topology(folder, ["Hands"], [])
+    with Herd(topology) as herd:
+        herd.start()
+        south = herdctl(
+            "send",
+            "--timeout",
+            "20",
+            "Hands",
+            "IAMAT",
+            "syd",
+            "-33.868820+151.209296",
+            "1",
+            config=topology,
+        )
+        help_word = herdctl("send", "Hands", "BOGUS", "--help", config=topology)
+    assert south.returncode == 0, south.stderr
+    assert south.stdout.startswith("AT Hands +")
+    assert south.stdout.endswith(" syd -33.868820+151.209296 1\n")
+    assert (help_word.returncode, help_word.stdout) == (0, "? BOGUS --help\n")
+
+
+def test_send_echoes_bytes_that_are_not_utf8(folder: Path) -> None:
+    topology = write_topology(folder, ["Hands"], [])
+    with Herd(topology) as herd:
+        herd.start()
+        result = subprocess.run(
+            [os.fsencode(BIN), b"-c", os.fsencode(topology), b"send", b"Hands", b"BOGUS \xff\xfe"],
+            capture_output=True,
+            check=False,
+            timeout=60,
+        )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == b"? BOGUS \xff\xfe\n"
+
+
+def test_send_to_a_dead_port_says_so(folder: Path) -> None:
+    (port,) = free_ports(1)
+    topology = write_topology(folder, ["Hands"], [], ports={"Hands": port})
+    result = herdctl("send", "Hands", "IAMAT a +1+1 1", config=topology)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr == (
+        f"herdctl: cannot reach Hands at 127.0.0.1:{port}: connection refused\n"
+    )
+
+
+def test_unknown_node_names_list_the_known_ones(topology: Path) -> None:
+    for command in (
+        ["send", "Foo", "x"],
+        ["tail", "Foo"],
+        ["start", "Foo"],
+        ["stop", "Hands", "Foo"],
+    ):
+        result = herdctl(*command, config=topology)
+        assert result.returncode == 2, command
+        assert result.stderr == f"herdctl: topology.yaml: unknown node 'Foo' ({KNOWN})\n"
+
+
+# --- tail ------------------------------------------------------------------------------------
+
+
+def stamp(second: int) -> str:
+    return f"2026-11-26T01:35:{second:02d}.000000Z"
+
+
+def write_logs(folder: Path) -> Path:
+    logs = folder / "logs"
+    logs.mkdir(exist_ok=True)
+    (logs / "Hands.log").write_text("".join(f"{stamp(s)} EVENT h{s}\n" for s in (1, 3, 5, 7)))
+    (logs / "Welsh.log").write_text(f"{stamp(2)} EVENT w2\n{stamp(6)} EVENT w6\n  w6 continued\n")
+    return logs
+
+
+def test_tail_shows_the_last_lines(topology: Path, folder: Path) -> None:
+    write_logs(folder)
+    result = herdctl("tail", "Hands", "-n", "3", config=topology)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"{stamp(3)} EVENT h3\n{stamp(5)} EVENT h5\n{stamp(7)} EVENT h7\n"
+
+
+def test_tail_all_merges_every_log_by_timestamp(topology: Path, folder: Path) -> None:
+    write_logs(folder)
+    result = herdctl("tail", "--all", config=topology)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        f"Hands   | {stamp(1)} EVENT h1",
+        f"Welsh   | {stamp(2)} EVENT w2",
+        f"Hands   | {stamp(3)} EVENT h3",
+        f"Hands   | {stamp(5)} EVENT h5",
+        f"Welsh   | {stamp(6)} EVENT w6",
+        "Welsh   |   w6 continued",
+        f"Hands   | {stamp(7)} EVENT h7",
+    ]
+    last = herdctl("tail", "--all", "-n", "2", config=topology)
+    assert last.stdout.splitlines() == [
+        "Welsh   |   w6 continued",
+        f"Hands   | {stamp(7)} EVENT h7",
+    ]
+
+
+def test_tail_errors_are_one_line(topology: Path) -> None:
+    missing = herdctl("tail", "Hands", config=topology)
+    assert missing.returncode == 1
+    assert missing.stderr.startswith("herdctl: no log yet at ")
+    neither = herdctl("tail", config=topology)
+    both = herdctl("tail", "Hands", "--all", config=topology)
+    for result in (neither, both):
+        assert result.returncode == 2
+        assert result.stderr == "herdctl: name one node, or use --all\n"
+
+
+def test_tail_follow_continues_across_rotation(topology: Path, folder: Path) -> None:
+    logs = write_logs(folder)
+    log = logs / "Hands.log"
+    proc = subprocess.Popen(
+        [str(BIN), "-c", str(topology), "tail", "Hands", "-n", "1", "-f"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        seen = read_lines_until(proc.stdout, 1, 30)
+        with open(log, "a") as f:
+            f.write(f"{stamp(8)} EVENT h8\n")
+        read_lines_until(proc.stdout, 2, 30, seen)
+        os.replace(log, logs / "Hands.log.1")
+        log.write_text(f"{stamp(9)} EVENT h9 in the new file\n")
+        read_lines_until(proc.stdout, 3, 30, seen)
+        log.write_text(f"{stamp(10)} h10\n")  # shorter than before: truncated
+        read_lines_until(proc.stdout, 4, 30, seen)
+        assert seen == [
+            f"{stamp(7)} EVENT h7",
+            f"{stamp(8)} EVENT h8",
+            f"{stamp(9)} EVENT h9 in the new file",
+            f"{stamp(10)} h10",
+        ]
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        assert proc.stderr is not None
+        assert b"Traceback" not in proc.stderr.read()
+
+
+# --- status and down with no supervisor ------------------------------------------------------
+
+
+def test_status_without_a_supervisor_shows_which_ports_answer(folder: Path) -> None:
+    topology = write_topology(folder, ["Hands", "Welsh"], [])
+    with Herd(topology) as herd:
+        herd.start("Hands")
+        table = herdctl("status", config=topology)
+        as_json = herdctl("status", "--json", config=topology)
+    assert table.returncode == 0, table.stderr
+    assert "no supervisor running" in table.stderr
+    rows = {line.split()[0]: line.split()[1] for line in table.stdout.splitlines()[1:]}
+    assert rows == {"Hands": "UNMANAGED", "Welsh": "STOPPED"}
+    nodes = json.loads(as_json.stdout)
+    assert [(n["name"], n["state"], n["pid"], n["restarts"]) for n in nodes] == [
+        ("Hands", "UNMANAGED", None, None),
+        ("Welsh", "STOPPED", None, None),
+    ]
+    assert not (folder / "run" / "herdctl.sock").exists()  # status did not start a daemon
+
+
+def test_down_without_a_supervisor_is_a_no_op(topology: Path) -> None:
+    result = herdctl("down", config=topology)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "no supervisor running; nothing to stop\n"
