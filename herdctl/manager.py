@@ -369,7 +369,7 @@ class Manager:
         if slot.proc is None or slot.policy.state not in _SERVING:
             return False
         # psutil first: a probe connection would show up in the node's log every time.
-        listening = slot.proc.listening(spec.port)
+        listening = slot.proc.listening(spec.listen_port)
         if listening is None:
             return await self.launcher.probe(spec.host, spec.port)
         return listening

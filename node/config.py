@@ -32,7 +32,7 @@ _TOP_KEYS = (
     "run_dir",
     "secret_file",
 )
-_NODE_KEYS = ("host", "port", "bind")
+_NODE_KEYS = ("host", "port", "bind", "bind_port")
 _PLACES_KEYS = ("provider", "api_key_env", "endpoint", "timeout")
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 
@@ -51,6 +51,11 @@ class NodeSpec:
     host: str
     port: int
     bind: str
+    bind_port: int = 0  # where to listen when it differs from `port` (behind a proxy); 0: port
+
+    @property
+    def listen_port(self) -> int:
+        return self.bind_port or self.port
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,10 +304,11 @@ def _parse_nodes(raw: object) -> dict[str, NodeSpec]:
         port = _int(spec["port"], f"{where}.port", 1, 65535)
         host = _text(spec.get("host", DEFAULT_HOST), f"{where}.host")
         bind = _text(spec.get("bind", host), f"{where}.bind")
+        bind_port = _int(spec.get("bind_port", port), f"{where}.bind_port", 1, 65535)
         if (other := owners.get((host, port))) is not None:
             _fail(where, f"address {host}:{port} is already used by node {other!r}")
         owners[(host, port)] = name
-        nodes[name] = NodeSpec(name=name, host=host, port=port, bind=bind)
+        nodes[name] = NodeSpec(name=name, host=host, port=port, bind=bind, bind_port=bind_port)
     return nodes
 
 

@@ -100,7 +100,7 @@ class NodeServer:
         self._conn_ids = itertools.count(1)
         self._server: asyncio.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
-        self.port: int = self.spec.port
+        self.port: int = self.spec.listen_port
         self.started_at = time.time()
         self.state = "starting"
         self.status_file = StatusFile(status_path(config.run_dir, name), self.status)
@@ -108,7 +108,7 @@ class NodeServer:
     async def start(self, *, port: int | None = None) -> None:
         """Listen (on `port` when given, 0 for any) and bring the links up."""
         loop = asyncio.get_running_loop()
-        want = self.spec.port if port is None else port
+        want = self.spec.listen_port if port is None else port
         await self.places.start()
         try:
             self._server = await loop.create_server(

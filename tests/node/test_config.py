@@ -283,3 +283,11 @@ def test_log_rotation_defaults_and_overrides(tmp_path):
     assert parse_config("nodes: {A: {port: 1}}\n", tmp_path / "t.yaml").log_rotation.backups == 5
     with pytest.raises(ConfigError, match=r"log_rotation\.backups: 0 must be 1 or more"):
         parse_config("nodes: {A: {port: 1}}\nlog_rotation: {backups: 0}\n", tmp_path / "t.yaml")
+
+
+def test_bind_port_defaults_to_port_and_can_differ(tmp_path):
+    config = parse_config(
+        "nodes: {A: {port: 1000}, B: {port: 1001, bind_port: 2001}}\n", tmp_path / "t.yaml"
+    )
+    assert config.nodes["A"].listen_port == 1000
+    assert (config.nodes["B"].port, config.nodes["B"].listen_port) == (1001, 2001)
