@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from node.config import ConfigError, HerdConfig, default_config_path, load_config
+from node.journal import Journal, JournalError
 from node.logbook import LogBook
 from node.places.choose import ProviderError, choose_provider
 from node.secret import SecretError, load_secret
@@ -44,15 +45,30 @@ async def run_node(config: HerdConfig, name: str) -> int:
         print(f"node {name}: {e}", file=sys.stderr)
         return EXIT_USAGE
     log.event(f"PLACES provider={places.name} reason={why}")
-    node = NodeServer(config, name, secret=secret, places=places, log=log)
+    settings = config.journal
+    journal = Journal(
+        config.data_dir / name,
+        fsync=settings.fsync,
+        compact_factor=settings.compact_factor,
+        compact_min=settings.compact_min_records,
+        log=log.event,
+    )
+    node = NodeServer(config, name, secret=secret, places=places, log=log, journal=journal)
     try:
+        stats = journal.open(node.store)
+        log.event(
+            f"JOURNAL_REPLAY folder={journal.folder} files={stats.files} entries={stats.entries}"
+            f" clients={len(node.store)} damaged={stats.damaged} torn={stats.torn}"
+            f" fsync={settings.fsync} seconds={stats.seconds:.3f}"
+        )
         await node.start()
-    except StartupError as e:
+    except (StartupError, JournalError) as e:
         log.event(f"START_FAILED node={name} reason={e}")
         await places.close()
         log.close()
         print(f"node {name}: {e}", file=sys.stderr)
         return EXIT_USAGE
+    journal.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -60,6 +76,8 @@ async def run_node(config: HerdConfig, name: str) -> int:
     print(f"node {name}: listening on {node.spec.bind}:{node.port}", file=sys.stderr, flush=True)
     await stop.wait()
     await node.stop()
+    await journal.close()
+    log.event(f"JOURNAL_CLOSED clients={len(node.store)}")
     log.close()
     return 0
 

@@ -28,6 +28,7 @@ _TOP_KEYS = (
     "limits",
     "log_dir",
     "log_rotation",
+    "journal",
     "data_dir",
     "run_dir",
     "secret_file",
@@ -83,6 +84,18 @@ class Limits:
 _LIMIT_ZERO_OK = frozenset({"idle_timeout"})
 
 
+JOURNAL_FSYNC = ("always", "everysec", "no")
+
+
+@dataclass(frozen=True, slots=True)
+class JournalConfig:
+    """How the journal under data_dir is made durable and kept small."""
+
+    fsync: str = "everysec"  # always | everysec | no, like Redis's appendfsync
+    compact_factor: int = 4  # compact when appended entries exceed this many times the state
+    compact_min_records: int = 10_000  # ... and at least this many
+
+
 @dataclass(frozen=True, slots=True)
 class LogRotation:
     """When a node's log file is rotated, and how many old files are kept."""
@@ -105,6 +118,7 @@ class HerdConfig:
     run_dir: Path
     secret_file: Path
     log_rotation: LogRotation = LogRotation()
+    journal: JournalConfig = JournalConfig()
 
     def node(self, name: str) -> NodeSpec:
         """The node called `name`, or ConfigError listing the known names."""
@@ -282,6 +296,7 @@ def _build(data: object, path: Path) -> HerdConfig:
         run_dir=run_dir,
         secret_file=secret_file,
         log_rotation=_parse_log_rotation(top.get("log_rotation")),
+        journal=_parse_journal(top.get("journal")),
     )
 
 
@@ -357,6 +372,26 @@ def _parse_places(raw: object) -> PlacesConfig:
         api_key_env=_text(spec.get("api_key_env", default.api_key_env), "places.api_key_env"),
         endpoint=endpoint,
         timeout=_seconds(spec.get("timeout", default.timeout), "places.timeout"),
+    )
+
+
+def _parse_journal(raw: object) -> JournalConfig:
+    keys = ("fsync", "compact_factor", "compact_min_records")
+    spec = _mapping(raw, "journal", keys, "a mapping")
+    default = JournalConfig()
+    fsync = spec.get("fsync", default.fsync)
+    if fsync not in JOURNAL_FSYNC:
+        _fail("journal.fsync", f"{_show(fsync)} is not one of {', '.join(JOURNAL_FSYNC)}")
+    return JournalConfig(
+        fsync=fsync,
+        compact_factor=_int(
+            spec.get("compact_factor", default.compact_factor), "journal.compact_factor", 2
+        ),
+        compact_min_records=_int(
+            spec.get("compact_min_records", default.compact_min_records),
+            "journal.compact_min_records",
+            1,
+        ),
     )
 
 

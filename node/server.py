@@ -23,6 +23,7 @@ import psutil
 
 from node.config import HerdConfig
 from node.handshake import HandshakeError, Responder
+from node.journal import JournalLike, NullJournal
 from node.logbook import LogBook, show
 from node.peers import Peers
 from node.places.base import PlacesProvider, failure_response
@@ -80,6 +81,7 @@ class NodeServer:
         secret: bytes,
         places: PlacesProvider,
         log: LogBook,
+        journal: JournalLike | None = None,
         clock_ns: Callable[[], int] = time.time_ns,
     ) -> None:
         self.config = config
@@ -88,6 +90,7 @@ class NodeServer:
         self.name_bytes = name.encode()
         self.limits = config.limits
         self.store = ClientStore()
+        self.journal: JournalLike = journal or NullJournal()
         self.places = places
         self.log = log
         self.secret = secret
@@ -165,6 +168,7 @@ class NodeServer:
         """Store and flood the location if it is newer; the AT reply either way."""
         record = record_from_iamat(msg, self.name_bytes, self.clock_ns())
         if self.store.apply(record):
+            self.journal.append(record)
             self.peers.flood(record, exclude=None)
         return record.at_line()
 
@@ -179,6 +183,7 @@ class NodeServer:
             return
         record = record_from_changeloc(msg)
         if self.store.apply(record):
+            self.journal.append(record)
             self.peers.flood(record, exclude=sender)
 
     async def whatsat(self, record: Record, msg: WhatsAt) -> bytes:
@@ -297,6 +302,8 @@ class Connection(asyncio.Protocol):
         )
         if self._queue:
             self._flush()
+        elif self.peer is not None:
+            self._persist()  # a neighbour's records: no reply, but on disk all the same
 
     def eof_received(self) -> bool:
         self._eof = True
@@ -457,6 +464,8 @@ class Connection(asyncio.Protocol):
                 break
             self._work()  # room for more replies: handle the lines held back
         if ready:
+            if not self._persist():
+                return
             log = self.node.log
             for reply in ready:
                 log.event(f"OUT conn={self.id} {show(reply.rstrip(_LF))}")
@@ -468,6 +477,17 @@ class Connection(asyncio.Protocol):
                 # Half-close: the client still reads every reply, then sends its EOF.
                 self._lingering = time.monotonic()
                 transport.write_eof()  # idempotent; _closed waits for connection_lost or abort()
+
+    def _persist(self) -> bool:
+        """Put every applied record in the journal before any reply that acknowledges it."""
+        try:
+            self.node.journal.flush()
+        except OSError as e:
+            # Unwritten means unacknowledged: drop the client rather than answer it.
+            self.node.log.event(f"JOURNAL_WRITE_FAILED error={e.strerror}")
+            self.abort("journal write failed")
+            return False
+        return True
 
     # -- lifecycle --------------------------------------------------------------------
 

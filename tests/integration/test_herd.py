@@ -212,3 +212,22 @@ def test_config_from_env_and_missing_file(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "no.yaml" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("fsync", ["always", "everysec", "no"])
+def test_acknowledged_update_survives_sigkill_of_a_lone_node(tmp_path: Path, fsync: str) -> None:
+    config = write_topology(tmp_path, ["Solo"], [], extra={"journal": {"fsync": fsync}})
+    with Herd(config) as h:
+        h.start()
+        solo = h.nodes["Solo"]
+        lines = b"".join(b"IAMAT c%d +1+1 %d\n" % (i, 1700000000 + i) for i in range(500))
+        acks = exchange_sync(solo.port, lines).splitlines(keepends=True)
+        assert len(acks) == 500
+        solo.stop(signal.SIGKILL)  # no chance to flush anything it had not already written
+        solo.start()
+        solo.wait_ready()
+        for i in (0, 250, 499):
+            reply = exchange_sync(solo.port, b"WHATSAT c%d 1 1\n" % i)
+            assert reply.startswith(acks[i]), reply[:200]
+    assert " JOURNAL_REPLAY " in h.nodes["Solo"].log_text()
+    assert (tmp_path / "data" / "Solo").is_dir()

@@ -291,3 +291,12 @@ def test_bind_port_defaults_to_port_and_can_differ(tmp_path):
     )
     assert config.nodes["A"].listen_port == 1000
     assert (config.nodes["B"].port, config.nodes["B"].listen_port) == (1001, 2001)
+
+
+def test_journal_settings(tmp_path):
+    config = parse_config("nodes: {A: {port: 1}}\n", tmp_path / "t.yaml")
+    assert config.journal.fsync == "everysec"
+    text = "nodes: {A: {port: 1}}\njournal: {fsync: always, compact_factor: 3}\n"
+    assert parse_config(text, tmp_path / "t.yaml").journal.fsync == "always"
+    with pytest.raises(ConfigError, match=r"journal\.fsync: 'sometimes' is not one of"):
+        parse_config("nodes: {A: {port: 1}}\njournal: {fsync: sometimes}\n", tmp_path / "t.yaml")
