@@ -1,0 +1,1 @@
+"""Chaos tests: real node processes under crashes, cut links and a fault-injecting proxy."""
