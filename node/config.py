@@ -79,6 +79,8 @@ class Limits:
     max_connections: int = 10000
     peer_backoff_initial: float = 0.1
     peer_backoff_max: float = 5.0
+    peer_heartbeat: float = 1.0  # seconds between PINGs each way on a peer link
+    peer_timeout: float = 10.0  # a peer link silent this long is dropped (and retried)
 
 
 _LIMIT_ZERO_OK = frozenset({"idle_timeout"})
@@ -417,6 +419,12 @@ def _parse_limits(raw: object) -> Limits:
         else:
             values[f.name] = _seconds(spec[f.name], where, zero_ok=f.name in _LIMIT_ZERO_OK)
     limits = Limits(**values)
+    if limits.peer_timeout <= 2 * limits.peer_heartbeat:
+        _fail(
+            "limits.peer_timeout",
+            f"{limits.peer_timeout} must be more than twice peer_heartbeat"
+            f" ({limits.peer_heartbeat})",
+        )
     if limits.peer_backoff_max < limits.peer_backoff_initial:
         _fail(
             "limits.peer_backoff_max",

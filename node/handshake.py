@@ -130,6 +130,11 @@ class Responder:
         self._hello: tuple[bytes, bytes] | None = None  # (initiator, nonce_i)
         self.peer: bytes | None = None
 
+    @property
+    def awaiting_auth(self) -> bytes | None:
+        """The initiator's name when HELLO was accepted but no AUTH has come yet."""
+        return self._hello[0] if self._hello is not None and self.peer is None else None
+
     def on_hello(self, fields: tuple[bytes, ...]) -> bytes:
         """Check HELLO's fields; return the CHALLENGE line."""
         if self._hello is not None or self.peer is not None:

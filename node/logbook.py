@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -19,9 +20,17 @@ _ESCAPES.update({0xDC00 + b: f"\\x{b:02x}" for b in range(0x80, 0x100)})
 _ESCAPES.update({0x2028: "\\u2028", 0x2029: "\\u2029"})
 
 
+_NEEDS_ESCAPE = re.compile("[" + "".join(re.escape(chr(c)) for c in sorted(_ESCAPES)) + "]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    return _ESCAPES[ord(match.group())]
+
+
 def show(data: bytes) -> str:
     """Bytes as one printable line: UTF-8 where valid, escapes for the rest."""
-    return data.decode("utf-8", "surrogateescape").translate(_ESCAPES)
+    # Most lines need no escape at all: a regex scan beats translate() on every character.
+    return _NEEDS_ESCAPE.sub(_escape, data.decode("utf-8", "surrogateescape"))
 
 
 class LogBook:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from node.handshake import HandshakeError, Initiator
 from node.logbook import show
-from node.protocol import format_synced
+from node.protocol import PING_LINE, format_synced
 
 if TYPE_CHECKING:
     from node.config import NodeSpec
@@ -139,11 +139,33 @@ class PeerLink:
         self.up = True
         self.since = time.time()
         node.log.event(f"LINK_UP peer={self.name} addr={self.spec.host}:{self.spec.port}")
-        await self._send_state(writer)
-        # The neighbour sends nothing after WELCOME; a read returning means the link died.
-        extra = await reader.read(1024)
-        if extra:
-            raise HandshakeError(f"unexpected data from peer: {show(extra[:80])}")
+        pinger = asyncio.get_running_loop().create_task(self._ping(writer))
+        try:
+            await self._send_state(writer)
+            await self._listen(reader)
+        finally:
+            pinger.cancel()
+
+    async def _ping(self, writer: asyncio.StreamWriter) -> None:
+        """Tell the neighbour we are alive, so it can tell a dead link from a quiet one."""
+        interval = self.node.limits.peer_heartbeat
+        while True:
+            await asyncio.sleep(interval)
+            writer.write(PING_LINE)
+
+    async def _listen(self, reader: asyncio.StreamReader) -> None:
+        """After WELCOME the neighbour sends only PINGs; silence past the timeout is a dead link."""
+        timeout = self.node.limits.peer_timeout
+        while True:
+            try:
+                async with asyncio.timeout(timeout):
+                    line = await reader.readline()
+            except TimeoutError:
+                raise ConnectionError(f"peer silent for {timeout:g}s") from None
+            if not line:
+                return  # closed
+            if line != PING_LINE:
+                raise ConnectionError(f"unexpected data from peer: {show(line[:80])}")
 
     async def _send_state(self, writer: asyncio.StreamWriter) -> None:
         records: list[Record] = self.node.sync_state()

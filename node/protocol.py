@@ -66,6 +66,11 @@ class Synced:
 
 
 @dataclass(frozen=True, slots=True)
+class Ping:
+    """`PING` between peers, both ways, every heartbeat: the link is alive."""
+
+
+@dataclass(frozen=True, slots=True)
 class PeerLine:
     """A handshake line (HELLO, AUTH): keyword plus its raw fields, checked by the handshake."""
 
@@ -80,7 +85,7 @@ class Invalid:
     line: bytes
 
 
-Message = IAmAt | WhatsAt | ChangeLoc | Synced | PeerLine | Invalid
+Message = IAmAt | WhatsAt | ChangeLoc | Synced | Ping | PeerLine | Invalid
 
 PEER_KEYWORDS = frozenset({b"HELLO", b"AUTH"})
 
@@ -134,11 +139,16 @@ def parse_line(line: bytes, *, peer: bool = False) -> Message | None:
             and _TIME_RECEIVED.fullmatch(fields[4])
         ):
             return ChangeLoc(fields[1], fields[2], fields[3], fields[4], fields[5])
+    elif keyword == b"PING" and n == 1 and peer:
+        return Ping()
     elif keyword == b"SYNCED" and n == 2 and peer and _BOUND.fullmatch(fields[1]):
         return Synced(int(fields[1][:18]))
     elif keyword in PEER_KEYWORDS and not peer:
         return PeerLine(keyword, tuple(fields[1:]))
     return Invalid(line)
+
+
+PING_LINE = b"PING\n"
 
 
 def format_synced(count: int) -> bytes:

@@ -28,11 +28,13 @@ from node.logbook import LogBook, show
 from node.peers import Peers
 from node.places.base import PlacesProvider, failure_response
 from node.protocol import (
+    PING_LINE,
     ChangeLoc,
     IAmAt,
     LineSplitter,
     Message,
     PeerLine,
+    Ping,
     Synced,
     WhatsAt,
     format_invalid,
@@ -46,6 +48,7 @@ _LF = b"\n"
 SWEEP_INTERVAL = 1.0  # seconds between checks of line deadlines and idle connections
 SHUTDOWN_GRACE = 3.0  # seconds in-flight replies get to finish at shutdown
 MAX_PENDING_REPLIES = 1000  # per connection; beyond it the node stops reading that client
+LINES_PER_TURN = 256  # per connection per event-loop turn, so one bulk client cannot stall others
 
 
 class StartupError(Exception):
@@ -227,10 +230,13 @@ class NodeServer:
     async def _sweep(self) -> None:
         limits = self.limits
         while True:
-            await asyncio.sleep(SWEEP_INTERVAL)
+            await asyncio.sleep(min(SWEEP_INTERVAL, limits.peer_heartbeat))
             now = time.monotonic()
             for conn in list(self.connections):
-                conn.check_deadlines(now, limits.line_deadline, limits.idle_timeout)
+                if conn.peer is not None:
+                    conn.heartbeat(now, limits.peer_timeout)
+                else:
+                    conn.check_deadlines(now, limits.line_deadline, limits.idle_timeout)
 
 
 class Connection(asyncio.Protocol):
@@ -246,6 +252,7 @@ class Connection(asyncio.Protocol):
         # Replies in line order: bytes ready to send, or a task still computing one.
         self._queue: deque[bytes | asyncio.Task[bytes]] = deque()
         self._backlog: deque[bytes] = deque()  # lines read but not yet handled
+        self._resume_scheduled = False
         self._overlong_reply: bytes | None = None  # goes out after the backlog
         self._refused = False  # a failed AUTH: no further line is handled
         self._write_paused = False
@@ -322,6 +329,12 @@ class Connection(asyncio.Protocol):
                 item.cancel()
         self._queue.clear()
         node = self.node
+        if self._responder is not None and (waiting := self._responder.awaiting_auth) is not None:
+            # A real node that rejects our proof hangs up without AUTH: say so here too.
+            node.log.event(
+                f"PEER_AUTH_FAILED conn={self.id} from={self._where} peer={show(waiting)}"
+                " reason=closed before AUTH (does it have another secret?)"
+            )
         if self in node.connections:
             node.connections.discard(self)
             node.per_host[self._host] -= 1
@@ -361,12 +374,21 @@ class Connection(asyncio.Protocol):
         self._work()
 
     def _work(self) -> None:
-        """Handle backlog lines while fewer than MAX_PENDING_REPLIES replies are pending."""
+        """Handle backlog lines while fewer than MAX_PENDING_REPLIES replies are pending.
+
+        At most LINES_PER_TURN lines per loop turn: a client that sends a huge batch gets
+        the rest handled on later turns, so other connections are served in between.
+        """
         node = self.node
         log = node.log
         queue = self._queue
         backlog = self._backlog
+        budget = LINES_PER_TURN
         while backlog and len(queue) < MAX_PENDING_REPLIES:
+            if budget == 0:
+                self._schedule_resume()
+                break
+            budget -= 1
             if self._refused:
                 backlog.clear()  # a failed AUTH ends the conversation
                 break
@@ -430,6 +452,8 @@ class Connection(asyncio.Protocol):
             node.log.event(f"PEER_IN peer={peer.decode()} {show(line)}")
             node.changeloc(msg, peer)
             return True
+        if isinstance(msg, Ping):
+            return True  # its arrival already counted as activity
         if isinstance(msg, Synced):
             node.log.event(f"PEER_SYNCED peer={peer.decode()} records={msg.count}")
             node.peers.inbound_synced(peer, self)
@@ -447,28 +471,29 @@ class Connection(asyncio.Protocol):
             return
         queue = self._queue
         ready: list[bytes] = []
-        while True:
-            while queue:
-                head = queue[0]
-                if isinstance(head, bytes):
-                    ready.append(head)
-                elif head.done():
-                    if head.cancelled():
-                        queue.popleft()
-                        continue
-                    ready.append(head.result())
-                else:
-                    break
-                queue.popleft()
-            if not self._backlog or len(queue) >= MAX_PENDING_REPLIES:
+        while queue:
+            head = queue[0]
+            if isinstance(head, bytes):
+                ready.append(head)
+            elif head.done():
+                if head.cancelled():
+                    queue.popleft()
+                    continue
+                ready.append(head.result())
+            else:
                 break
-            self._work()  # room for more replies: handle the lines held back
+            queue.popleft()
+        if self._backlog and len(queue) < MAX_PENDING_REPLIES:
+            self._schedule_resume()  # room for more replies: handle the lines held back
         if ready:
             if not self._persist():
                 return
             log = self.node.log
             for reply in ready:
-                log.event(f"OUT conn={self.id} {show(reply.rstrip(_LF))}")
+                # A WHATSAT's JSON is summarised: the log is for operators, not a copy.
+                line, _, body = reply.rstrip(_LF).partition(_LF)
+                more = f" (+{len(body)} bytes of JSON)" if body else ""
+                log.event(f"OUT conn={self.id} {show(line)}{more}")
             transport.write(b"".join(ready))
         if not queue and not self._backlog and self._closing_after_flush:
             if self._eof:
@@ -477,6 +502,17 @@ class Connection(asyncio.Protocol):
                 # Half-close: the client still reads every reply, then sends its EOF.
                 self._lingering = time.monotonic()
                 transport.write_eof()  # idempotent; _closed waits for connection_lost or abort()
+
+    def _schedule_resume(self) -> None:
+        if not self._resume_scheduled:
+            self._resume_scheduled = True
+            asyncio.get_running_loop().call_soon(self._resume)
+
+    def _resume(self) -> None:
+        self._resume_scheduled = False
+        if not self._closed:
+            self._work()
+            self._flush()
 
     def _persist(self) -> bool:
         """Put every applied record in the journal before any reply that acknowledges it."""
@@ -490,6 +526,15 @@ class Connection(asyncio.Protocol):
         return True
 
     # -- lifecycle --------------------------------------------------------------------
+
+    def heartbeat(self, now: float, timeout: float) -> None:
+        """On a neighbour's inbound link: drop it if silent too long, else send our PING."""
+        if self._closed or self.transport is None:
+            return
+        if now - self._last_activity > timeout:
+            self.abort(f"peer silent for {timeout:g}s")
+        else:
+            self.transport.write(PING_LINE)
 
     def check_deadlines(self, now: float, line_deadline: float, idle_timeout: float) -> None:
         """Cut off a client holding a half-sent line too long, or idle past the timeout."""

@@ -16,7 +16,10 @@ from node.protocol import (
     time_key,
 )
 
-OrderKey = tuple[TimeKey, bytes, bytes]
+# PROTOCOL.md's order is (time, server, location). Two records equal on those but spelled
+# differently (time "1.5" vs "1.50", or another time_received after a node lost its state)
+# are ordered by those bytes too, so every node keeps the same one whatever the arrival order.
+OrderKey = tuple[TimeKey, bytes, bytes, bytes, bytes]
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,7 +27,8 @@ class Record:
     """Where a client said it was, and which node heard it when.
 
     `key` orders records: client time as an exact decimal, then the receiving server's
-    name, then the location bytes. Equal keys are the same record.
+    name, then the location bytes, then (tie-breaks PROTOCOL.md leaves open) the time's own
+    bytes and the receive time. Equal keys are the same record.
     """
 
     client: bytes
@@ -53,7 +57,8 @@ def make_record(
     tkey = time_key(time_sent)
     if tkey is None:
         raise ValueError(f"invalid time {time_sent!r}")
-    return Record(client, location, time_sent, time_received, server, (tkey, server, location))
+    key = (tkey, server, location, time_sent, time_received)
+    return Record(client, location, time_sent, time_received, server, key)
 
 
 def record_from_iamat(msg: IAmAt, server: bytes, received_ns: int) -> Record:

@@ -127,12 +127,17 @@ def test_equal_record_is_dropped():
     assert len(store) == 1
 
 
-def test_same_time_server_and_location_is_the_same_record_and_the_first_stays():
-    store = ClientStore()
+def test_same_time_server_and_location_ties_break_on_bytes_the_same_everywhere():
     first = rec(time=b"1.5", received=b"1.000000000")
+    second = rec(time=b"1.50", received=b"2.000000000")
+    for order in ([first, second], [second, first]):
+        store = ClientStore()
+        for record in order:
+            store.apply(record)
+        assert store.get(b"c") == second  # b"1.50" > b"1.5"
+    store = ClientStore()
     assert store.apply(first)
-    assert not store.apply(rec(time=b"1.50", received=b"2.000000000"))
-    assert store.get(b"c") == first
+    assert not store.apply(rec(time=b"1.5", received=b"1.000000000"))  # the very same record
 
 
 def test_older_record_does_not_replace_newer():
