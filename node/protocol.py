@@ -7,12 +7,12 @@ Every rule quoted from PROTOCOL.md is enforced here, byte for byte.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import MAX_EMAX, MIN_EMIN, ROUND_HALF_EVEN, Context, Decimal
 
 # Field separators: ASCII space, tab, CR, LF, FF, VT. bytes.split() with no argument
 # splits on exactly these, never on non-ASCII bytes such as a non-breaking space.
-_LOCATION = re.compile(rb"([+-])(\d+(?:\.\d+)?)([+-])(\d+(?:\.\d+)?)")
+_LOCATION = re.compile(rb"([+-]\d+(?:\.\d+)?)([+-]\d+(?:\.\d+)?)")
 _TIME = re.compile(rb"(\d+)(?:\.(\d+))?")
 _TIME_RECEIVED = re.compile(rb"\d+\.\d{9}")
 _RADIUS = re.compile(rb"\d+(?:\.\d+)?")
@@ -36,6 +36,7 @@ class IAmAt:
     client: bytes
     location: bytes
     time: bytes
+    tkey: TimeKey | None = field(default=None, compare=False)  # computed once, by the parser
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +57,7 @@ class ChangeLoc:
     time_sent: bytes
     time_received: bytes
     server: bytes
+    tkey: TimeKey | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,16 +92,29 @@ Message = IAmAt | WhatsAt | ChangeLoc | Synced | Ping | PeerLine | Invalid
 PEER_KEYWORDS = frozenset({b"HELLO", b"AUTH"})
 
 
+def _within(signed: bytes, limit: int) -> bool:
+    """|signed decimal| <= limit, exactly, without Decimal (this runs on every IAMAT)."""
+    whole, _, frac = signed[1:].partition(b".")
+    whole = whole.lstrip(b"0")
+    if len(whole) > 3:
+        return False
+    value = int(whole or b"0")
+    return value < limit or (value == limit and not frac.strip(b"0"))
+
+
+def valid_location(field: bytes) -> bool:
+    """Whether a field is an ISO 6709 location with latitude and longitude in range."""
+    m = _LOCATION.fullmatch(field)
+    return m is not None and _within(m.group(1), 90) and _within(m.group(2), 180)
+
+
 def parse_location(field: bytes) -> tuple[float, float] | None:
     """Latitude and longitude of an ISO 6709 field, or None when it breaks the rule."""
+    if not valid_location(field):
+        return None
     m = _LOCATION.fullmatch(field)
-    if m is None:
-        return None
-    lat = Decimal((m.group(1) + m.group(2)).decode())
-    lng = Decimal((m.group(3) + m.group(4)).decode())
-    if not (-90 <= lat <= 90 and -180 <= lng <= 180):
-        return None
-    return float(lat), float(lng)
+    assert m is not None
+    return float(m.group(1)), float(m.group(2))
 
 
 def time_key(field: bytes) -> TimeKey | None:
@@ -122,8 +137,9 @@ def parse_line(line: bytes, *, peer: bool = False) -> Message | None:
     keyword = fields[0]
     n = len(fields)
     if keyword == b"IAMAT" and n == 4:
-        if parse_location(fields[2]) is not None and time_key(fields[3]) is not None:
-            return IAmAt(fields[1], fields[2], fields[3])
+        tkey = time_key(fields[3])
+        if tkey is not None and valid_location(fields[2]):
+            return IAmAt(fields[1], fields[2], fields[3], tkey)
     elif keyword == b"WHATSAT" and n == 4:
         radius, bound = fields[2], fields[3]
         digits = bound.lstrip(b"0")
@@ -133,12 +149,9 @@ def parse_line(line: bytes, *, peer: bool = False) -> Message | None:
             if radius_km <= MAX_RADIUS_KM and 1 <= bound_n <= MAX_BOUND:
                 return WhatsAt(fields[1], float(radius_km), bound_n)
     elif keyword == b"CHANGELOC" and n == 6 and peer:
-        if (
-            parse_location(fields[2]) is not None
-            and time_key(fields[3]) is not None
-            and _TIME_RECEIVED.fullmatch(fields[4])
-        ):
-            return ChangeLoc(fields[1], fields[2], fields[3], fields[4], fields[5])
+        tkey = time_key(fields[3])
+        if tkey is not None and valid_location(fields[2]) and _TIME_RECEIVED.fullmatch(fields[4]):
+            return ChangeLoc(fields[1], fields[2], fields[3], fields[4], fields[5], tkey)
     elif keyword == b"PING" and n == 1 and peer:
         return Ping()
     elif keyword == b"SYNCED" and n == 2 and peer and _BOUND.fullmatch(fields[1]):

@@ -37,6 +37,8 @@ from node.protocol import (
     Ping,
     Synced,
     WhatsAt,
+    format_at,
+    format_diff,
     format_invalid,
     parse_line,
     parse_location,
@@ -169,11 +171,13 @@ class NodeServer:
 
     def iamat(self, msg: IAmAt) -> bytes:
         """Store and flood the location if it is newer; the AT reply either way."""
-        record = record_from_iamat(msg, self.name_bytes, self.clock_ns())
-        if self.store.apply(record):
+        received_ns = self.clock_ns()
+        record = record_from_iamat(msg, self.name_bytes, received_ns)
+        if self.store.apply(record, msg.tkey):
             self.journal.append(record)
             self.peers.flood(record, exclude=None)
-        return record.at_line()
+        diff = format_diff(received_ns, msg.time)
+        return format_at(self.name_bytes, diff, msg.client, msg.location, msg.time)
 
     def changeloc(self, msg: ChangeLoc, sender: bytes) -> None:
         """Apply a flooded record if it is newer, and pass it on to the other neighbours."""
@@ -185,7 +189,7 @@ class NodeServer:
             )
             return
         record = record_from_changeloc(msg)
-        if self.store.apply(record):
+        if self.store.apply(record, msg.tkey):
             self.journal.append(record)
             self.peers.flood(record, exclude=sender)
 

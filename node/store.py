@@ -28,7 +28,8 @@ class Record:
 
     `key` orders records: client time as an exact decimal, then the receiving server's
     name, then the location bytes, then (tie-breaks PROTOCOL.md leaves open) the time's own
-    bytes and the receive time. Equal keys are the same record.
+    bytes and the receive time. Equal keys are the same record. The key is computed when
+    needed rather than stored: a node holding a million clients keeps only the bytes.
     """
 
     client: bytes
@@ -36,7 +37,10 @@ class Record:
     time_sent: bytes
     time_received: bytes  # the receiving node's POSIX time, exactly 9 decimals
     server: bytes
-    key: OrderKey
+
+    @property
+    def key(self) -> OrderKey:
+        return order_key(self, None)
 
     def at_line(self) -> bytes:
         """The AT line the receiving node produced, rebuilt exactly, with its LF."""
@@ -51,24 +55,50 @@ class Record:
 
 
 def make_record(
-    client: bytes, location: bytes, time_sent: bytes, time_received: bytes, server: bytes
+    client: bytes,
+    location: bytes,
+    time_sent: bytes,
+    time_received: bytes,
+    server: bytes,
+    tkey: TimeKey | None = None,
 ) -> Record:
-    """A record from already validated fields."""
-    tkey = time_key(time_sent)
-    if tkey is None:
+    """A record from already validated fields (`tkey`: the parser's key of time_sent)."""
+    if tkey is None and time_key(time_sent) is None:
         raise ValueError(f"invalid time {time_sent!r}")
-    key = (tkey, server, location, time_sent, time_received)
-    return Record(client, location, time_sent, time_received, server, key)
+    return Record(client, location, time_sent, time_received, shared_name(server))
+
+
+_SERVERS: dict[bytes, bytes] = {}
+
+
+def shared_name(server: bytes) -> bytes:
+    """One bytes object per server name: a herd has a handful, a store a million records."""
+    shared = _SERVERS.get(server)
+    if shared is None:
+        shared = _SERVERS.setdefault(server, server) if len(_SERVERS) < 1024 else server
+    return shared
+
+
+def order_key(record: Record, tkey: TimeKey | None) -> OrderKey:
+    """`record.key`, reusing `tkey` (the key of its time) when the caller has it."""
+    if tkey is None:
+        tkey = time_key(record.time_sent)
+        assert tkey is not None  # records are validated when made
+    return (tkey, record.server, record.location, record.time_sent, record.time_received)
 
 
 def record_from_iamat(msg: IAmAt, server: bytes, received_ns: int) -> Record:
     """The record an IAMAT creates at the node named `server`, heard at `received_ns`."""
-    return make_record(msg.client, msg.location, msg.time, format_ns(received_ns), server)
+    return make_record(
+        msg.client, msg.location, msg.time, format_ns(received_ns), server, msg.tkey
+    )
 
 
 def record_from_changeloc(msg: ChangeLoc) -> Record:
     """The record a peer flooded."""
-    return make_record(msg.client, msg.location, msg.time_sent, msg.time_received, msg.server)
+    return make_record(
+        msg.client, msg.location, msg.time_sent, msg.time_received, msg.server, msg.tkey
+    )
 
 
 class ClientStore:
@@ -79,12 +109,17 @@ class ClientStore:
     def __init__(self) -> None:
         self._records: dict[bytes, Record] = {}
 
-    def apply(self, record: Record) -> bool:
-        """Keep `record` if it is newer than what we hold; True when it was kept."""
-        held = self._records.get(record.client)
-        if held is not None and held.key >= record.key:
+    def apply(self, record: Record, tkey: TimeKey | None = None) -> bool:
+        """Keep `record` if it is newer than what we hold; True when it was kept.
+
+        `tkey`, the key of the record's time when the parser already computed it, saves
+        computing it again; the held record's key is computed only when there is one.
+        """
+        records = self._records
+        held = records.get(record.client)
+        if held is not None and order_key(held, None) >= order_key(record, tkey):
             return False
-        self._records[record.client] = record
+        records[record.client] = record
         return True
 
     def get(self, client: bytes) -> Record | None:

@@ -143,3 +143,18 @@ async def test_always_fsyncs_every_flush(tmp_path: Path, monkeypatch: pytest.Mon
 def test_unknown_policy_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         Journal(tmp_path, fsync="sometimes")
+
+
+def test_replay_reads_in_chunks_across_entry_boundaries(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import node.journal
+
+    monkeypatch.setattr(node.journal, "REPLAY_CHUNK", 7)  # cuts through every entry
+    entries = [encode_entry(rec(b"c%d" % i, b"%d" % i)) for i in range(50)]
+    path = tmp_path / "wal-00000001.log"
+    path.write_bytes(b"".join(entries) + entries[0][:-3])
+    store = ClientStore()
+    stats = ReplayStats()
+    node.journal.replay_file(path, store, stats)
+    assert (stats.entries, stats.damaged, stats.torn, len(store)) == (50, 0, 1, 50)
