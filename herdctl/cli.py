@@ -21,6 +21,16 @@ from typing import Annotated, Any
 import typer
 
 from herdctl import logs, render
+from herdctl.bench import (
+    LOAD_MODES,
+    BenchError,
+    Mode,
+    progress_bar,
+    run_load,
+    run_propagate,
+    run_sync,
+    summary,
+)
 from herdctl.client import (
     Readiness,
     Unreachable,
@@ -418,6 +428,101 @@ def check(ctx: typer.Context) -> None:
     """Validate the topology file and summarise it in one line."""
     config = _options(ctx).load()
     _out(render.check_summary(config))
+
+
+@app.command("bench")
+def bench_command(
+    ctx: typer.Context,
+    mode: Annotated[Mode, typer.Option("--mode", help="The load, or propagation timing.")] = (
+        Mode.IAMAT
+    ),
+    conns: Annotated[int, typer.Option("--conns", min=1, help="Connections.")] = 32,
+    pipeline: Annotated[
+        int, typer.Option("--pipeline", min=1, help="Requests in flight per connection.")
+    ] = 64,
+    duration: Annotated[
+        float, typer.Option("--duration", min=0.1, help="Seconds measured, after a warm-up.")
+    ] = 5.0,
+    rate: Annotated[
+        float | None,
+        typer.Option(
+            "--rate",
+            min=1,
+            help="Open loop: requests/s over all connections (propagate: background IAMATs"
+            " into the targets). Default: closed loop (propagate: no background).",
+            show_default=False,
+        ),
+    ] = None,
+    target: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--target",
+            metavar="NODE",
+            help="Node to load; repeat for several. Default: Welsh (propagate: the --from node).",
+            show_default=False,
+        ),
+    ] = None,
+    source: Annotated[
+        str, typer.Option("--from", metavar="NODE", help="Propagate: where the IAMAT goes.")
+    ] = "Welsh",
+    dest: Annotated[
+        str, typer.Option("--to", metavar="NODE", help="Propagate: where WHATSAT polls.")
+    ] = "Hands",
+    samples: Annotated[int, typer.Option("--samples", min=1, help="Propagate: how many.")] = 200,
+    loop: Annotated[
+        str, typer.Option("--loop", metavar="auto|uvloop|asyncio", help="Event loop.")
+    ] = "auto",
+    as_json: Annotated[bool, typer.Option("--json", help="LoadResult as one JSON object.")] = False,
+) -> None:
+    """Load a running herd and measure it: replies/s, latency, and this generator's own CPU."""
+    config = _options(ctx).load()
+    if loop not in ("auto", "uvloop", "asyncio"):
+        raise UserError(f"--loop must be auto, uvloop or asyncio, not {loop!r}", EXIT_USAGE)
+    default = [source] if mode == Mode.PROPAGATE else ["Welsh"]
+    specs = [config.node(name) for name in dict.fromkeys(target or default)]
+    names = {f"{spec.host}:{spec.port}": spec.name for spec in specs}
+    addresses = [(spec.host, spec.port) for spec in specs]
+    live = sys.stderr.isatty()
+    unit = "samples" if mode == Mode.PROPAGATE else "replies"
+    total = float(samples) if mode == Mode.PROPAGATE else duration + 0.5  # 0.5 s warm-up
+
+    def show(elapsed: float, done: int) -> None:
+        sys.stderr.write(f"\r\x1b[K{progress_bar(elapsed, total, done, unit)}")
+        sys.stderr.flush()
+
+    if mode in LOAD_MODES:
+        run = run_load(
+            addresses,
+            mode=mode,
+            conns=conns,
+            pipeline=pipeline,
+            duration=duration,
+            rate=rate,
+            progress=show if live else None,
+        )
+    else:
+        src, dst = config.node(source), config.node(dest)
+        names.update({f"{s.host}:{s.port}": s.name for s in (src, dst)})
+        run = run_propagate(
+            (src.host, src.port),
+            (dst.host, dst.port),
+            samples=samples,
+            background=addresses if target or rate else None,
+            background_rate=rate,
+            progress=show if live else None,
+        )
+    try:
+        result = run_sync(run, loop)
+    except BenchError as e:
+        message = str(e)
+        for where, name in names.items():  # "cannot reach 127.0.0.1:12003: ..." names Welsh
+            message = message.replace(where, f"{name} at {where}")
+        raise UserError(message) from None
+    finally:
+        if live:
+            sys.stderr.write("\r\x1b[K")
+            sys.stderr.flush()
+    _out(json.dumps(result.as_dict(), indent=2) if as_json else summary(result, names))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from node.config import ConfigError, HerdConfig, default_config_path, load_config
 from node.journal import Journal, JournalError
@@ -44,7 +45,9 @@ async def run_node(config: HerdConfig, name: str) -> int:
         log.close()
         print(f"node {name}: {e}", file=sys.stderr)
         return EXIT_USAGE
+    loop_name = type(asyncio.get_running_loop()).__module__.split(".")[0]
     log.event(f"PLACES provider={places.name} reason={why}")
+    log.event(f"LOOP {loop_name}")
     settings = config.journal
     journal = Journal(
         config.data_dir / name,
@@ -90,7 +93,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as e:
         print(f"node: {e}", file=sys.stderr)
         return EXIT_USAGE
-    return asyncio.run(run_node(config, args.name))
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        return runner.run(run_node(config, args.name))
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop when installed (`pip install .[fast]`) unless HERD_LOOP=asyncio; else asyncio."""
+    if os.environ.get("HERD_LOOP", "auto") == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import os
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import psutil
 
@@ -51,6 +51,7 @@ SWEEP_INTERVAL = 1.0  # seconds between checks of line deadlines and idle connec
 SHUTDOWN_GRACE = 3.0  # seconds in-flight replies get to finish at shutdown
 MAX_PENDING_REPLIES = 1000  # per connection; beyond it the node stops reading that client
 LINES_PER_TURN = 256  # per connection per event-loop turn, so one bulk client cannot stall others
+PEER_LINES_PER_TURN = 8192  # per authenticated neighbour link per turn
 
 
 class StartupError(Exception):
@@ -273,8 +274,8 @@ class Connection(asyncio.Protocol):
     # -- asyncio callbacks --------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses, but speak the same API.
+        self.transport = cast(asyncio.Transport, transport)
         peername = transport.get_extra_info("peername")
         if isinstance(peername, tuple):
             self._where = f"{peername[0]}:{peername[1]}"
@@ -286,7 +287,7 @@ class Connection(asyncio.Protocol):
                 f"reason=max_connections({node.limits.max_connections})"
             )
             self._closed = True
-            transport.abort()
+            self.transport.abort()
             return
         node.connections.add(self)
         node.per_host[self._host] += 1
@@ -387,7 +388,9 @@ class Connection(asyncio.Protocol):
         log = node.log
         queue = self._queue
         backlog = self._backlog
-        budget = LINES_PER_TURN
+        # A neighbour's updates get a bigger share of each turn than any one client: the
+        # flood must not queue behind client traffic (propagation stays bounded under load).
+        budget = LINES_PER_TURN if self.peer is None else PEER_LINES_PER_TURN
         while backlog and len(queue) < MAX_PENDING_REPLIES:
             if budget == 0:
                 self._schedule_resume()
