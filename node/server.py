@@ -180,19 +180,21 @@ class NodeServer:
         diff = format_diff(received_ns, msg.time)
         return format_at(self.name_bytes, diff, msg.client, msg.location, msg.time)
 
-    def changeloc(self, msg: ChangeLoc, sender: bytes) -> None:
-        """Apply a flooded record if it is newer, and pass it on to the other neighbours."""
+    def changeloc(self, msg: ChangeLoc, sender: bytes) -> bool:
+        """Apply a flooded record if it is newer, and pass it on; True when it was applied."""
         if msg.server not in self.known_servers:
             # A neighbour with a different topology: skip the record, keep the link.
             self.log.event(
                 f"PEER_UNKNOWN_SERVER peer={sender.decode()} server={show(msg.server)}"
                 f" client={show(msg.client)}"
             )
-            return
+            return False
         record = record_from_changeloc(msg)
-        if self.store.apply(record, msg.tkey):
-            self.journal.append(record)
-            self.peers.flood(record, exclude=sender)
+        if not self.store.apply(record, msg.tkey):
+            return False
+        self.journal.append(record)
+        self.peers.flood(record, exclude=sender)
+        return True
 
     async def whatsat(self, record: Record, msg: WhatsAt) -> bytes:
         """The stored AT line, then the places near the client as Nearby Search JSON."""
@@ -384,13 +386,14 @@ class Connection(asyncio.Protocol):
         At most LINES_PER_TURN lines per loop turn: a client that sends a huge batch gets
         the rest handled on later turns, so other connections are served in between.
         """
+        if self.peer is not None:
+            self._work_peer(self.peer)
+            return
         node = self.node
         log = node.log
         queue = self._queue
         backlog = self._backlog
-        # A neighbour's updates get a bigger share of each turn than any one client: the
-        # flood must not queue behind client traffic (propagation stays bounded under load).
-        budget = LINES_PER_TURN if self.peer is None else PEER_LINES_PER_TURN
+        budget = LINES_PER_TURN
         while backlog and len(queue) < MAX_PENDING_REPLIES:
             if budget == 0:
                 self._schedule_resume()
@@ -400,20 +403,62 @@ class Connection(asyncio.Protocol):
                 backlog.clear()  # a failed AUTH ends the conversation
                 break
             line = backlog.popleft()
-            peer = self.peer
-            msg = parse_line(line, peer=peer is not None)
+            msg = parse_line(line)
             if msg is None:
-                continue
-            if peer is not None:
-                if not self._handle_peer_line(msg, line, peer):
-                    backlog.clear()  # the link was dropped for a bad line
-                    break
                 continue
             log.event(f"IN conn={self.id} {show(line)}")
             queue.append(self._reply(msg, line))
+            if self.peer is not None:  # that line was a good AUTH: the rest is the flood
+                self._work_peer(self.peer)
+                return
         if not backlog and self._overlong_reply is not None:
             queue.append(self._overlong_reply)
             self._overlong_reply = None
+        self._set_reading()
+
+    def _work_peer(self, peer: bytes) -> None:
+        """Apply a neighbour's lines, logging one summary per batch rather than per line.
+
+        A neighbour's updates get a bigger share of each turn than any one client, so the
+        flood does not queue behind client traffic. The same record arriving again from a
+        second neighbour (a flood reaches most nodes twice) is recognised by its bytes and
+        dropped before it is parsed.
+        """
+        node = self.node
+        store = node.store
+        backlog = self._backlog
+        budget = PEER_LINES_PER_TURN
+        received = applied = duplicates = 0
+        while backlog:
+            if budget == 0:
+                self._schedule_resume()
+                break
+            budget -= 1
+            line = backlog.popleft()
+            fields = line.split()
+            if len(fields) == 6 and fields[0] == b"CHANGELOC":
+                received += 1
+                held = store.get(fields[1])
+                if (
+                    held is not None
+                    and held.time_received == fields[4]
+                    and held.time_sent == fields[3]
+                    and held.server == fields[5]
+                    and held.location == fields[2]
+                ):
+                    duplicates += 1
+                    continue
+            msg = parse_line(line, peer=True)
+            if isinstance(msg, ChangeLoc):
+                applied += node.changeloc(msg, peer)
+            elif msg is not None and not self._handle_peer_line(msg, line, peer):
+                backlog.clear()  # the link was dropped for a bad line
+                break
+        if received:
+            node.log.event(
+                f"PEER_IN peer={peer.decode()} changelocs={received} applied={applied}"
+                f" duplicates={duplicates}"
+            )
         self._set_reading()
 
     def _reply(self, msg: Message, line: bytes) -> bytes | asyncio.Task[bytes]:
@@ -455,10 +500,6 @@ class Connection(asyncio.Protocol):
     def _handle_peer_line(self, msg: Message, line: bytes, peer: bytes) -> bool:
         """Apply a neighbour's line; a malformed one drops the link (it will reconnect)."""
         node = self.node
-        if isinstance(msg, ChangeLoc):
-            node.log.event(f"PEER_IN peer={peer.decode()} {show(line)}")
-            node.changeloc(msg, peer)
-            return True
         if isinstance(msg, Ping):
             return True  # its arrival already counted as activity
         if isinstance(msg, Synced):
