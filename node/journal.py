@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from node.store import ClientStore, Record, shared_name
+from node.store import ClientStore, Packed, Record, shared_name
 
 FSYNC_POLICIES = ("always", "everysec", "no")
 _FILE = re.compile(r"(snap|wal)-(\d{8})\.log")
@@ -54,6 +54,12 @@ def encode_entry(record: Record) -> bytes:
         record.time_received,
         record.server,
     )
+    return b"%08x %s\n" % (zlib.crc32(body), body)
+
+
+def encode_packed(client: bytes, packed: bytes) -> bytes:
+    """The same entry as `encode_entry`, from a record as the store keeps it."""
+    body = b"%s %s" % (client, packed)
     return b"%08x %s\n" % (zlib.crc32(body), body)
 
 
@@ -252,7 +258,7 @@ class Journal:
             self._seq += 1
             self._fd = self._open_segment(self._seq)
             self._appended = 0
-            records = store.snapshot()  # the state as of the switch: covers every old entry
+            records = store.packed()  # the state as of the switch: covers every old entry
         seq = self._seq
         started = time.perf_counter()
         try:
@@ -271,12 +277,12 @@ class Journal:
             f" seconds={time.perf_counter() - started:.3f}"
         )
 
-    def _write_snapshot(self, seq: int, records: list[Record]) -> None:
+    def _write_snapshot(self, seq: int, records: list[Packed]) -> None:
         final = self.folder / f"snap-{seq:08d}.log"
         tmp = final.with_suffix(".tmp")
         with open(tmp, "wb") as f:
             for i in range(0, len(records), 10_000):
-                f.write(b"".join(map(encode_entry, records[i : i + 10_000])))
+                f.write(b"".join([encode_packed(c, p) for c, p in records[i : i + 10_000]]))
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, final)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from node.handshake import HandshakeError, Initiator
 from node.logbook import show
 from node.protocol import PING_LINE, format_synced
+from node.store import changeloc_from_packed
 
 if TYPE_CHECKING:
     from node.config import NodeSpec
@@ -168,9 +169,10 @@ class PeerLink:
                 raise ConnectionError(f"unexpected data from peer: {show(line[:80])}")
 
     async def _send_state(self, writer: asyncio.StreamWriter) -> None:
-        records: list[Record] = self.node.sync_state()
+        records = self.node.sync_state()
         for i in range(0, len(records), SYNC_CHUNK):
-            writer.write(b"".join(r.changeloc() for r in records[i : i + SYNC_CHUNK]))
+            chunk = records[i : i + SYNC_CHUNK]
+            writer.write(b"".join([changeloc_from_packed(c, p) for c, p in chunk]))
             await writer.drain()
         writer.write(format_synced(len(records)))
         self.node.log.event(f"LINK_SYNC_SENT peer={self.name} records={len(records)}")

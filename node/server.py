@@ -44,7 +44,7 @@ from node.protocol import (
     parse_location,
 )
 from node.status import StatusFile, status_path
-from node.store import ClientStore, Record, record_from_changeloc, record_from_iamat
+from node.store import ClientStore, Packed, Record, record_from_changeloc, record_from_iamat
 
 _LF = b"\n"
 SWEEP_INTERVAL = 1.0  # seconds between checks of line deadlines and idle connections
@@ -225,9 +225,9 @@ class NodeServer:
             "links": self.peers.status(),
         }
 
-    def sync_state(self) -> list[Record]:
-        """Every record we hold, for a neighbour that just linked up."""
-        return self.store.snapshot()
+    def sync_state(self) -> list[Packed]:
+        """Every record we hold, packed, for a neighbour that just linked up."""
+        return self.store.packed()
 
     # -- housekeeping -----------------------------------------------------------------
 
@@ -438,14 +438,7 @@ class Connection(asyncio.Protocol):
             fields = line.split()
             if len(fields) == 6 and fields[0] == b"CHANGELOC":
                 received += 1
-                held = store.get(fields[1])
-                if (
-                    held is not None
-                    and held.time_received == fields[4]
-                    and held.time_sent == fields[3]
-                    and held.server == fields[5]
-                    and held.location == fields[2]
-                ):
+                if store.holds(fields[1], b" ".join(fields[2:])):
                     duplicates += 1
                     continue
             msg = parse_line(line, peer=True)
