@@ -29,7 +29,10 @@ up: $(STAMP)
 down: $(STAMP)
 	$(BIN)/herdctl down
 
+# `make bench BENCH_ARGS=--quick` for a smoke run; see README "Performance".
+BENCH_ARGS ?=
 bench: $(STAMP)
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 	$(BIN)/python bench/places_bench.py
 
 clean:

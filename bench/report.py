@@ -1,0 +1,221 @@
+"""Medians of the rounds -> the table `make bench` prints, each figure with its target."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from figures import Measurement
+
+OURS, MINIMAL, NODEJS = "ours", "minimal", "nodejs"
+
+
+@dataclass
+class Row:
+    """One line of the table. `verdict` is PASS, FAIL, `-` (informative) or `n/a`."""
+
+    figure: str
+    ours: str = ""
+    minimal: str = ""
+    nodejs: str = ""
+    ratio: str = ""
+    target: str = ""
+    verdict: str = "-"
+    value: float | None = None  # the number the verdict is about, for results.json
+
+
+def median_of(measurements: list[Measurement], figure: str, system: str, field: str) -> float:
+    values = [m.get(field) for m in measurements if m.figure == figure and m.system == system]
+    values = [v for v in values if not math.isnan(v)]
+    return statistics.median(values) if values else math.nan
+
+
+def _num(value: float, fmt: str = "{:,.0f}") -> str:
+    return "" if math.isnan(value) else fmt.format(value)
+
+
+def _ms(value: float) -> str:
+    """Milliseconds; infinite is a quantile whose samples timed out (see Measurement.get)."""
+    return "timed out" if math.isinf(value) else _num(value, "{:.3f} ms")
+
+
+def _verdict(value: float, ok: Callable[[float], bool]) -> str:
+    if math.isnan(value):
+        return "n/a"
+    return "PASS" if ok(value) else "FAIL"
+
+
+def _below(limit: float) -> Callable[[float], bool]:
+    return lambda v: v < limit
+
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if b > 0 and math.isfinite(a) and math.isfinite(b) else math.nan
+
+
+def throughput_rows(ms: list[Measurement]) -> list[Row]:
+    def med(system: str) -> float:
+        return median_of(ms, "ingest", system, "throughput")
+
+    ours, minimal, nodejs = med(OURS), med(MINIMAL), med(NODEJS)
+    vs_min, vs_node = _ratio(ours, minimal), _ratio(ours, nodejs)
+    return [
+        Row(
+            "ingest 32x64, replies/s",
+            _num(ours),
+            _num(minimal),
+            _num(nodejs),
+            "",
+            ">= 50,000",
+            _verdict(ours, lambda v: v >= 50_000),
+            ours,
+        ),
+        Row(
+            "ingest: ours / minimal",
+            ratio=_num(vs_min, "{:.1%}"),
+            target=">= 15%",
+            verdict=_verdict(vs_min, lambda v: v >= 0.15),
+            value=vs_min,
+        ),
+        Row(
+            "ingest: ours / Node.js",
+            ratio=_num(vs_node, "{:.2f}x"),
+            target=">= 1.0 (aim)",
+            verdict=_verdict(vs_node, lambda v: v >= 1.0),
+            value=vs_node,
+        ),
+    ]
+
+
+def latency_rows(ms: list[Measurement]) -> list[Row]:
+    def med(system: str, q: str) -> float:
+        return median_of(ms, "latency", system, f"latency_ms.{q}")
+
+    rows = []
+    for q in ("p50", "p99"):
+        ours, minimal, nodejs = med(OURS, q), med(MINIMAL, q), med(NODEJS, q)
+        rows.append(Row(f"latency 8x1, {q}", _ms(ours), _ms(minimal), _ms(nodejs), value=ours))
+    ours, minimal, nodejs = med(OURS, "p50"), med(MINIMAL, "p50"), med(NODEJS, "p50")
+    vs_min, vs_node = _ratio(ours, minimal), _ratio(ours, nodejs)
+    rows.append(
+        Row(
+            "latency p50: ours / minimal",
+            ratio=_num(vs_min, "{:.2f}x"),
+            target="<= 4x",
+            verdict=_verdict(vs_min, lambda v: v <= 4.0),
+            value=vs_min,
+        )
+    )
+    rows.append(
+        Row(
+            "latency p50: ours / Node.js",
+            ratio=_num(vs_node, "{:.2f}x"),
+            target="<= 1.0 (aim)",
+            verdict=_verdict(vs_node, lambda v: v <= 1.0),
+            value=vs_node,
+        )
+    )
+    return rows
+
+
+def propagation_rows(ms: list[Measurement], background_rate: int) -> list[Row]:
+    def med(figure: str, system: str, q: str) -> float:
+        return median_of(ms, figure, system, f"latency_ms.{q}")
+
+    specs = [
+        ("propagate_idle", "p50", "propagation W->H idle, p50", 1.0),
+        ("propagate_idle", "p99", "propagation W->H idle, p99", 4.0),
+        ("propagate_loaded", "p50", f"propagation at {background_rate:,}/s, p50", math.nan),
+        ("propagate_loaded", "p99", f"propagation at {background_rate:,}/s, p99", 10.0),
+    ]
+    rows = []
+    for figure, q, label, limit in specs:
+        ours, nodejs = med(figure, OURS, q), med(figure, NODEJS, q)
+        if math.isnan(limit):
+            rows.append(
+                Row(label, _ms(ours), "", _ms(nodejs), _num(_ratio(ours, nodejs), "{:.2f}x"))
+            )
+            continue
+        rows.append(
+            Row(
+                label,
+                _ms(ours),
+                "",
+                _ms(nodejs),
+                _num(_ratio(ours, nodejs), "{:.2f}x"),
+                f"< {limit:g} ms",
+                _verdict(ours, _below(limit)),
+                ours,
+            )
+        )
+    return rows
+
+
+def scale_rows(
+    million: dict[str, Any] | None, idle: dict[str, Any] | None, quick: bool
+) -> list[Row]:
+    """The scale figures; in a --quick run they are measured smaller and not judged."""
+    rows: list[Row] = []
+
+    def judged(value: float, ok: Callable[[float], bool]) -> str:
+        return "n/a" if quick else _verdict(value, ok)
+
+    if million is not None:
+        n = f"{million['clients']:,}"
+        rss, replay, catch = million["rss_mb"], million["replay_s"], million["catch_up_s"]
+        rows += [
+            Row(
+                f"{n} clients: RSS",
+                f"{rss:.0f} MB",
+                target="< 400 MB",
+                verdict=judged(rss, lambda v: v < 400),
+                value=rss,
+            ),
+            Row(
+                f"{n} clients: journal replay",
+                f"{replay:.2f} s",
+                target="< 10 s",
+                verdict=judged(replay, lambda v: v < 10),
+                value=replay,
+            ),
+            Row(
+                f"{n} clients: fresh neighbour catch-up",
+                f"{catch:.2f} s",
+                target="< 20 s",
+                verdict=judged(catch, lambda v: v < 20),
+                value=catch,
+            ),
+        ]
+    if idle is not None:
+        change = idle["change"]
+        rows.append(
+            Row(
+                f"{idle['idle_connections']:,} idle conns: 8x1 p99 change",
+                f"{idle['p99_without_ms']:.3f} -> {idle['p99_with_ms']:.3f} ms",
+                ratio=_num(change, "{:+.0%}"),
+                target="< +20%",
+                verdict=judged(change, lambda v: v < 0.20),
+                value=change,
+            )
+        )
+    return rows
+
+
+COLUMNS = ("figure", "ours", "minimal", "Node.js", "ratio", "target", "verdict")
+
+
+def render(rows: list[Row]) -> str:
+    cells = [COLUMNS] + [
+        (r.figure, r.ours, r.minimal, r.nodejs, r.ratio, r.target, r.verdict) for r in rows
+    ]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(COLUMNS))]
+    lines = []
+    for k, c in enumerate(cells):
+        parts = [c[0].ljust(widths[0])] + [c[i].rjust(widths[i]) for i in range(1, len(c))]
+        lines.append("  ".join(parts).rstrip())
+        if k == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
