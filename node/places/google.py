@@ -28,10 +28,8 @@ from node.places.http import (
     OVER_QUERY_LIMIT,
     REQUEST_DENIED,
     Answer,
-    Coalescer,
-    HttpClient,
+    GoogleProvider,
     UpstreamError,
-    redact,
     status_for_http,
 )
 
@@ -59,35 +57,21 @@ _ERROR_STATUS = {
 }
 
 
-class GooglePlaces:
+class GooglePlaces(GoogleProvider):
     """Places provider backed by Google's Places API (New) Nearby Search."""
 
     name = "google"
-
-    def __init__(self, api_key: str, *, endpoint: str | None = None, timeout: float = 5.0) -> None:
-        if not api_key:
-            raise ValueError("GooglePlaces needs an API key")
-        self._key = api_key
-        self.endpoint = (endpoint or DEFAULT_ENDPOINT).rstrip("/")
-        self.url = self.endpoint + SEARCH_PATH
-        self._http = HttpClient(api_key, timeout)
-        self._coalescer = Coalescer()
-
-    def __repr__(self) -> str:  # never show the key
-        return f"GooglePlaces(endpoint={self.endpoint!r}, timeout={self._http.timeout:g})"
+    default_endpoint = DEFAULT_ENDPOINT
+    search_path = SEARCH_PATH
 
     async def nearby(self, lat: float, lng: float, radius_m: float, bound: int) -> dict[str, Any]:
         """Places within `radius_m` metres of the point, at most `bound`, most prominent first."""
         bound = max(1, min(int(bound), MAX_RESULT_COUNT))
         if not radius_m > 0:
             return success_response([], [])
-        shared = await self._coalescer.run(
-            (lat, lng, radius_m, bound), lambda: self._search(lat, lng, radius_m, bound)
+        return await self._answer(
+            (lat, lng, radius_m, bound), lambda: self._search(lat, lng, radius_m, bound), bound
         )
-        response = {**shared, "results": list(shared["results"])[:bound]}
-        if "error_message" in response:
-            response["error_message"] = redact(str(response["error_message"]), self._key)
-        return response
 
     async def _search(self, lat: float, lng: float, radius_m: float, bound: int) -> dict[str, Any]:
         body = {
@@ -115,14 +99,6 @@ class GooglePlaces:
         except UpstreamError as e:
             return failure_response(e.status, str(e))
         return read_answer(answer, self.url)
-
-    async def start(self) -> None:
-        """Nothing to warm up: the HTTP session opens on the first request."""
-
-    async def close(self) -> None:
-        """End what is in flight and close the HTTP session."""
-        await self._coalescer.cancel_all()
-        await self._http.close()
 
 
 def read_answer(answer: Answer, url: str) -> dict[str, Any]:

@@ -23,11 +23,9 @@ from typing import Any
 from node.places.base import OK, UNKNOWN_ERROR, ZERO_RESULTS, failure_response, success_response
 from node.places.http import (
     Answer,
-    Coalescer,
-    HttpClient,
+    GoogleProvider,
     UpstreamError,
     plain_number,
-    redact,
     status_for_http,
 )
 
@@ -36,34 +34,20 @@ SEARCH_PATH = "/maps/api/place/nearbysearch/json"
 DROPPED_KEYS = ("next_page_token",)
 
 
-class GoogleLegacyPlaces:
+class GoogleLegacyPlaces(GoogleProvider):
     """Places provider backed by Google's legacy Places API Nearby Search."""
 
     name = "google-legacy"
-
-    def __init__(self, api_key: str, *, endpoint: str | None = None, timeout: float = 5.0) -> None:
-        if not api_key:
-            raise ValueError("GoogleLegacyPlaces needs an API key")
-        self._key = api_key
-        self.endpoint = (endpoint or DEFAULT_ENDPOINT).rstrip("/")
-        self.url = self.endpoint + SEARCH_PATH
-        self._http = HttpClient(api_key, timeout)
-        self._coalescer = Coalescer()
-
-    def __repr__(self) -> str:  # never show the key
-        return f"GoogleLegacyPlaces(endpoint={self.endpoint!r}, timeout={self._http.timeout:g})"
+    default_endpoint = DEFAULT_ENDPOINT
+    search_path = SEARCH_PATH
 
     async def nearby(self, lat: float, lng: float, radius_m: float, bound: int) -> dict[str, Any]:
         """Google's answer for the circle, with at most `bound` results."""
         if not radius_m > 0:
             return success_response([], [])
-        shared = await self._coalescer.run(
-            (lat, lng, radius_m), lambda: self._search(lat, lng, radius_m)
+        return await self._answer(
+            (lat, lng, radius_m), lambda: self._search(lat, lng, radius_m), bound
         )
-        response = {**shared, "results": list(shared["results"])[: max(0, int(bound))]}
-        if "error_message" in response:
-            response["error_message"] = redact(str(response["error_message"]), self._key)
-        return response
 
     async def _search(self, lat: float, lng: float, radius_m: float) -> dict[str, Any]:
         location = f"{plain_number(lat)},{plain_number(lng)}"
@@ -75,14 +59,6 @@ class GoogleLegacyPlaces:
         except UpstreamError as e:
             return failure_response(e.status, str(e))
         return read_answer(answer, self.url)
-
-    async def start(self) -> None:
-        """Nothing to warm up: the HTTP session opens on the first request."""
-
-    async def close(self) -> None:
-        """End what is in flight and close the HTTP session."""
-        await self._coalescer.cancel_all()
-        await self._http.close()
 
 
 def read_answer(answer: Answer, url: str) -> dict[str, Any]:

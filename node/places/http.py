@@ -225,3 +225,45 @@ class Coalescer:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class GoogleProvider:
+    """What both Google providers are: a key, an endpoint, one HTTP client, a coalescer.
+
+    A subclass names itself, its default endpoint and search path, and implements `_search`;
+    `_answer` runs it coalesced on `share_key`, cuts the results to the bound and scrubs the
+    key from any error message.
+    """
+
+    name = "google-base"
+    default_endpoint = ""
+    search_path = ""
+
+    def __init__(self, api_key: str, *, endpoint: str | None = None, timeout: float = 5.0) -> None:
+        if not api_key:
+            raise ValueError(f"{type(self).__name__} needs an API key")
+        self._key = api_key
+        self.endpoint = (endpoint or self.default_endpoint).rstrip("/")
+        self.url = self.endpoint + self.search_path
+        self._http = HttpClient(api_key, timeout)
+        self._coalescer = Coalescer()
+
+    def __repr__(self) -> str:  # never show the key
+        return f"{type(self).__name__}(endpoint={self.endpoint!r}, timeout={self._http.timeout:g})"
+
+    async def _answer(
+        self, share_key: Hashable, search: Callable[[], Awaitable[Response]], bound: int
+    ) -> Response:
+        shared = await self._coalescer.run(share_key, search)
+        response = {**shared, "results": list(shared["results"])[: max(0, int(bound))]}
+        if "error_message" in response:
+            response["error_message"] = redact(str(response["error_message"]), self._key)
+        return response
+
+    async def start(self) -> None:
+        """Nothing to warm up: the HTTP session opens on the first request."""
+
+    async def close(self) -> None:
+        """End what is in flight and close the HTTP session."""
+        await self._coalescer.cancel_all()
+        await self._http.close()
