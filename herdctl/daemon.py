@@ -18,7 +18,7 @@ from pathlib import Path
 import psutil
 
 from herdctl import control
-from herdctl.procs import child_env, live_process, read_json
+from herdctl.procs import live_process, read_json, spawn_detached
 from node.config import HerdConfig, load_config
 
 LOG_NAME = "herdctl.log"
@@ -130,13 +130,5 @@ def ensure_supervisor(
 def start_daemon(config: HerdConfig, args: Sequence[str] = ()) -> subprocess.Popen[bytes]:
     """Start `python -m herdctl.supervisor` in its own session, output to its log."""
     config.log_dir.mkdir(parents=True, exist_ok=True)
-    with open(supervisor_log(config), "ab") as out:
-        return subprocess.Popen(
-            [*supervisor_cmdline(config.path), *args],
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            cwd=config.path.parent,
-            env=child_env(),
-        )
+    cmdline = [*supervisor_cmdline(config.path), *args]
+    return spawn_detached(cmdline, supervisor_log(config), config.path.parent)

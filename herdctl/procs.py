@@ -91,6 +91,20 @@ def runs_node(cmdline: list[str], name: str) -> bool:
     return any(cmdline[i : i + 3] == ["-m", "node", name] for i in range(len(cmdline)))
 
 
+def spawn_detached(cmdline: list[str], log: Path, cwd: Path) -> subprocess.Popen[bytes]:
+    """Start `cmdline` with no shell in its own session, stdout and stderr appended to `log`."""
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            cmdline,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=cwd,
+            env=child_env(),
+        )
+
+
 def child_env() -> dict[str, str]:
     """This environment, with our own source tree first on PYTHONPATH so children run it."""
     roots = {str(Path(pkg.__file__ or "").resolve().parent.parent) for pkg in (herdctl, node)}
@@ -232,16 +246,7 @@ class PsLauncher:
         log = stderr_log(config.log_dir, name)
         _rotate_if_big(log, config.log_rotation.max_bytes)
         cmdline = node_cmdline(name, config.path)
-        with open(log, "ab") as out:
-            popen = subprocess.Popen(
-                cmdline,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                cwd=config.path.parent,
-                env=child_env(),
-            )
+        popen = spawn_detached(cmdline, log, config.path.parent)
         try:  # a child that died at once is a zombie until polled, so this still works
             proc = PsProc(psutil.Process(popen.pid), popen, log)
         except psutil.Error as e:
