@@ -92,6 +92,7 @@ class Manager:
                 continue
             slot.proc = proc
             slot.policy.on_adopted(now, max(0.0, self._wall() - proc.started_at))
+            slot.policy.restarts = self.launcher.noted_restarts(name)
             self._log(f"ADOPTED node={name} pid={proc.pid} state={slot.policy.state}")
 
     def step(self) -> None:
@@ -153,6 +154,7 @@ class Manager:
             return
         slot.proc = proc
         slot.policy.on_spawned(now)
+        self.launcher.note_restarts(name, slot.policy.restarts)
         self._log(f"SPAWNED node={name} pid={proc.pid} restarts={slot.policy.restarts}")
 
     def _local(self) -> list[tuple[str, Slot]]:

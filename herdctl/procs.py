@@ -71,6 +71,14 @@ class Launcher(Protocol):
 
     def adopt(self, name: str) -> NodeProc | None: ...
 
+    def note_restarts(self, name: str, restarts: int) -> None:
+        """Remember the node's restart count beside its pid, for a supervisor that adopts it."""
+        ...
+
+    def noted_restarts(self, name: str) -> int:
+        """The restart count an earlier supervisor noted for the node (0 if none)."""
+        ...
+
     def forget(self, name: str) -> None:
         """The node's process is gone: remove its pid file."""
         ...
@@ -277,6 +285,17 @@ class PsLauncher:
     def forget(self, name: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             pid_file(self.config.run_dir, name).unlink()
+
+    def note_restarts(self, name: str, restarts: int) -> None:
+        path = pid_file(self.config.run_dir, name)
+        info = read_json(path)
+        if info is not None:
+            write_json(path, {**info, "restarts": restarts})
+
+    def noted_restarts(self, name: str) -> int:
+        info = read_json(pid_file(self.config.run_dir, name)) or {}
+        restarts = info.get("restarts", 0)
+        return restarts if isinstance(restarts, int) and restarts >= 0 else 0
 
     def read_status(self, name: str) -> dict[str, Any] | None:
         return read_json(self.config.run_dir / f"{name}.status.json")

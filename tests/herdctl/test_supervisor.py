@@ -115,6 +115,7 @@ class FakeLauncher:
         self.ignore_term: set[str] = set()
         self.spawn_error: OSError | None = None
         self.open_remote: set[tuple[str, int]] = set()
+        self.noted: dict[str, int] = {}
 
     def spawn(self, name: str) -> FakeProc:
         if self.spawn_error is not None:
@@ -133,6 +134,12 @@ class FakeLauncher:
 
     def forget(self, name: str) -> None:
         self.forgotten.append(name)
+
+    def note_restarts(self, name: str, restarts: int) -> None:
+        self.noted[name] = restarts
+
+    def noted_restarts(self, name: str) -> int:
+        return self.noted.get(name, 0)
 
     def alive(self, name: str) -> bool:
         proc = self.current.get(name)
@@ -364,9 +371,10 @@ async def test_adopted_nodes_keep_their_pids(world: World) -> None:
     manager, launcher, clock, log = world
     old = FakeProc(77, clock.wall() - 3600)
     launcher.adoptable["B"] = old
+    launcher.noted["B"] = 4  # what the supervisor before us counted
     manager.adopt_all()
     b = (await status(manager))["B"]
-    assert (b["state"], b["pid"], b["uptime"]) == ("RUNNING", 77, 3600.0)
+    assert (b["state"], b["pid"], b["uptime"], b["restarts"]) == ("RUNNING", 77, 3600.0, 4)
     assert launcher.spawned == []
     assert "ADOPTED node=B pid=77 state=RUNNING" in log
     await manager.handle({"cmd": "start", "names": ["all"]}, no_progress)
@@ -565,7 +573,8 @@ def test_real_rolling_restart(herd: HerdConfig) -> None:
 def test_real_supervisor_killed_then_adopted(herd: HerdConfig) -> None:
     wait_until(lambda: all_ready(herd), "every node ready")
     first = request(herd, "ping")["pid"]
-    pids = {n: row["pid"] for n, row in nodes(herd).items()}
+    before = nodes(herd)
+    pids = {n: row["pid"] for n, row in before.items()}
     os.kill(first, signal.SIGKILL)
     with contextlib.suppress(psutil.Error):
         psutil.Process(first).wait(10)
@@ -577,6 +586,9 @@ def test_real_supervisor_killed_then_adopted(herd: HerdConfig) -> None:
     assert ensure_supervisor(herd.path) == second  # a live one is reused
     found = nodes(herd)
     assert {n: row["pid"] for n, row in found.items()} == pids
+    assert {n: row["restarts"] for n, row in found.items()} == {
+        n: row["restarts"] for n, row in before.items()
+    }
     assert {row["state"] for row in found.values()} == {"RUNNING"}
     copies = [p for p in processes_under(herd.path.parent) if runs_node(p.cmdline(), "Hands")]
     assert len(copies) == 1
