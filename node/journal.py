@@ -130,6 +130,8 @@ class JournalLike(Protocol):
 
     def append(self, record: Record) -> None: ...
 
+    def append_packed(self, client: bytes, packed: bytes) -> None: ...
+
     def flush(self) -> None: ...
 
 
@@ -137,6 +139,9 @@ class NullJournal:
     """Keeps nothing: for in-process tests and tools that need no durability."""
 
     def append(self, record: Record) -> None:
+        pass
+
+    def append_packed(self, client: bytes, packed: bytes) -> None:
         pass
 
     def flush(self) -> None:
@@ -216,6 +221,10 @@ class Journal:
     def append(self, record: Record) -> None:
         """Queue an entry; it reaches the OS at the next `flush`, before any reply."""
         self._pending.append(encode_entry(record))
+
+    def append_packed(self, client: bytes, packed: bytes) -> None:
+        """`append` for a record as the store keeps it."""
+        self._pending.append(encode_packed(client, packed))
 
     def flush(self) -> None:
         """Write queued entries in one write (and fsync them under `always`)."""

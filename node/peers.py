@@ -212,7 +212,10 @@ class Peers:
 
     def flood(self, record: Record, exclude: bytes | None) -> None:
         """Send a record this node just applied to every neighbour but the one it came from."""
-        line = record.changeloc()
+        self.flood_line(record.changeloc(), exclude)
+
+    def flood_line(self, line: bytes, exclude: bytes | None) -> None:
+        """Send a CHANGELOC line (with LF) to every neighbour but `exclude`."""
         for name, link in self.links.items():
             if name != exclude:
                 link.send(line)

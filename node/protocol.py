@@ -126,6 +126,15 @@ def time_key(field: bytes) -> TimeKey | None:
     return len(whole), whole, (m.group(2) or b"").rstrip(b"0")
 
 
+def changeloc_time_key(fields: list[bytes]) -> TimeKey | None:
+    """For the six fields of a CHANGELOC line: the key of its time when every field is
+    valid, else None. The flood's fast path checks lines with this, without parse_line."""
+    tkey = time_key(fields[3])
+    if tkey is None or not valid_location(fields[2]) or not _TIME_RECEIVED.fullmatch(fields[4]):
+        return None
+    return tkey
+
+
 def parse_line(line: bytes, *, peer: bool = False) -> Message | None:
     """Parse one line (terminator already removed); None for a blank line.
 
@@ -149,8 +158,8 @@ def parse_line(line: bytes, *, peer: bool = False) -> Message | None:
             if radius_km <= MAX_RADIUS_KM and 1 <= bound_n <= MAX_BOUND:
                 return WhatsAt(fields[1], float(radius_km), bound_n)
     elif keyword == b"CHANGELOC" and n == 6 and peer:
-        tkey = time_key(fields[3])
-        if tkey is not None and valid_location(fields[2]) and _TIME_RECEIVED.fullmatch(fields[4]):
+        tkey = changeloc_time_key(fields)
+        if tkey is not None:
             return ChangeLoc(fields[1], fields[2], fields[3], fields[4], fields[5], tkey)
     elif keyword == b"PING" and n == 1 and peer:
         return Ping()

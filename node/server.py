@@ -37,6 +37,7 @@ from node.protocol import (
     Ping,
     Synced,
     WhatsAt,
+    changeloc_time_key,
     format_at,
     format_diff,
     format_invalid,
@@ -44,7 +45,14 @@ from node.protocol import (
     parse_location,
 )
 from node.status import StatusFile, status_path
-from node.store import ClientStore, Packed, Record, record_from_changeloc, record_from_iamat
+from node.store import (
+    ClientStore,
+    Packed,
+    Record,
+    changeloc_from_packed,
+    record_from_changeloc,
+    record_from_iamat,
+)
 
 _LF = b"\n"
 SWEEP_INTERVAL = 1.0  # seconds between checks of line deadlines and idle connections
@@ -180,14 +188,35 @@ class NodeServer:
         diff = format_diff(received_ns, msg.time)
         return format_at(self.name_bytes, diff, msg.client, msg.location, msg.time)
 
+    def changeloc_fields(self, fields: list[bytes], packed: bytes, sender: bytes) -> bool | None:
+        """The flood's fast path: a canonical CHANGELOC's six fields and its packed record,
+        applied without building a message or a Record. True when applied, False when not
+        newer (or from an unknown server), None when a field is malformed."""
+        tkey = changeloc_time_key(fields)
+        if tkey is None:
+            return None
+        client, location, time_sent, time_received, server = fields[1:]
+        if server not in self.known_servers:
+            self._unknown_server(sender, server, client)
+            return False
+        key = (tkey, server, location, time_sent, time_received)
+        if not self.store.apply_packed(client, packed, key):
+            return False
+        self.journal.append_packed(client, packed)
+        self.peers.flood_line(changeloc_from_packed(client, packed), exclude=sender)
+        return True
+
+    def _unknown_server(self, sender: bytes, server: bytes, client: bytes) -> None:
+        # A neighbour with a different topology: skip the record, keep the link.
+        self.log.event(
+            f"PEER_UNKNOWN_SERVER peer={sender.decode()} server={show(server)}"
+            f" client={show(client)}"
+        )
+
     def changeloc(self, msg: ChangeLoc, sender: bytes) -> bool:
         """Apply a flooded record if it is newer, and pass it on; True when it was applied."""
         if msg.server not in self.known_servers:
-            # A neighbour with a different topology: skip the record, keep the link.
-            self.log.event(
-                f"PEER_UNKNOWN_SERVER peer={sender.decode()} server={show(msg.server)}"
-                f" client={show(msg.client)}"
-            )
+            self._unknown_server(sender, msg.server, msg.client)
             return False
         record = record_from_changeloc(msg)
         if not self.store.apply(record, msg.tkey):
@@ -438,8 +467,13 @@ class Connection(asyncio.Protocol):
             fields = line.split()
             if len(fields) == 6 and fields[0] == b"CHANGELOC":
                 received += 1
-                if store.holds(fields[1], b" ".join(fields[2:])):
+                packed = b" ".join(fields[2:])
+                if store.holds(fields[1], packed):
                     duplicates += 1
+                    continue
+                done = node.changeloc_fields(fields, packed, peer)
+                if done is not None:
+                    applied += done
                     continue
             msg = parse_line(line, peer=True)
             if isinstance(msg, ChangeLoc):

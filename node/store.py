@@ -128,17 +128,20 @@ class ClientStore:
         `tkey`, the key of the record's time when the parser already computed it, saves
         computing it again; the held record's key is computed only when there is one.
         """
-        packed = self._packed
-        client = record.client
-        held = packed.get(client)
-        if held is not None and order_key(_unpack(client, held), None) >= order_key(record, tkey):
-            return False
-        packed[client] = b"%s %s %s %s" % (
+        packed = b"%s %s %s %s" % (
             record.location,
             record.time_sent,
             record.time_received,
             record.server,
         )
+        return self.apply_packed(record.client, packed, order_key(record, tkey))
+
+    def apply_packed(self, client: bytes, packed: bytes, key: OrderKey) -> bool:
+        """`apply` for a record already packed, with its order key."""
+        held = self._packed.get(client)
+        if held is not None and order_key(_unpack(client, held), None) >= key:
+            return False
+        self._packed[client] = packed
         return True
 
     def get(self, client: bytes) -> Record | None:
