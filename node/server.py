@@ -41,8 +41,10 @@ from node.protocol import (
     format_at,
     format_diff,
     format_invalid,
+    format_ns,
     parse_line,
     parse_location,
+    time_key,
 )
 from node.status import StatusFile, status_path
 from node.store import (
@@ -51,7 +53,6 @@ from node.store import (
     Record,
     changeloc_from_packed,
     record_from_changeloc,
-    record_from_iamat,
 )
 
 _LF = b"\n"
@@ -181,10 +182,16 @@ class NodeServer:
     def iamat(self, msg: IAmAt) -> bytes:
         """Store and flood the location if it is newer; the AT reply either way."""
         received_ns = self.clock_ns()
-        record = record_from_iamat(msg, self.name_bytes, received_ns)
-        if self.store.apply(record, msg.tkey):
-            self.journal.append(record)
-            self.peers.flood(record, exclude=None)
+        received = format_ns(received_ns)
+        server = self.name_bytes
+        tkey = msg.tkey or time_key(msg.time)
+        assert tkey is not None  # the parser validated the time
+        # Packed once, as the store keeps it; the journal entry and the flood line reuse it.
+        packed = b"%s %s %s %s" % (msg.location, msg.time, received, server)
+        key = (tkey, server, msg.location, msg.time, received)
+        if self.store.apply_packed(msg.client, packed, key):
+            self.journal.append_packed(msg.client, packed)
+            self.peers.flood_line(changeloc_from_packed(msg.client, packed), exclude=None)
         diff = format_diff(received_ns, msg.time)
         return format_at(self.name_bytes, diff, msg.client, msg.location, msg.time)
 
