@@ -92,20 +92,23 @@ Message = IAmAt | WhatsAt | ChangeLoc | Synced | Ping | PeerLine | Invalid
 PEER_KEYWORDS = frozenset({b"HELLO", b"AUTH"})
 
 
-def _within(signed: bytes, limit: int) -> bool:
-    """|signed decimal| <= limit, exactly, without Decimal (this runs on every IAMAT)."""
+def _within(signed: bytes, limit: bytes) -> bool:
+    """|signed decimal| <= limit (digits), exactly, with no number conversion at all: digit
+    strings of equal length compare as bytes the way they compare as numbers. This runs
+    twice on every IAMAT and CHANGELOC."""
     whole, _, frac = signed[1:].partition(b".")
     whole = whole.lstrip(b"0")
-    if len(whole) > 3:
-        return False
-    value = int(whole or b"0")
-    return value < limit or (value == limit and not frac.strip(b"0"))
+    if len(whole) != len(limit):
+        return len(whole) < len(limit)
+    if whole != limit:
+        return whole < limit
+    return not frac.strip(b"0")
 
 
 def valid_location(field: bytes) -> bool:
     """Whether a field is an ISO 6709 location with latitude and longitude in range."""
     m = _LOCATION.fullmatch(field)
-    return m is not None and _within(m.group(1), 90) and _within(m.group(2), 180)
+    return m is not None and _within(m.group(1), b"90") and _within(m.group(2), b"180")
 
 
 def parse_location(field: bytes) -> tuple[float, float] | None:
