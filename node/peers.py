@@ -23,7 +23,6 @@ from node.store import changeloc_from_packed
 if TYPE_CHECKING:
     from node.config import NodeSpec
     from node.server import Connection, NodeServer
-    from node.store import Record
 
 CONNECT_TIMEOUT = 3.0
 HANDSHAKE_TIMEOUT = 5.0
@@ -210,12 +209,9 @@ class Peers:
     async def stop(self) -> None:
         await asyncio.gather(*(link.stop() for link in self.links.values()))
 
-    def flood(self, record: Record, exclude: bytes | None) -> None:
-        """Send a record this node just applied to every neighbour but the one it came from."""
-        self.flood_line(record.changeloc(), exclude)
-
     def flood_line(self, line: bytes, exclude: bytes | None) -> None:
-        """Send a CHANGELOC line (with LF) to every neighbour but `exclude`."""
+        """Send the CHANGELOC line (with LF) of a record this node just applied to every
+        neighbour but the one it came from."""
         for name, link in self.links.items():
             if name != exclude:
                 link.send(line)

@@ -29,7 +29,6 @@ from node.peers import Peers
 from node.places.base import PlacesProvider, failure_response
 from node.protocol import (
     PING_LINE,
-    ChangeLoc,
     IAmAt,
     LineSplitter,
     Message,
@@ -52,7 +51,6 @@ from node.store import (
     Packed,
     Record,
     changeloc_from_packed,
-    record_from_changeloc,
 )
 
 _LF = b"\n"
@@ -219,18 +217,6 @@ class NodeServer:
             f"PEER_UNKNOWN_SERVER peer={sender.decode()} server={show(server)}"
             f" client={show(client)}"
         )
-
-    def changeloc(self, msg: ChangeLoc, sender: bytes) -> bool:
-        """Apply a flooded record if it is newer, and pass it on; True when it was applied."""
-        if msg.server not in self.known_servers:
-            self._unknown_server(sender, msg.server, msg.client)
-            return False
-        record = record_from_changeloc(msg)
-        if not self.store.apply(record, msg.tkey):
-            return False
-        self.journal.append(record)
-        self.peers.flood(record, exclude=sender)
-        return True
 
     async def whatsat(self, record: Record, msg: WhatsAt) -> bytes:
         """The stored AT line, then the places near the client as Nearby Search JSON."""
@@ -482,10 +468,8 @@ class Connection(asyncio.Protocol):
                 if done is not None:
                     applied += done
                     continue
-            msg = parse_line(line, peer=True)
-            if isinstance(msg, ChangeLoc):
-                applied += node.changeloc(msg, peer)
-            elif msg is not None and not self._handle_peer_line(msg, line, peer):
+            msg = parse_line(line, peer=True)  # anything but a good CHANGELOC
+            if msg is not None and not self._handle_peer_line(msg, line, peer):
                 backlog.clear()  # the link was dropped for a bad line
                 break
         if received:
