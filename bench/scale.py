@@ -24,7 +24,6 @@ import statistics
 import sys
 import tempfile
 import time
-import zlib
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +40,8 @@ from systems import (
     wait_listening,
     write_topology,
 )
+
+from node.journal import encode_packed
 
 PRELOADED = "Welsh"  # holds the clients; its only neighbour is Holiday
 FRESH = "Holiday"
@@ -72,8 +73,7 @@ def write_journal(folder: Path, clients: int, server: bytes = PRELOADED.encode()
             chunk = []
             for i in range(start, min(clients, start + 50_000)):
                 lat, lng = (i % 180_000) / 1000 - 90, (i % 360_000) / 1000 - 180
-                body = b"client-%07d %+.6f%+.6f %d.%06d %d.%09d %s" % (
-                    i,
+                packed = b"%+.6f%+.6f %d.%06d %d.%09d %s" % (
                     lat,
                     lng,
                     base + i,
@@ -82,7 +82,7 @@ def write_journal(folder: Path, clients: int, server: bytes = PRELOADED.encode()
                     i,
                     server,
                 )
-                chunk.append(b"%08x %s\n" % (zlib.crc32(body), body))
+                chunk.append(encode_packed(b"client-%07d" % i, packed))
             data = b"".join(chunk)
             f.write(data)
             size += len(data)
