@@ -59,7 +59,11 @@ def encode_entry(record: Record) -> bytes:
 
 def encode_packed(client: bytes, packed: bytes) -> bytes:
     """The same entry as `encode_entry`, from a record as the store keeps it."""
-    body = b"%s %s" % (client, packed)
+    return encode_body(b"%s %s" % (client, packed))
+
+
+def encode_body(body: bytes) -> bytes:
+    """The entry of `client location time_sent time_received server`, with its LF."""
     return b"%08x %s\n" % (zlib.crc32(body), body)
 
 
@@ -130,7 +134,7 @@ class JournalLike(Protocol):
 
     def append(self, record: Record) -> None: ...
 
-    def append_packed(self, client: bytes, packed: bytes) -> None: ...
+    def extend(self, entries: list[bytes]) -> None: ...
 
     def flush(self) -> None: ...
 
@@ -141,7 +145,7 @@ class NullJournal:
     def append(self, record: Record) -> None:
         pass
 
-    def append_packed(self, client: bytes, packed: bytes) -> None:
+    def extend(self, entries: list[bytes]) -> None:
         pass
 
     def flush(self) -> None:
@@ -222,9 +226,9 @@ class Journal:
         """Queue an entry; it reaches the OS at the next `flush`, before any reply."""
         self._pending.append(encode_entry(record))
 
-    def append_packed(self, client: bytes, packed: bytes) -> None:
-        """`append` for a record as the store keeps it."""
-        self._pending.append(encode_packed(client, packed))
+    def extend(self, entries: list[bytes]) -> None:
+        """Queue entries already encoded (as `encode_packed` does), in order."""
+        self._pending.extend(entries)
 
     def flush(self) -> None:
         """Write queued entries in one write (and fsync them under `always`)."""

@@ -23,6 +23,11 @@ _ESCAPES.update({0x2028: "\\u2028", 0x2029: "\\u2029"})
 _NEEDS_ESCAPE = re.compile("[" + "".join(re.escape(chr(c)) for c in sorted(_ESCAPES)) + "]")
 
 
+# The bytes show() would change, but for LF: raw_events joins its events with LF before the
+# one search that tells whether the whole block can go out as it is.
+_RAW_NEEDS_ESCAPE = re.compile(rb"[\x00-\x09\x0b-\x1f\x7f-\xff\\]")
+
+
 def _escape(match: re.Match[str]) -> str:
     return _ESCAPES[ord(match.group())]
 
@@ -64,14 +69,34 @@ class LogBook:
         assert self._path is not None
         self._file = open(self._path, "a", encoding="utf-8", buffering=1 << 16)  # noqa: SIM115
 
-    def event(self, text: str) -> None:
-        """Record one event now; it reaches the file within the flush interval."""
+    def _stamp(self) -> str:
         now = time.time()
         second = int(now)
         if second != self._stamp_second:
             self._stamp_second = second
             self._stamp_prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        self._pending.append(f"{self._stamp_prefix}.{int((now - second) * 1e6):06d}Z {text}\n")
+        return f"{self._stamp_prefix}.{int((now - second) * 1e6):06d}Z"
+
+    def event(self, text: str) -> None:
+        """Record one event now; it reaches the file within the flush interval."""
+        self._pending.append(f"{self._stamp()} {text}\n")
+        self._schedule()
+
+    def raw_events(self, events: list[bytes]) -> None:
+        """Record several events of this instant, given as bytes without LF; each is
+        escaped as `show()` would, with one scan for the whole batch when none needs it."""
+        if not events:
+            return
+        prefix = self._stamp() + " "
+        block = b"\n".join(events)
+        if _RAW_NEEDS_ESCAPE.search(block) is None:
+            text = block.decode("ascii")
+            self._pending.append(prefix + text.replace("\n", "\n" + prefix) + "\n")
+        else:
+            self._pending.extend(f"{prefix}{show(event)}\n" for event in events)
+        self._schedule()
+
+    def _schedule(self) -> None:
         if self._timer is None:
             try:
                 loop = asyncio.get_running_loop()

@@ -66,11 +66,11 @@ class PeerLink:
         if resync and self.up and self._writer is not None:
             self._writer.transport.abort()  # the neighbour lost its state: send ours again
 
-    def send(self, line: bytes) -> None:
-        """Queue a line for the neighbour; lines queued in one loop tick go in one write."""
+    def send(self, lines: bytes) -> None:
+        """Queue lines for the neighbour; what is queued in one loop tick goes in one write."""
         if not self.up:
             return  # the full sync when the link comes back covers it
-        self._outbox.append(line)
+        self._outbox.append(lines)
         if not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
@@ -209,12 +209,12 @@ class Peers:
     async def stop(self) -> None:
         await asyncio.gather(*(link.stop() for link in self.links.values()))
 
-    def flood_line(self, line: bytes, exclude: bytes | None) -> None:
-        """Send the CHANGELOC line (with LF) of a record this node just applied to every
-        neighbour but the one it came from."""
+    def flood(self, lines: bytes, exclude: bytes | None) -> None:
+        """Send the CHANGELOC lines (each with LF) of records this node just applied to
+        every neighbour but the one they came from."""
         for name, link in self.links.items():
             if name != exclude:
-                link.send(line)
+                link.send(lines)
 
     def status(self) -> dict[str, dict[str, Any]]:
         """Per neighbour: our link to it, its link to us, and whether it has synced us."""

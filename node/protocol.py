@@ -13,8 +13,14 @@ from decimal import MAX_EMAX, MIN_EMIN, ROUND_HALF_EVEN, Context, Decimal
 # Field separators: ASCII space, tab, CR, LF, FF, VT. bytes.split() with no argument
 # splits on exactly these, never on non-ASCII bytes such as a non-breaking space.
 _LOCATION = re.compile(rb"([+-]\d+(?:\.\d+)?)([+-]\d+(?:\.\d+)?)")
-_TIME = re.compile(rb"(\d+)(?:\.(\d+))?")
-_TIME_RECEIVED = re.compile(rb"\d+\.\d{9}")
+TIME = re.compile(rb"(\d+)(?:\.(\d+))?")
+TIME_RECEIVED = re.compile(rb"\d+\.\d{9}")
+# The same form as _LOCATION with the ranges built in, so one match validates a location:
+# |latitude| <= 90 and |longitude| <= 180 exactly, whatever the leading or trailing zeros.
+LOCATION_IN_RANGE = re.compile(
+    rb"[+-]0*(?:[1-8]?\d(?:\.\d+)?|90(?:\.0+)?)"
+    rb"[+-]0*(?:(?:1[0-7]\d|[1-9]?\d)(?:\.\d+)?|180(?:\.0+)?)"
+)
 _RADIUS = re.compile(rb"\d+(?:\.\d+)?")
 _BOUND = re.compile(rb"\d+")
 
@@ -92,23 +98,9 @@ Message = IAmAt | WhatsAt | ChangeLoc | Synced | Ping | PeerLine | Invalid
 PEER_KEYWORDS = frozenset({b"HELLO", b"AUTH"})
 
 
-def _within(signed: bytes, limit: bytes) -> bool:
-    """|signed decimal| <= limit (digits), exactly, with no number conversion at all: digit
-    strings of equal length compare as bytes the way they compare as numbers. This runs
-    twice on every IAMAT and CHANGELOC."""
-    whole, _, frac = signed[1:].partition(b".")
-    whole = whole.lstrip(b"0")
-    if len(whole) != len(limit):
-        return len(whole) < len(limit)
-    if whole != limit:
-        return whole < limit
-    return not frac.strip(b"0")
-
-
 def valid_location(field: bytes) -> bool:
     """Whether a field is an ISO 6709 location with latitude and longitude in range."""
-    m = _LOCATION.fullmatch(field)
-    return m is not None and _within(m.group(1), b"90") and _within(m.group(2), b"180")
+    return LOCATION_IN_RANGE.fullmatch(field) is not None
 
 
 def parse_location(field: bytes) -> tuple[float, float] | None:
@@ -122,7 +114,7 @@ def parse_location(field: bytes) -> tuple[float, float] | None:
 
 def time_key(field: bytes) -> TimeKey | None:
     """The exact ordering key of a `DIGITS[.DIGITS]` time, or None when it breaks the rule."""
-    m = _TIME.fullmatch(field)
+    m = TIME.fullmatch(field)
     if m is None:
         return None
     whole = m.group(1).lstrip(b"0")
@@ -133,7 +125,7 @@ def changeloc_time_key(fields: list[bytes]) -> TimeKey | None:
     """For the six fields of a CHANGELOC line: the key of its time when every field is
     valid, else None. The flood's fast path checks lines with this, without parse_line."""
     tkey = time_key(fields[3])
-    if tkey is None or not valid_location(fields[2]) or not _TIME_RECEIVED.fullmatch(fields[4]):
+    if tkey is None or not valid_location(fields[2]) or not TIME_RECEIVED.fullmatch(fields[4]):
         return None
     return tkey
 

@@ -23,34 +23,28 @@ import psutil
 
 from node.config import HerdConfig
 from node.handshake import HandshakeError, Responder
+from node.ingest import Batch, take_changelocs, take_iamats
 from node.journal import JournalLike, NullJournal
 from node.logbook import LogBook, show
 from node.peers import Peers
 from node.places.base import PlacesProvider, failure_response
 from node.protocol import (
     PING_LINE,
-    IAmAt,
     LineSplitter,
     Message,
     PeerLine,
     Ping,
     Synced,
     WhatsAt,
-    changeloc_time_key,
-    format_at,
-    format_diff,
     format_invalid,
-    format_ns,
     parse_line,
     parse_location,
-    time_key,
 )
 from node.status import StatusFile, status_path
 from node.store import (
     ClientStore,
     Packed,
     Record,
-    changeloc_from_packed,
 )
 
 _LF = b"\n"
@@ -177,39 +171,20 @@ class NodeServer:
 
     # -- dispatch ---------------------------------------------------------------------
 
-    def iamat(self, msg: IAmAt) -> bytes:
-        """Store and flood the location if it is newer; the AT reply either way."""
-        received_ns = self.clock_ns()
-        received = format_ns(received_ns)
-        server = self.name_bytes
-        tkey = msg.tkey or time_key(msg.time)
-        assert tkey is not None  # the parser validated the time
-        # Packed once, as the store keeps it; the journal entry and the flood line reuse it.
-        packed = b"%s %s %s %s" % (msg.location, msg.time, received, server)
-        key = (tkey, server, msg.location, msg.time, received)
-        if self.store.apply_packed(msg.client, packed, key):
-            self.journal.append_packed(msg.client, packed)
-            self.peers.flood_line(changeloc_from_packed(msg.client, packed), exclude=None)
-        diff = format_diff(received_ns, msg.time)
-        return format_at(self.name_bytes, diff, msg.client, msg.location, msg.time)
-
-    def changeloc_fields(self, fields: list[bytes], packed: bytes, sender: bytes) -> bool | None:
-        """The flood's fast path: a canonical CHANGELOC's six fields and its packed record,
-        applied without building a message or a Record. True when applied, False when not
-        newer (or from an unknown server), None when a field is malformed."""
-        tkey = changeloc_time_key(fields)
-        if tkey is None:
-            return None
-        client, location, time_sent, time_received, server = fields[1:]
-        if server not in self.known_servers:
-            self._unknown_server(sender, server, client)
-            return False
-        key = (tkey, server, location, time_sent, time_received)
-        if not self.store.apply_packed(client, packed, key):
-            return False
-        self.journal.append_packed(client, packed)
-        self.peers.flood_line(changeloc_from_packed(client, packed), exclude=sender)
-        return True
+    def commit(self, batch: Batch, exclude: bytes | None) -> None:
+        """Queue what a batch kept for the journal and the flood (all but `exclude`), and
+        log its events. The journal is written before any reply or flood goes out."""
+        if batch.entries:
+            self.journal.extend(batch.entries)
+            self.peers.flood(b"".join(batch.flood), exclude)
+            batch.entries.clear()
+            batch.flood.clear()
+        if batch.log:
+            self.log.raw_events(batch.log)
+            batch.log.clear()
+        for server, client in batch.unknown:
+            self._unknown_server(exclude or b"?", server, client)
+        batch.unknown.clear()
 
     def _unknown_server(self, sender: bytes, server: bytes, client: bytes) -> None:
         # A neighbour with a different topology: skip the record, keep the link.
@@ -280,6 +255,7 @@ class Connection(asyncio.Protocol):
         self._responder: Responder | None = None
         # Replies in line order: bytes ready to send, or a task still computing one.
         self._queue: deque[bytes | asyncio.Task[bytes]] = deque()
+        self._tasks = 0  # how many of the queued replies are tasks
         self._backlog: deque[bytes] = deque()  # lines read but not yet handled
         self._resume_scheduled = False
         self._overlong_reply: bytes | None = None  # goes out after the backlog
@@ -357,6 +333,7 @@ class Connection(asyncio.Protocol):
             if isinstance(item, asyncio.Task):
                 item.cancel()
         self._queue.clear()
+        self._tasks = 0
         node = self.node
         if self._responder is not None and (waiting := self._responder.awaiting_auth) is not None:
             # A real node that rejects our proof hangs up without AUTH: say so here too.
@@ -406,7 +383,8 @@ class Connection(asyncio.Protocol):
         """Handle backlog lines while fewer than MAX_PENDING_REPLIES replies are pending.
 
         At most LINES_PER_TURN lines per loop turn: a client that sends a huge batch gets
-        the rest handled on later turns, so other connections are served in between.
+        the rest handled on later turns, so other connections are served in between. Runs
+        of valid IAMATs go through `ingest` as one batch; any other line is parsed alone.
         """
         if self.peer is not None:
             self._work_peer(self.peer)
@@ -416,23 +394,45 @@ class Connection(asyncio.Protocol):
         queue = self._queue
         backlog = self._backlog
         budget = LINES_PER_TURN
+        batch: Batch | None = None
+        received_ns = 0
         while backlog and len(queue) < MAX_PENDING_REPLIES:
-            if budget == 0:
+            if budget <= 0:
                 self._schedule_resume()
                 break
-            budget -= 1
             if self._refused:
                 backlog.clear()  # a failed AUTH ends the conversation
                 break
+            if batch is None:
+                batch = Batch()
+                received_ns = node.clock_ns()  # the lines of one read arrived together
+            room = min(budget, MAX_PENDING_REPLIES - len(queue))
+            taken = take_iamats(
+                backlog, room, node.store, node.name_bytes, received_ns, self.id, batch
+            )
+            if taken:
+                budget -= taken
+                queue.extend(batch.replies)
+                batch.replies.clear()
+                continue
+            node.commit(batch, exclude=None)  # its log lines go before this line's
+            budget -= 1
             line = backlog.popleft()
             msg = parse_line(line)
             if msg is None:
                 continue
             log.event(f"IN conn={self.id} {show(line)}")
-            queue.append(self._reply(msg, line))
+            reply = self._reply(msg, line)
+            if isinstance(reply, bytes):
+                self._log_out(reply)
+            else:
+                self._tasks += 1
+            queue.append(reply)
             if self.peer is not None:  # that line was a good AUTH: the rest is the flood
                 self._work_peer(self.peer)
                 return
+        if batch is not None:
+            node.commit(batch, exclude=None)
         if not backlog and self._overlong_reply is not None:
             queue.append(self._overlong_reply)
             self._overlong_reply = None
@@ -442,53 +442,44 @@ class Connection(asyncio.Protocol):
         """Apply a neighbour's lines, logging one summary per batch rather than per line.
 
         A neighbour's updates get a bigger share of each turn than any one client, so the
-        flood does not queue behind client traffic. The same record arriving again from a
-        second neighbour (a flood reaches most nodes twice) is recognised by its bytes and
-        dropped before it is parsed.
+        flood does not queue behind client traffic.
         """
         node = self.node
         store = node.store
+        known = node.known_servers
         backlog = self._backlog
         budget = PEER_LINES_PER_TURN
-        received = applied = duplicates = 0
+        batch = Batch()
         while backlog:
-            if budget == 0:
+            if budget <= 0:
                 self._schedule_resume()
                 break
+            taken = take_changelocs(backlog, budget, store, known, batch)
+            if taken:
+                budget -= taken
+                continue
             budget -= 1
             line = backlog.popleft()
-            fields = line.split()
-            if len(fields) == 6 and fields[0] == b"CHANGELOC":
-                received += 1
-                packed = b" ".join(fields[2:])
-                if store.holds(fields[1], packed):
-                    duplicates += 1
-                    continue
-                done = node.changeloc_fields(fields, packed, peer)
-                if done is not None:
-                    applied += done
-                    continue
             msg = parse_line(line, peer=True)  # anything but a good CHANGELOC
             if msg is not None and not self._handle_peer_line(msg, line, peer):
                 backlog.clear()  # the link was dropped for a bad line
                 break
-        if received:
+        node.commit(batch, exclude=peer)
+        if batch.received:
             node.log.event(
-                f"PEER_IN peer={peer.decode()} changelocs={received} applied={applied}"
-                f" duplicates={duplicates}"
+                f"PEER_IN peer={peer.decode()} changelocs={batch.received}"
+                f" applied={batch.applied} duplicates={batch.duplicates}"
             )
         self._set_reading()
 
     def _reply(self, msg: Message, line: bytes) -> bytes | asyncio.Task[bytes]:
         node = self.node
-        if isinstance(msg, IAmAt):
-            return node.iamat(msg)
         if isinstance(msg, WhatsAt):
             record = node.store.get(msg.client)
             if record is None:
                 return format_invalid(line)
             task = asyncio.get_running_loop().create_task(node.whatsat(record, msg))
-            task.add_done_callback(lambda _t: self._flush())
+            task.add_done_callback(self._reply_done)
             return task
         if isinstance(msg, PeerLine):
             return self._handshake(msg, line)
@@ -530,36 +521,45 @@ class Connection(asyncio.Protocol):
 
     # -- writing ----------------------------------------------------------------------
 
+    def _reply_done(self, task: asyncio.Task[bytes]) -> None:
+        if not task.cancelled():
+            self._log_out(task.result())
+        self._flush()
+
+    def _log_out(self, reply: bytes) -> None:
+        # A WHATSAT's JSON is summarised: the log is for operators, not a copy.
+        line, _, body = reply.rstrip(_LF).partition(_LF)
+        more = f" (+{len(body)} bytes of JSON)" if body else ""
+        self.node.log.event(f"OUT conn={self.id} {show(line)}{more}")
+
     def _flush(self) -> None:
         """Write every reply at the head of the queue that is ready, in one write."""
         transport = self.transport
         if transport is None or self._closed:
             return
         queue = self._queue
-        ready: list[bytes] = []
-        while queue:
-            head = queue[0]
-            if isinstance(head, bytes):
-                ready.append(head)
-            elif head.done():
-                if head.cancelled():
-                    queue.popleft()
-                    continue
-                ready.append(head.result())
-            else:
-                break
-            queue.popleft()
+        ready: list[bytes]
+        if not self._tasks:  # every queued reply is bytes
+            ready = cast(list[bytes], list(queue))
+            queue.clear()
+        else:
+            ready = []
+            while queue:
+                head = queue[0]
+                if isinstance(head, bytes):
+                    ready.append(head)
+                elif head.done():
+                    self._tasks -= 1
+                    if not head.cancelled():
+                        ready.append(head.result())
+                else:
+                    break
+                queue.popleft()
         if self._backlog and len(queue) < MAX_PENDING_REPLIES:
             self._schedule_resume()  # room for more replies: handle the lines held back
         if ready:
             if not self._persist():
                 return
-            log = self.node.log
-            for reply in ready:
-                # A WHATSAT's JSON is summarised: the log is for operators, not a copy.
-                line, _, body = reply.rstrip(_LF).partition(_LF)
-                more = f" (+{len(body)} bytes of JSON)" if body else ""
-                log.event(f"OUT conn={self.id} {show(line)}{more}")
             transport.write(b"".join(ready))
         if not queue and not self._backlog and self._closing_after_flush:
             if self._eof:

@@ -139,10 +139,16 @@ class ClientStore:
     def apply_packed(self, client: bytes, packed: bytes, key: OrderKey) -> bool:
         """`apply` for a record already packed, with its order key."""
         held = self._packed.get(client)
-        if held is not None and order_key(_unpack(client, held), None) >= key:
+        if held is not None and packed_key(held) >= key:
             return False
         self._packed[client] = packed
         return True
+
+    @property
+    def table(self) -> dict[bytes, bytes]:
+        """The packed records by client, for `node.ingest`'s batches: they write it only
+        after `newer_than_packed` says so, which is what `apply_packed` does one at a time."""
+        return self._packed
 
     def get(self, client: bytes) -> Record | None:
         """The newest record of `client`, or None when no node has told us of it."""
@@ -166,6 +172,23 @@ class ClientStore:
     def packed(self) -> list[Packed]:
         """Every record still packed, as a list that later updates do not change."""
         return list(self._packed.items())
+
+
+def packed_key(packed: bytes) -> OrderKey:
+    """The order key of a packed record, without unpacking it into a Record."""
+    location, time_sent, time_received, server = packed.split(b" ")
+    tkey = time_key(time_sent)
+    assert tkey is not None  # records are validated before they are stored
+    return (tkey, server, location, time_sent, time_received)
+
+
+def newer_than_packed(
+    location: bytes, time_sent: bytes, time_received: bytes, server: bytes, held: bytes
+) -> bool:
+    """Whether a valid record with these fields comes after the packed record `held`."""
+    tkey = time_key(time_sent)
+    assert tkey is not None  # the caller validated the time
+    return (tkey, server, location, time_sent, time_received) > packed_key(held)
 
 
 def _unpack(client: bytes, packed: bytes) -> Record:
