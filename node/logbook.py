@@ -24,7 +24,7 @@ _NEEDS_ESCAPE = re.compile("[" + "".join(re.escape(chr(c)) for c in sorted(_ESCA
 
 
 # The bytes show() would change, but for LF: raw_events joins its events with LF before the
-# one search that tells whether the whole block can go out as it is.
+# one search that tells whether the whole block can go out as it is (and counts the LFs).
 _RAW_NEEDS_ESCAPE = re.compile(rb"[\x00-\x09\x0b-\x1f\x7f-\xff\\]")
 
 
@@ -83,13 +83,13 @@ class LogBook:
         self._schedule()
 
     def raw_events(self, events: list[bytes]) -> None:
-        """Record several events of this instant, given as bytes without LF; each is
-        escaped as `show()` would, with one scan for the whole batch when none needs it."""
+        """Record several events of this instant, given as bytes; each is escaped as
+        `show()` would, with one scan for the whole batch when none needs it."""
         if not events:
             return
         prefix = self._stamp() + " "
         block = b"\n".join(events)
-        if _RAW_NEEDS_ESCAPE.search(block) is None:
+        if _RAW_NEEDS_ESCAPE.search(block) is None and block.count(b"\n") == len(events) - 1:
             text = block.decode("ascii")
             self._pending.append(prefix + text.replace("\n", "\n" + prefix) + "\n")
         else:

@@ -30,6 +30,10 @@ SYNC_CHUNK = 5000  # records per write while streaming the whole state
 # A link whose peer stops reading is dropped rather than buffered without bound; the full
 # sync on reconnect makes up for whatever was in the buffer.
 MAX_LINK_BUFFER = 64 * 1024 * 1024
+# Updates for a link that wrote less than this long ago wait, and share its next write: an
+# idle link still sends at once, a busy one sends at most one write per window. That spares
+# every downstream node a wakeup and a read per update under load.
+FLOOD_WINDOW = 0.001  # seconds
 
 
 class PeerLink:
@@ -43,6 +47,7 @@ class PeerLink:
         self._writer: asyncio.StreamWriter | None = None
         self._outbox: list[bytes] = []
         self._flush_scheduled = False
+        self._last_write = 0.0  # loop time of the last flood write
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.up = False
@@ -73,10 +78,16 @@ class PeerLink:
         self._outbox.append(lines)
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
+            loop = asyncio.get_running_loop()
+            due = self._last_write + FLOOD_WINDOW
+            if loop.time() >= due:
+                loop.call_soon(self._flush)
+            else:
+                loop.call_at(due, self._flush)
 
     def _flush(self) -> None:
         self._flush_scheduled = False
+        self._last_write = asyncio.get_running_loop().time()
         writer = self._writer
         if not self._outbox or writer is None:
             self._outbox.clear()

@@ -259,11 +259,13 @@ class LineSplitter:
         if self.overlong is not None:
             return []
         buf = self._buf
-        if b"\n" not in data:
+        if not buf and data.endswith(b"\n"):
+            complete = data[:-1]  # whole lines only, the common case: nothing is kept
+        elif b"\n" not in data:
             buf += data
             self._check_overlong()
             return []
-        if buf:
+        elif buf:
             buf += data
             end = buf.rfind(b"\n")
             complete = bytes(buf[:end])
@@ -272,13 +274,17 @@ class LineSplitter:
             end = data.rfind(b"\n")
             complete = data[:end]
             buf += data[end + 1 :]
-        lines = [_strip_cr(x) for x in complete.split(b"\n")]
-        for i, line in enumerate(lines):
-            if len(line) > self.max_line:
-                self.overlong = line[: self.max_line]
-                buf.clear()
-                return lines[:i]
-        self._check_overlong()
+        lines = complete.split(b"\n")
+        if b"\r" in complete:
+            lines = [_strip_cr(x) for x in lines]
+        if len(complete) > self.max_line:  # else no line in it can be too long
+            for i, line in enumerate(lines):
+                if len(line) > self.max_line:
+                    self.overlong = line[: self.max_line]
+                    buf.clear()
+                    return lines[:i]
+        if buf:
+            self._check_overlong()
         return lines
 
     def feed_eof(self) -> list[bytes]:

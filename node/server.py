@@ -49,6 +49,7 @@ from node.store import (
 
 _LF = b"\n"
 SWEEP_INTERVAL = 1.0  # seconds between checks of line deadlines and idle connections
+SWEEP_SLICE = 500  # connections checked per loop turn during a sweep
 SHUTDOWN_GRACE = 3.0  # seconds in-flight replies get to finish at shutdown
 MAX_PENDING_REPLIES = 1000  # per connection; beyond it the node stops reading that client
 LINES_PER_TURN = 256  # per connection per event-loop turn, so one bulk client cannot stall others
@@ -236,11 +237,13 @@ class NodeServer:
         while True:
             await asyncio.sleep(min(SWEEP_INTERVAL, limits.peer_heartbeat))
             now = time.monotonic()
-            for conn in list(self.connections):
+            for i, conn in enumerate(list(self.connections), 1):
                 if conn.peer is not None:
                     conn.heartbeat(now, limits.peer_timeout)
                 else:
                     conn.check_deadlines(now, limits.line_deadline, limits.idle_timeout)
+                if i % SWEEP_SLICE == 0:
+                    await asyncio.sleep(0)  # ten thousand idle clients: let the busy ones in
 
 
 class Connection(asyncio.Protocol):
@@ -261,6 +264,8 @@ class Connection(asyncio.Protocol):
         self._overlong_reply: bytes | None = None  # goes out after the backlog
         self._refused = False  # a failed AUTH: no further line is handled
         self._write_paused = False
+        self._read_paused = False
+        self._batch = Batch()  # reused by every read
         self._closing_after_flush = False
         self._eof = False  # the client closed its side
         self._lingering: float | None = None  # half-closed by us at; reading to the client's EOF
@@ -368,10 +373,13 @@ class Connection(asyncio.Protocol):
         t = self.transport
         if t is None or self._closed:
             return
-        if self._write_paused or self._backlog:
-            t.pause_reading()
-        else:
-            t.resume_reading()
+        paused = self._write_paused or bool(self._backlog)
+        if paused != self._read_paused:
+            self._read_paused = paused
+            if paused:
+                t.pause_reading()
+            else:
+                t.resume_reading()
 
     # -- lines ------------------------------------------------------------------------
 
@@ -394,8 +402,8 @@ class Connection(asyncio.Protocol):
         queue = self._queue
         backlog = self._backlog
         budget = LINES_PER_TURN
-        batch: Batch | None = None
-        received_ns = 0
+        batch = self._batch
+        received_ns = node.clock_ns()  # the lines of one read arrived together
         while backlog and len(queue) < MAX_PENDING_REPLIES:
             if budget <= 0:
                 self._schedule_resume()
@@ -403,9 +411,6 @@ class Connection(asyncio.Protocol):
             if self._refused:
                 backlog.clear()  # a failed AUTH ends the conversation
                 break
-            if batch is None:
-                batch = Batch()
-                received_ns = node.clock_ns()  # the lines of one read arrived together
             room = min(budget, MAX_PENDING_REPLIES - len(queue))
             taken = take_iamats(
                 backlog, room, node.store, node.name_bytes, received_ns, self.id, batch
@@ -431,8 +436,7 @@ class Connection(asyncio.Protocol):
             if self.peer is not None:  # that line was a good AUTH: the rest is the flood
                 self._work_peer(self.peer)
                 return
-        if batch is not None:
-            node.commit(batch, exclude=None)
+        node.commit(batch, exclude=None)
         if not backlog and self._overlong_reply is not None:
             queue.append(self._overlong_reply)
             self._overlong_reply = None
@@ -449,7 +453,8 @@ class Connection(asyncio.Protocol):
         known = node.known_servers
         backlog = self._backlog
         budget = PEER_LINES_PER_TURN
-        batch = Batch()
+        batch = self._batch
+        batch.received = batch.applied = batch.duplicates = 0
         while backlog:
             if budget <= 0:
                 self._schedule_resume()

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import re
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from node.logbook import LogBook, show
 
@@ -152,6 +155,192 @@ def test_rotates_by_size_keeping_backups(tmp_path):
     kept = sorted(p.name for p in tmp_path.iterdir())
     assert kept == ["N.log", "N.log.1", "N.log.2"]
     assert all(p.stat().st_size <= 200 + 60 for p in tmp_path.iterdir())
-    assert "event number 039" in path.read_text() or "event number 039" in (
-        tmp_path / "N.log.1"
-    ).read_text()
+    assert (
+        "event number 039" in path.read_text()
+        or "event number 039" in (tmp_path / "N.log.1").read_text()
+    )
+
+
+# -- raw_events: the hot path's batch of byte events --------------------------------------
+
+NOW = 1520023934.25
+PREFIX = "2018-03-02T20:52:14.250000Z "
+# The bytes show() leaves alone when they stand alone: printable ASCII but the backslash.
+_PLAIN = {b for b in range(0x20, 0x7F) if b != ord("\\")}
+
+
+def _raw_logged(path: Path, events: list[bytes]) -> str:
+    book = LogBook(path)
+    book.raw_events(events)
+    book.close()
+    return path.read_text(encoding="utf-8")
+
+
+def _shown_logged(path: Path, events: list[bytes]) -> str:
+    """What the general path writes for the same events: event(show(raw)), one at a time."""
+    book = LogBook(path)
+    for raw in events:
+        book.event(show(raw))
+    book.close()
+    return path.read_text(encoding="utf-8")
+
+
+class _ShowCalls:
+    """Counts show() calls made by raw_events: none means it took the fast path."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        import node.logbook
+
+        self.calls = 0
+        real = node.logbook.show
+
+        def counting(data: bytes) -> str:
+            self.calls += 1
+            return real(data)
+
+        monkeypatch.setattr(node.logbook, "show", counting)
+
+
+def test_raw_events_writes_one_stamped_line_per_event_in_order(tmp_path):
+    events = [b"IAMAT conn=%d client=c%d kept=yes" % (i, i) for i in range(20)]
+    text = _raw_logged(tmp_path / "node.log", events)
+    got = text.splitlines(keepends=True)
+    assert len(got) == len(events)
+    stamps = set()
+    for line, raw in zip(got, events, strict=True):
+        m = STAMPED.fullmatch(line.removesuffix("\n"))
+        assert m is not None, line
+        assert m.group(1) == raw.decode()
+        stamps.add(line.split(" ", 1)[0])
+    assert len(stamps) == 1  # one instant for the whole batch
+
+
+def test_raw_events_stamp_is_the_same_as_event(tmp_path, monkeypatch):
+    monkeypatch.setattr(time, "time", lambda: NOW)
+    assert _raw_logged(tmp_path / "a.log", [b"x", b"y"]) == f"{PREFIX}x\n{PREFIX}y\n"
+    assert _shown_logged(tmp_path / "b.log", [b"x", b"y"]) == f"{PREFIX}x\n{PREFIX}y\n"
+    # The fallback path too.
+    assert _raw_logged(tmp_path / "c.log", [b"x\x00", b"y"]) == f"{PREFIX}x\\x00\n{PREFIX}y\n"
+
+
+def test_raw_events_with_no_events_writes_nothing(tmp_path):
+    assert _raw_logged(tmp_path / "node.log", []) == ""
+
+
+def test_raw_events_an_empty_event_is_an_empty_stamped_line(tmp_path, monkeypatch):
+    monkeypatch.setattr(time, "time", lambda: NOW)
+    assert _raw_logged(tmp_path / "a.log", [b""]) == _shown_logged(tmp_path / "b.log", [b""])
+
+
+def test_raw_events_keep_their_place_among_other_events(tmp_path, monkeypatch):
+    monkeypatch.setattr(time, "time", lambda: NOW)
+    book = LogBook(tmp_path / "node.log")
+    book.event("first")
+    book.raw_events([b"second", b"third"])
+    book.event("fourth")
+    book.raw_events([b"fifth\x1b"])
+    book.close()
+    assert [line.removeprefix(PREFIX) for line in lines(tmp_path / "node.log")] == [
+        "first\n",
+        "second\n",
+        "third\n",
+        "fourth\n",
+        "fifth\\x1b\n",
+    ]
+
+
+@pytest.mark.parametrize(
+    "events",
+    [[b"a\\b"], [b"a\\b", b"plain"], [b"\\\\", b"\\"], [b"\\x41"], [b"\\", b"\xff"]],
+)
+def test_raw_events_double_backslashes(tmp_path, monkeypatch, events):
+    monkeypatch.setattr(time, "time", lambda: NOW)
+    text = _raw_logged(tmp_path / "a.log", events)
+    assert text == _shown_logged(tmp_path / "b.log", events)
+    for line, raw in zip(text.splitlines(), events, strict=True):
+        assert line.removeprefix(PREFIX).count("\\\\") >= raw.count(b"\\")
+    # A literal backslash can never be read back as an escape.
+    assert "\\x41" not in text.replace("\\\\", "")
+
+
+def _every_byte_params() -> list[object]:
+    params: list[object] = []
+    for byte in range(256):
+        for path in ("alone", "fallback"):
+            params.append(pytest.param(byte, path, id=f"{byte:02x}-{path}"))
+    return params
+
+
+@pytest.mark.parametrize(("byte", "path"), _every_byte_params())
+def test_raw_events_equal_event_of_show_for_every_byte(tmp_path, monkeypatch, byte, path):
+    monkeypatch.setattr(time, "time", lambda: NOW)
+    raw = b"IAMAT conn=1 client=a" + bytes([byte]) + b"z kept=yes"
+    # "fallback": a neighbour that needs escaping sends the whole batch the slow way.
+    events = [b"before", raw, b"after"] if path == "alone" else [b"before\xff", raw, b"after"]
+    expected = _shown_logged(tmp_path / "b.log", events)
+    calls = _ShowCalls(monkeypatch)
+    got = _raw_logged(tmp_path / "a.log", events)
+    assert got == expected
+    assert got.count("\n") == 3 and len(lines(tmp_path / "a.log")) == 3
+    if path == "fallback":
+        assert calls.calls == len(events)
+    elif byte in _PLAIN:
+        assert calls.calls == 0  # the one-search fast path
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "caf\u00e9".encode(),
+        "\u0085".encode(),  # C1 control, as UTF-8
+        "\u2028".encode(),
+        "\u2029".encode(),
+        "\u00a0".encode(),
+        "\U0001f600".encode(),
+        b"\xed\xa0\x80",  # an encoded surrogate: not UTF-8
+        b"\xc3",  # a cut sequence
+        b"\\xff\xff",
+    ],
+)
+def test_raw_events_equal_event_of_show_beyond_ascii(tmp_path, monkeypatch, raw):
+    monkeypatch.setattr(time, "time", lambda: NOW)
+    events = [b"ok", b"client=" + raw + b" kept=no"]
+    assert _raw_logged(tmp_path / "a.log", events) == _shown_logged(tmp_path / "b.log", events)
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(events=st.lists(st.binary(max_size=12).map(lambda b: b.replace(b"\n", b"")), max_size=6))
+def test_raw_events_equal_event_of_show_for_any_bytes_but_lf(events):
+    # tmp_path is function-scoped, so each example writes into its own directory.
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        original = time.time
+        time.time = lambda: NOW
+        try:
+            got = _raw_logged(folder / "a.log", events)
+            expected = _shown_logged(folder / "b.log", events)
+        finally:
+            time.time = original
+    assert got == expected
+    assert got.count("\n") == len(events)
+
+
+def test_raw_events_with_lf_inside_an_event_still_one_line_on_the_fallback_path(tmp_path):
+    # With another byte to escape in the batch, show() is used and LF stays escaped.
+    text = _raw_logged(tmp_path / "a.log", [b"a\nb\x00"])
+    assert text.count("\n") == 1 and text.endswith(" a\\nb\\x00\n")
+
+
+def test_raw_events_with_lf_inside_an_event_stays_one_line(tmp_path, monkeypatch):
+    monkeypatch.setattr(time, "time", lambda: NOW)
+    assert _raw_logged(tmp_path / "a.log", [b"a\nb"]) == f"{PREFIX}a\\nb\n"
+
+
+async def test_raw_events_inside_a_loop_are_batched_until_close(tmp_path):
+    path = tmp_path / "node.log"
+    book = LogBook(path, flush_interval=3600)
+    book.raw_events([b"one", b"two"])
+    book.raw_events([b"three\\"])
+    assert path.read_text(encoding="utf-8") == ""
+    book.close()
+    assert [line.split(" ", 1)[1] for line in lines(path)] == ["one\n", "two\n", "three\\\\\n"]
