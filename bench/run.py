@@ -25,7 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -53,8 +53,8 @@ from systems import (
     start_node_herd,
 )
 
-SETTLE_TIMEOUT = 5.0  # seconds to wait for a system to go quiet after a load
-SETTLE_CORES = 0.15  # "quiet": below this much CPU
+SETTLE_TIMEOUT = 60.0  # seconds to wait for the systems to go quiet after a load
+SETTLE_CORES = 0.15  # "quiet": below this much CPU, all systems together
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,14 +109,21 @@ def _stop_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
-def settle(system: System) -> None:
-    """Wait (bounded) until the system stops working off what the last load left queued."""
-    deadline = time.monotonic() + SETTLE_TIMEOUT
+def settle(systems: Iterable[System]) -> float | None:
+    """Wait (bounded) until every system has worked off what the last load left queued;
+    the seconds it took, or None when they were still busy at the deadline. A herd that
+    acknowledges faster than it floods keeps working after its load ends, and that work
+    must not land on the next system's measurement."""
+    procs = [system.procs for system in systems]
+    start = time.monotonic()
+    deadline = start + SETTLE_TIMEOUT
     while time.monotonic() < deadline:
-        cpu0, t0 = system.procs.cpu_seconds(), time.monotonic()
+        cpu0, t0 = sum(p.cpu_seconds() for p in procs), time.monotonic()
         time.sleep(0.2)
-        if (system.procs.cpu_seconds() - cpu0) / (time.monotonic() - t0) < SETTLE_CORES:
-            return
+        busy = (sum(p.cpu_seconds() for p in procs) - cpu0) / (time.monotonic() - t0)
+        if busy < SETTLE_CORES:
+            return time.monotonic() - start
+    return None
 
 
 def describe(m: Measurement) -> str:
@@ -183,10 +190,14 @@ def run_rounds(
                 if key not in fig.systems:
                     continue
                 system = systems[key]
-                settle(system)
+                if settle(systems.values()) is None:
+                    print(f"  (still busy after {SETTLE_TIMEOUT:g}s; measuring anyway)")
                 m = fig.measure(system, s)
+                took = settle([system])
+                m.result["extra"] = {**(m.result.get("extra") or {}), "settle_s": took}
                 measurements.append(m)
-                print("  " + describe(m), flush=True)
+                after = "still busy" if took is None else f"quiet {took:.1f}s after"
+                print("  " + describe(m) + f"  [{after}]", flush=True)
     return measurements, s.rounds
 
 
@@ -242,7 +253,7 @@ def main() -> int:
                 measurements, rounds_done = run_rounds(systems, s, args.figures)
                 if "idle_connections" in args.figures:
                     print(f"\nidle connections: {s.idle_connections:,} on one node, 8x1 p99")
-                    settle(systems[OURS])
+                    settle(systems.values())
                     scale["idle_connections"] = idle_connections(systems[OURS], s)
                     print("  " + json.dumps(scale["idle_connections"]))
             if "million_clients" in args.figures:

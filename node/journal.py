@@ -237,9 +237,11 @@ class Journal:
         data = b"".join(self._pending)
         self._appended += len(self._pending)
         self._pending.clear()
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self._fd, view) :]
+        written = os.write(self._fd, data)
+        if written < len(data):  # a short write: rare, so only then the loop
+            view = memoryview(data)[written:]
+            while view:
+                view = view[os.write(self._fd, view) :]
         if self.fsync_policy == "always":
             os.fsync(self._fd)
         else:

@@ -8,7 +8,7 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import TextIO
+from typing import BinaryIO
 
 # Control characters and backslash are escaped so every event stays on one greppable line;
 # bytes that are not UTF-8 arrive as surrogates (surrogateescape) and show as \xNN, which a
@@ -41,7 +41,9 @@ def show(data: bytes) -> str:
 class LogBook:
     """Appends events to a file; writes happen in batches on a timer, never per event.
 
-    `flush_interval` bounds how stale the file can be; `close()` writes what is left.
+    Events are kept as UTF-8 bytes from the moment they are recorded, so the hot path never
+    encodes text. `flush_interval` bounds how stale the file can be; `close()` writes what
+    is left.
     """
 
     def __init__(
@@ -55,31 +57,34 @@ class LogBook:
         self._path = path
         self._max_bytes = max_bytes
         self._backups = backups
-        self._file: TextIO | None = None
-        self._pending: list[str] = []
+        self._file: BinaryIO | None = None
+        self._pending: list[bytes] = []
         self._interval = flush_interval
         self._timer: asyncio.TimerHandle | None = None
         self._stamp_second = -1
-        self._stamp_prefix = ""
+        self._stamp_prefix = b""
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._open()
 
     def _open(self) -> None:
         assert self._path is not None
-        self._file = open(self._path, "a", encoding="utf-8", buffering=1 << 16)  # noqa: SIM115
+        self._file = open(self._path, "ab", buffering=1 << 16)  # noqa: SIM115
 
-    def _stamp(self) -> str:
+    def _stamp(self) -> bytes:
         now = time.time()
         second = int(now)
         if second != self._stamp_second:
             self._stamp_second = second
-            self._stamp_prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        return f"{self._stamp_prefix}.{int((now - second) * 1e6):06d}Z"
+            self._stamp_prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)).encode()
+        return b"%s.%06dZ" % (self._stamp_prefix, int((now - second) * 1e6))
 
     def event(self, text: str) -> None:
         """Record one event now; it reaches the file within the flush interval."""
-        self._pending.append(f"{self._stamp()} {text}\n")
+        # backslashreplace: a stray surrogate must not cost the event (show() leaves none).
+        self._pending.append(
+            b"%s %s\n" % (self._stamp(), text.encode("utf-8", "backslashreplace"))
+        )
         self._schedule()
 
     def raw_events(self, events: list[bytes]) -> None:
@@ -87,13 +92,15 @@ class LogBook:
         `show()` would, with one scan for the whole batch when none needs it."""
         if not events:
             return
-        prefix = self._stamp() + " "
+        prefix = self._stamp() + b" "
         block = b"\n".join(events)
         if _RAW_NEEDS_ESCAPE.search(block) is None and block.count(b"\n") == len(events) - 1:
-            text = block.decode("ascii")
-            self._pending.append(prefix + text.replace("\n", "\n" + prefix) + "\n")
+            self._pending.append(prefix + block.replace(b"\n", b"\n" + prefix) + b"\n")
         else:
-            self._pending.extend(f"{prefix}{show(event)}\n" for event in events)
+            self._pending.extend(
+                prefix + show(event).encode("utf-8", "backslashreplace") + b"\n"
+                for event in events
+            )
         self._schedule()
 
     def _schedule(self) -> None:
@@ -110,9 +117,9 @@ class LogBook:
         self._timer = None
         if not self._pending:
             return
-        chunk = "".join(self._pending)
+        chunk = b"".join(self._pending)
         self._pending.clear()
-        target = self._file or sys.stderr
+        target = self._file or sys.stderr.buffer
         try:
             target.write(chunk)
             target.flush()

@@ -30,9 +30,11 @@ SYNC_CHUNK = 5000  # records per write while streaming the whole state
 # A link whose peer stops reading is dropped rather than buffered without bound; the full
 # sync on reconnect makes up for whatever was in the buffer.
 MAX_LINK_BUFFER = 64 * 1024 * 1024
-# Updates for a link that wrote less than this long ago wait, and share its next write: an
-# idle link still sends at once, a busy one sends at most one write per window. That spares
-# every downstream node a wakeup and a read per update under load.
+# An update for a link that wrote less than FLOOD_BURST_GAP ago is part of a burst: it waits
+# until FLOOD_WINDOW after that write and shares the next one. A link seeing the odd update
+# sends each at once; a busy one writes at most once per window, which spares every node
+# downstream a wakeup and a read per update.
+FLOOD_BURST_GAP = 0.00025  # seconds
 FLOOD_WINDOW = 0.001  # seconds
 
 
@@ -47,7 +49,7 @@ class PeerLink:
         self._writer: asyncio.StreamWriter | None = None
         self._outbox: list[bytes] = []
         self._flush_scheduled = False
-        self._last_write = 0.0  # loop time of the last flood write
+        self._last_write = 0.0  # time.monotonic() of the last flood write
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.up = False
@@ -79,15 +81,16 @@ class PeerLink:
         if not self._flush_scheduled:
             self._flush_scheduled = True
             loop = asyncio.get_running_loop()
-            due = self._last_write + FLOOD_WINDOW
-            if loop.time() >= due:
+            # time.monotonic, not loop.time: uvloop's clock moves in whole milliseconds.
+            since = time.monotonic() - self._last_write
+            if since >= FLOOD_BURST_GAP:
                 loop.call_soon(self._flush)
             else:
-                loop.call_at(due, self._flush)
+                loop.call_later(FLOOD_WINDOW - since, self._flush)
 
     def _flush(self) -> None:
         self._flush_scheduled = False
-        self._last_write = asyncio.get_running_loop().time()
+        self._last_write = time.monotonic()
         writer = self._writer
         if not self._outbox or writer is None:
             self._outbox.clear()
