@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from herdctl import bench
+from herdctl.loadgen.meter import percentiles
 from tests.herdctl_cli import herdctl, no_traceback, short_tempdir
 from tests.support import Herd, free_ports, write_topology
 
@@ -190,9 +191,9 @@ async def test_propagate_gives_up_when_nothing_arrives(fake: tuple[str, int]) ->
 def test_percentiles_are_nearest_rank_over_weights() -> None:
     values = [0.001 * i for i in range(1, 101)]
     expected = {"p50": 50.0, "p90": 90.0, "p99": 99.0, "max": 100.0}
-    assert bench._percentiles(values, [1] * 100) == expected
-    assert bench._percentiles([0.002, 0.001], [1, 99])["p99"] == 1.0
-    assert all(math.isnan(v) for v in bench._percentiles([], []).values())
+    assert percentiles(values, [1] * 100) == expected
+    assert percentiles([0.002, 0.001], [1, 99])["p99"] == 1.0
+    assert all(math.isnan(v) for v in percentiles([], []).values())
 
 
 def test_progress_bar() -> None:

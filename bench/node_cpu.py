@@ -1,0 +1,123 @@
+"""CPU per update, node by node: where the herd spends its time under a `make bench` load.
+
+    .venv/bin/python bench/node_cpu.py [--load ingest|latency] [--lone] [--seconds S]
+
+Starts our five-node herd (or, with `--lone`, one node with no neighbours next to the
+minimal node), drives IAMATs into Welsh with `herdctl bench`'s engine, and prints each
+process's CPU time divided by the replies: steadier than replies/s on a shared machine,
+since it does not depend on who else got the cores. bench/README.md quotes its figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import psutil
+from systems import (
+    HOST,
+    REPO,
+    Procs,
+    System,
+    free_ports,
+    node_argv,
+    start_herd,
+    start_minimal,
+    wait_listening,
+)
+
+from herdctl import bench as loadgen
+
+LOADS = {"ingest": (32, 64), "latency": (8, 1)}  # connections, in flight per connection
+
+
+def measure(system: System, into: str, load: str, seconds: float) -> str:
+    conns, pipeline = LOADS[load]
+    procs = {p.name: psutil.Process(p.pid) for p in system.procs.procs}
+
+    def cpu() -> dict[str, float]:
+        return {name: sum(p.cpu_times()[:2]) for name, p in procs.items()}
+
+    async def run() -> loadgen.LoadResult:
+        return await loadgen.run_load(
+            [system.address(into)],
+            mode="iamat",
+            conns=conns,
+            pipeline=pipeline,
+            duration=seconds,
+            rate=None,
+            clients=10_000,
+            warmup=0.0,
+            progress=None,
+        )
+
+    before = cpu()
+    result = loadgen.run_sync(run())
+    after = cpu()
+    replies = max(result.replies, 1)
+    per = {name: 1e6 * (after[name] - before[name]) / replies for name in procs}
+    nodes = "  ".join(f"{name} {us:.1f} µs" for name, us in per.items())
+    return (
+        f"{system.key}: {load} {result.throughput:,.0f}/s, p50 {result.latency_ms['p50']:.3f} ms"
+        f"; CPU per reply: {nodes}  (all: {sum(per.values()):.1f} µs)"
+    )
+
+
+def lone_node(folder: Path) -> System:
+    """One node named Welsh with no links, started as the herd's nodes are."""
+    folder.mkdir(parents=True)
+    port = free_ports(1)[0]
+    topology = {
+        "nodes": {"Welsh": {"host": HOST, "port": port}},
+        "links": [],
+        "places": {"provider": "offline"},
+        "journal": {"fsync": "everysec"},
+        "log_dir": str(folder / "logs"),
+        "data_dir": str(folder / "data"),
+        "run_dir": str(folder / "run"),
+    }
+    config = folder / "topology.yaml"
+    config.write_text(json.dumps(topology))
+    procs = Procs()
+    system = System("one node", "lone", {"Welsh": (HOST, port)}, procs, folder)
+    procs.spawn("Welsh", node_argv("Welsh", config), REPO, folder / "logs")
+    try:
+        wait_listening(system, 10.0)
+    except BaseException:
+        procs.stop()
+        raise
+    return system
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="CPU per update, node by node")
+    parser.add_argument("--load", choices=sorted(LOADS), default="ingest")
+    parser.add_argument("--lone", action="store_true", help="one node and the minimal node")
+    parser.add_argument("--seconds", type=float, default=4.0)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="herd-cpu-") as tmp:
+        starts: list[tuple[Callable[[], System], str]]
+        if args.lone:
+            starts = [
+                (lambda: start_minimal(Path(tmp) / "minimal"), "Minimal"),
+                (lambda: lone_node(Path(tmp) / "lone"), "Welsh"),
+            ]
+        else:
+            starts = [(lambda: start_herd(Path(tmp) / "herd"), "Welsh")]
+        for start, into in starts:
+            system = start()
+            try:
+                time.sleep(0.5)
+                print(measure(system, into, args.load, args.seconds), flush=True)
+            finally:
+                system.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
