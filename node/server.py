@@ -305,7 +305,8 @@ class Connection(asyncio.Protocol):
         splitter = self.splitter
         lines = splitter.feed(data)
         if lines:
-            self._handle_lines(lines)
+            self._backlog.extend(lines)
+            self._work()
         if splitter.overlong is not None:
             self.node.log.event(f"LINE_TOO_LONG conn={self.id} limit={splitter.max_line}")
             self._overlong_reply = format_invalid(splitter.overlong)
@@ -436,11 +437,13 @@ class Connection(asyncio.Protocol):
             if self.peer is not None:  # that line was a good AUTH: the rest is the flood
                 self._work_peer(self.peer)
                 return
-        node.commit(batch, exclude=None)
+        if batch.log:
+            node.commit(batch, exclude=None)
         if not backlog and self._overlong_reply is not None:
             queue.append(self._overlong_reply)
             self._overlong_reply = None
-        self._set_reading()
+        if self._read_paused or backlog:  # else reading is on and stays on
+            self._set_reading()
 
     def _work_peer(self, peer: bytes) -> None:
         """Apply a neighbour's lines, logging one summary per batch rather than per line.
