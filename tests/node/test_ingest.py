@@ -39,6 +39,7 @@ from node.store import (
     packed_key,
     record_from_changeloc,
 )
+from tests.node.strategies import VALID_LOCATIONS, valid_times
 
 T = TypeVar("T")
 NS = 1_000_000_000
@@ -193,36 +194,12 @@ LOCATION_FIELDS = weighted(
     (1, st.sampled_from(_NON_ASCII_DIGITS).map(str.encode)),
 )
 
-# Valid locations only, for the store tests: few of them, so equal-time records tie on them.
-VALID_LOCATIONS = st.one_of(
-    st.sampled_from([b"+34.068930-118.445127", b"+34.06893-118.445127", b"-0+0", b"+90-180"]),
-    st.builds(
-        lambda lat, lon: b"%+.4f%+.3f" % (lat, lon),
-        st.integers(-900_000, 900_000).map(lambda n: n / 10_000),
-        st.integers(-180_000, 180_000).map(lambda n: n / 1000),
-    ),
-)
-
-
-@st.composite
-def times(draw: st.DrawFn) -> bytes:
-    """`DIGITS[.DIGITS]`, with leading and trailing zeros so equal values are spelled apart."""
-    if draw(st.booleans()):  # few values: ties to break by server, location, bytes
-        whole = b"%d" % draw(st.integers(0, 3))
-        frac = draw(st.sampled_from([b"", b"5", b"25", b"000000001", b"123456789123"]))
-    else:  # anything, including more digits than a 64-bit integer holds
-        whole = b"%d" % draw(st.integers(0, 10**30))
-        frac = draw(_digits(0, 15))
-    whole = b"0" * draw(st.integers(0, 2)) + whole
-    if frac or draw(st.booleans()):
-        return whole + b"." + (frac or b"0") + b"0" * draw(st.integers(0, 3))
-    return whole
-
-
 BAD_TIMES = st.sampled_from(
     [b"-1", b"+1", b"1e5", b".5", b"1.", b"1.2.3", b"0x10", b"1_000", "\u0661".encode(), b"1,5"]
 )
-TIME_FIELDS = weighted((2, times()), (1, BAD_TIMES), (1, mutated(times(), b"0123456789.+-e")))
+TIME_FIELDS = weighted(
+    (2, valid_times()), (1, BAD_TIMES), (1, mutated(valid_times(), b"0123456789.+-e"))
+)
 
 RECEIVED_NS = st.one_of(
     st.integers(0, 2**63),
@@ -247,7 +224,7 @@ SERVER_FIELDS = weighted((3, SERVERS), (1, st.sampled_from([b"Nobody", b"hill", 
 # For whole lines: each field is valid more often than not, so that a good share of the
 # lines pass and the rest fail on one field at a time.
 _LINE_LOCATIONS = weighted((4, VALID_LOCATIONS), (1, _WELL_FORMED_LOCATIONS), (1, LOCATION_FIELDS))
-_LINE_TIMES = weighted((3, times()), (1, TIME_FIELDS))
+_LINE_TIMES = weighted((3, valid_times()), (1, TIME_FIELDS))
 
 
 @st.composite
@@ -317,7 +294,7 @@ def records(draw: st.DrawFn, clients: Sequence[bytes], servers: Sequence[bytes])
     return make_record(
         draw(st.sampled_from(clients)),
         draw(VALID_LOCATIONS),
-        draw(times()),
+        draw(valid_times()),
         draw(TIME_RECEIVED),
         draw(st.sampled_from(servers)),
     )
@@ -671,7 +648,7 @@ def test_take_iamats_ends_like_applying_each_record_alone(data: st.DataObject) -
         received_ns = data.draw(RECEIVED_NS, label="received_ns")
         msgs = data.draw(
             st.lists(
-                st.tuples(st.sampled_from(clients), VALID_LOCATIONS, times()),
+                st.tuples(st.sampled_from(clients), VALID_LOCATIONS, valid_times()),
                 min_size=1,
                 max_size=10,
             ),
@@ -690,7 +667,7 @@ def test_take_iamats_ends_like_applying_each_record_alone(data: st.DataObject) -
 def test_take_iamats_reads_fields_whatever_the_white_space(data: st.DataObject) -> None:
     """The same messages, laid out with any ASCII white space, give the same batch."""
     msgs = data.draw(
-        st.lists(st.tuples(_CLIENTS, VALID_LOCATIONS, times()), min_size=1, max_size=6)
+        st.lists(st.tuples(_CLIENTS, VALID_LOCATIONS, valid_times()), min_size=1, max_size=6)
     )
     ws = st.binary(min_size=1, max_size=3).map(lambda raw: bytes(_WS[b % 6] for b in raw))
     pad = st.binary(max_size=2).map(lambda raw: bytes(_WS[b % 6] for b in raw))
@@ -707,7 +684,7 @@ def test_take_iamats_reads_fields_whatever_the_white_space(data: st.DataObject) 
 @SLOW
 @given(
     held=records([b"c"], sorted(KNOWN)),
-    msg=st.tuples(VALID_LOCATIONS, times()),
+    msg=st.tuples(VALID_LOCATIONS, valid_times()),
     server=SERVERS,
     received_ns=RECEIVED_NS,
 )

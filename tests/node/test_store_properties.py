@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from node.protocol import format_ns
 from node.store import ClientStore, OrderKey, Record, make_record
+from tests.node.strategies import VALID_LOCATIONS, valid_times
 
 _WHITESPACE = b" \t\n\r\x0b\x0c"
 # Clients: any bytes but the six field separators, valid UTF-8 or not.
@@ -21,38 +22,14 @@ _CLIENTS = st.binary(min_size=1, max_size=6).map(
     lambda raw: bytes(b if b not in _WHITESPACE else 0x5F for b in raw)
 )
 _SERVERS = st.sampled_from([b"Goloman", b"Hands", b"Holiday", b"Welsh", b"Wilkes", b"\xffodd"])
-_LOCATIONS = st.one_of(
-    st.sampled_from([b"+34.068930-118.445127", b"+34.06893-118.445127", b"-0+0", b"+90-180"]),
-    st.builds(
-        lambda lat, lng: b"%+.4f%+.3f" % (lat, lng),
-        st.integers(-900_000, 900_000).map(lambda n: n / 10_000),
-        st.integers(-180_000, 180_000).map(lambda n: n / 1000),
-    ),
-)
-
-
-@st.composite
-def _times(draw: st.DrawFn) -> bytes:
-    """`DIGITS[.DIGITS]` with leading and trailing zeros, so equal values are spelled apart."""
-    if draw(st.booleans()):  # few distinct values: plenty of ties to break by server, location
-        whole = str(draw(st.integers(0, 3)))
-        frac = draw(st.sampled_from(["", "5", "25", "000000001", "123456789123"]))
-    else:  # anything, including more digits than a 64-bit integer holds
-        whole = str(draw(st.integers(0, 10**30)))
-        frac = draw(st.text("0123456789", max_size=15))
-    whole = "0" * draw(st.integers(0, 2)) + whole
-    if frac or draw(st.booleans()):
-        frac = (frac or "0") + "0" * draw(st.integers(0, 3))
-        return f"{whole}.{frac}".encode()
-    return whole.encode()
 
 
 @st.composite
 def _records(draw: st.DrawFn, clients: Sequence[bytes]) -> Record:
     return make_record(
         draw(st.sampled_from(clients)),
-        draw(_LOCATIONS),
-        draw(_times()),
+        draw(VALID_LOCATIONS),
+        draw(valid_times()),
         format_ns(draw(st.integers(0, 2**63))),
         draw(_SERVERS),
     )
