@@ -119,14 +119,30 @@ class LogBook:
             return
         chunk = b"".join(self._pending)
         self._pending.clear()
-        target = self._file or sys.stderr.buffer
         try:
-            target.write(chunk)
-            target.flush()
-            if self._file is not None and self._file.tell() >= self._max_bytes:
+            if self._file is None:
+                self._to_stderr(chunk)
+                return
+            self._file.write(chunk)
+            self._file.flush()
+            if self._file.tell() >= self._max_bytes:
                 self._rotate()
         except OSError as e:  # a full disk must not take the node down
             print(f"log write failed: {e}", file=sys.stderr)
+
+    @staticmethod
+    def _to_stderr(chunk: bytes) -> None:
+        stream = sys.stderr
+        if stream is None:
+            return
+        binary = getattr(stream, "buffer", None)
+        if binary is not None:
+            stream.flush()
+            binary.write(chunk)
+            binary.flush()
+        else:  # a text-only stream (a test's StringIO): text it is
+            stream.write(chunk.decode("utf-8", "replace"))
+            stream.flush()
 
     def _rotate(self) -> None:
         """NAME.log -> NAME.log.1 -> ... -> NAME.log.<backups>; the oldest is dropped."""

@@ -335,12 +335,15 @@ class Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
+        node = self.node
+        if self._queue:
+            # Replies are logged as OUT when made; say which of them never went out.
+            node.log.event(f"REPLIES_DROPPED conn={self.id} count={len(self._queue)}")
         for item in self._queue:
             if isinstance(item, asyncio.Task):
                 item.cancel()
         self._queue.clear()
         self._tasks = 0
-        node = self.node
         if self._responder is not None and (waiting := self._responder.awaiting_auth) is not None:
             # A real node that rejects our proof hangs up without AUTH: say so here too.
             node.log.event(
@@ -440,6 +443,7 @@ class Connection(asyncio.Protocol):
         if batch.log:
             node.commit(batch, exclude=None)
         if not backlog and self._overlong_reply is not None:
+            self._log_out(self._overlong_reply)
             queue.append(self._overlong_reply)
             self._overlong_reply = None
         if self._read_paused or backlog:  # else reading is on and stays on
@@ -466,8 +470,12 @@ class Connection(asyncio.Protocol):
             if taken:
                 budget -= taken
                 continue
+            node.commit(batch, exclude=peer)  # its events go before this line's
             budget -= 1
             line = backlog.popleft()
+            fields = line.split()
+            if len(fields) == 6 and fields[0] == b"CHANGELOC":
+                batch.received += 1  # a malformed one: counted, then it drops the link
             msg = parse_line(line, peer=True)  # anything but a good CHANGELOC
             if msg is not None and not self._handle_peer_line(msg, line, peer):
                 backlog.clear()  # the link was dropped for a bad line
@@ -530,7 +538,7 @@ class Connection(asyncio.Protocol):
     # -- writing ----------------------------------------------------------------------
 
     def _reply_done(self, task: asyncio.Task[bytes]) -> None:
-        if not task.cancelled():
+        if not task.cancelled() and task.exception() is None:
             self._log_out(task.result())
         self._flush()
 
@@ -554,14 +562,15 @@ class Connection(asyncio.Protocol):
             ready = []
             while queue:
                 head = queue[0]
-                if isinstance(head, bytes):
-                    ready.append(head)
-                elif head.done():
-                    self._tasks -= 1
+                if not isinstance(head, bytes):
+                    if not head.done():
+                        break
+                    self._tasks -= 1  # counted out before result() can raise
+                    queue.popleft()
                     if not head.cancelled():
                         ready.append(head.result())
-                else:
-                    break
+                    continue
+                ready.append(head)
                 queue.popleft()
         if self._backlog and len(queue) < MAX_PENDING_REPLIES:
             self._schedule_resume()  # room for more replies: handle the lines held back

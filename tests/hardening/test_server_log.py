@@ -1,0 +1,149 @@
+"""What a connection logs, in the order it happened, when lines are batched.
+
+A Connection is driven in process with a fake transport; the log keeps each event's text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from node import handshake
+from node.config import load_config
+from node.logbook import LogBook, show
+from node.places.base import success_response
+from node.server import Connection, NodeServer
+from tests.support import write_topology
+
+SECRET = b"test-secret"
+
+
+class CapturedLog(LogBook):
+    """A LogBook that keeps the text of each event, in order, instead of writing it."""
+
+    def __init__(self) -> None:
+        super().__init__(None)
+        self.events: list[str] = []
+
+    def event(self, text: str) -> None:
+        self.events.append(text)
+
+    def raw_events(self, events: list[bytes]) -> None:
+        self.events.extend(show(e) for e in events)
+
+    def kinds(self) -> list[str]:
+        return [e.split()[0] for e in self.events]
+
+
+class GatedPlaces:
+    """A places provider whose answers wait for `gate`."""
+
+    name = "gated"
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+
+    async def nearby(self, *args: Any) -> dict[str, Any]:
+        await self.gate.wait()
+        return success_response([], [])
+
+    async def start(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+
+class FakeTransport:
+    def __init__(self, protocol: Connection) -> None:
+        self.out = b""
+        self.closed = False
+        self.protocol = protocol
+
+    def get_extra_info(self, key: str, default: Any = None) -> Any:
+        return ("127.0.0.1", 1) if key == "peername" else default
+
+    def write(self, data: bytes) -> None:
+        self.out += data
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def write_eof(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.abort()
+
+    def abort(self) -> None:
+        if not self.closed:
+            self.closed = True
+            asyncio.get_running_loop().call_soon(self.protocol.connection_lost, None)
+
+
+def connect(tmp_path: Path, max_line: int = 65536) -> tuple[Connection, FakeTransport, CapturedLog]:
+    config = load_config(
+        write_topology(
+            tmp_path,
+            ("Solo", "Peer"),
+            [("Solo", "Peer")],
+            extra={"places": {"provider": "offline"}, "limits": {"max_line_bytes": max_line}},
+        )
+    )
+    log = CapturedLog()
+    node = NodeServer(config, "Solo", secret=SECRET, places=GatedPlaces(), log=log)
+    conn = Connection(node)
+    transport = FakeTransport(conn)
+    conn.connection_made(transport)  # type: ignore[arg-type]
+    return conn, transport, log
+
+
+async def test_the_reply_to_an_overlong_line_is_logged_as_out(tmp_path: Path) -> None:
+    conn, transport, log = connect(tmp_path, max_line=40)
+    conn.data_received(b"X" * 100 + b"\n")
+    assert transport.out == b"? " + b"X" * 40 + b"\n"
+    assert f"OUT conn=1 ? {'X' * 40}" in log.events, log.events
+
+
+async def test_replies_made_but_never_written_are_logged_as_dropped(tmp_path: Path) -> None:
+    conn, transport, log = connect(tmp_path)
+    # The WHATSAT waits on places, so the reply to BOGUS queues behind it.
+    conn.data_received(b"IAMAT a +1+2 1\nWHATSAT a 1 1\nBOGUS\n")
+    assert transport.out.startswith(b"AT Solo ")
+    conn.connection_lost(ConnectionResetError())  # the client goes away
+    await asyncio.sleep(0)
+    assert b"? BOGUS" not in transport.out
+    assert "REPLIES_DROPPED conn=1 count=2" in log.events, log.events
+    assert log.kinds().index("REPLIES_DROPPED") < log.kinds().index("CONN_CLOSE")
+
+
+async def test_an_iamat_is_one_event_in_line_order(tmp_path: Path) -> None:
+    conn, transport, log = connect(tmp_path)
+    conn.data_received(b"BOGUS\nIAMAT a +1+2 1.5\nIAMAT a +1+2 1.25\nALSO BOGUS\n")
+    assert log.kinds()[1:] == ["IN", "OUT", "IAMAT", "IAMAT", "IN", "OUT"], log.events
+    iamats = [e for e in log.events if e.startswith("IAMAT")]
+    assert iamats[0].startswith("IAMAT conn=1 client=a location=+1+2 sent=1.5 diff=+")
+    assert iamats[0].endswith(" kept=yes")
+    assert iamats[1].endswith(" kept=no")  # older than the one before it
+    assert transport.out.count(b"\n") == 4
+
+
+async def test_a_peer_batch_logs_unknown_servers_before_the_line_that_drops_the_link(
+    tmp_path: Path,
+) -> None:
+    conn, transport, log = connect(tmp_path, max_line=200)
+    initiator = handshake.Initiator(SECRET, b"Peer", b"Solo", nonce=b"1" * 32)
+    conn.data_received(initiator.hello())
+    auth = initiator.on_challenge(transport.out.split(b"\n")[0])
+    conn.data_received(
+        auth + b"CHANGELOC a +1+2 1 1.000000000 Nobody\nCHANGELOC b +1+2 1 1.5 Peer\n"
+    )
+    await asyncio.sleep(0)
+    kinds = log.kinds()
+    assert kinds.index("PEER_UNKNOWN_SERVER") < kinds.index("PEER_BAD_LINE"), log.events
+    assert "PEER_IN peer=Peer changelocs=2 applied=0 duplicates=0" in log.events, log.events
+    assert transport.closed
