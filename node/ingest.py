@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Collection
 
 from node.journal import encode_body
-from node.protocol import LOCATION_IN_RANGE, TIME, TIME_RECEIVED, format_diff, format_ns
+from node.protocol import PACKED_RECORD, format_diff, format_ns
 from node.store import ClientStore, newer_than_packed
 
 
@@ -65,23 +65,23 @@ def take_iamats(
     IAMAT and leaves it at the head of the backlog."""
     table = store.table
     received = format_ns(received_ns)
+    tail = b" %s %s" % (received, server)
     replies, log = out.replies, out.log
-    time_ok, location_ok = TIME.fullmatch, LOCATION_IN_RANGE.fullmatch
+    record_ok = PACKED_RECORD.fullmatch
     done = 0
     while done < limit and backlog:
         line = backlog.popleft()
         fields = line.split()
-        if (
-            len(fields) != 4
-            or fields[0] != b"IAMAT"
-            or time_ok(fields[3]) is None
-            or location_ok(fields[2]) is None
-        ):
+        if len(fields) != 4 or fields[0] != b"IAMAT":
+            backlog.appendleft(line)
+            break
+        _, client, location, sent = fields
+        # Packed first: one match then checks the location and the time together.
+        packed = location + b" " + sent + tail
+        if record_ok(packed) is None:
             backlog.appendleft(line)
             break
         done += 1
-        _, client, location, sent = fields
-        packed = b"%s %s %s %s" % (location, sent, received, server)
         held = table.get(client)
         kept = held is None or newer_than_packed(location, sent, received, server, held)
         if kept:
@@ -111,9 +111,7 @@ def take_changelocs(
     the record we hold, before anything is parsed.
     """
     table = store.table
-    time_ok, location_ok, received_ok = TIME.fullmatch, LOCATION_IN_RANGE.fullmatch, (
-        TIME_RECEIVED.fullmatch
-    )
+    record_ok = PACKED_RECORD.fullmatch
     taken = 0
     while taken < limit and backlog:
         line = backlog.popleft()
@@ -128,14 +126,10 @@ def take_changelocs(
             taken += 1
             out.duplicates += 1
             continue
-        _, _, location, sent, received, server = fields
-        if (
-            time_ok(sent) is None
-            or location_ok(location) is None
-            or received_ok(received) is None
-        ):
+        if record_ok(packed) is None:
             backlog.appendleft(line)
             break
+        _, _, location, sent, received, server = fields
         taken += 1
         if server not in known_servers:
             out.unknown.append((server, client))
