@@ -173,12 +173,18 @@ class NodeServer:
     # -- dispatch ---------------------------------------------------------------------
 
     def commit(self, batch: Batch, exclude: bytes | None) -> None:
-        """Queue what a batch kept for the journal and the flood (all but `exclude`), and
-        log its events. The journal is written before any reply or flood goes out."""
+        """Queue what a batch kept for the journal, then `publish` it."""
         if batch.entries:
             self.journal.extend(batch.entries)
-            self.peers.flood(b"".join(batch.flood), exclude)
             batch.entries.clear()
+        self.publish(batch, exclude)
+
+    def publish(self, batch: Batch, exclude: bytes | None) -> None:
+        """Flood what a batch kept (to all neighbours but `exclude`) and log its events;
+        its journal entries are already queued, and the journal is written before any
+        reply or flood goes out."""
+        if batch.flood:
+            self.peers.flood(b"".join(batch.flood), exclude)
             batch.flood.clear()
         if batch.log:
             self.log.raw_events(batch.log)
@@ -440,8 +446,9 @@ class Connection(asyncio.Protocol):
             if self.peer is not None:  # that line was a good AUTH: the rest is the flood
                 self._work_peer(self.peer)
                 return
-        if batch.log:
-            node.commit(batch, exclude=None)
+        if batch.entries:  # the flood and the log wait until the replies are written
+            node.journal.extend(batch.entries)
+            batch.entries.clear()
         if not backlog and self._overlong_reply is not None:
             self._log_out(self._overlong_reply)
             queue.append(self._overlong_reply)
@@ -549,6 +556,17 @@ class Connection(asyncio.Protocol):
         self.node.log.event(f"OUT conn={self.id} {show(line)}{more}")
 
     def _flush(self) -> None:
+        """Write the replies that are ready, then flood and log what their lines kept.
+
+        A client waits for its reply, the neighbours and the log file do not: the reply goes
+        out first (the journal before it), and the rest follows in the same loop turn.
+        """
+        self._write_replies()
+        batch = self._batch
+        if batch.flood or batch.log:
+            self.node.publish(batch, exclude=None)
+
+    def _write_replies(self) -> None:
         """Write every reply at the head of the queue that is ready, in one write."""
         transport = self.transport
         if transport is None or self._closed:
