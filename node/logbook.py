@@ -94,6 +94,13 @@ class LogBook:
         if not events:
             return
         prefix = self._stamp() + b" "
+        if len(events) == 1:  # a waiting client's read: one line, one event
+            event = events[0]
+            if len(event.translate(None, _RAW_NEEDS_ESCAPE)) == len(event) and b"\n" not in event:
+                self._pending.append(prefix + event + b"\n")
+                if self._timer is None:
+                    self._schedule()
+                return
         block = b"\n".join(events)
         if (
             len(block.translate(None, _RAW_NEEDS_ESCAPE)) == len(block)

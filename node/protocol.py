@@ -293,6 +293,20 @@ class LineSplitter:
             self._check_overlong()
         return lines
 
+    def whole_lines(self, data: bytes) -> list[bytes] | None:
+        """`feed(data)` when that is just cutting at LF: nothing buffered, `data` ends at an
+        LF, holds no CR and is no longer than one line may be. Else None, and nothing done:
+        the caller then feeds it."""
+        if (
+            self._buf
+            or data[-1:] != b"\n"
+            or len(data) > self.max_line
+            or b"\r" in data
+            or self.overlong is not None
+        ):
+            return None
+        return data[:-1].split(b"\n")
+
     def feed_eof(self) -> list[bytes]:
         """The client closed its side: the unterminated rest, if any, is a last line.
 

@@ -266,7 +266,7 @@ def test_raw_events_double_backslashes(tmp_path, monkeypatch, events):
 def _every_byte_params() -> list[object]:
     params: list[object] = []
     for byte in range(256):
-        for path in ("alone", "fallback"):
+        for path in ("alone", "fallback", "single"):
             params.append(pytest.param(byte, path, id=f"{byte:02x}-{path}"))
     return params
 
@@ -276,12 +276,17 @@ def test_raw_events_equal_event_of_show_for_every_byte(tmp_path, monkeypatch, by
     monkeypatch.setattr(time, "time", lambda: NOW)
     raw = b"IAMAT conn=1 client=a" + bytes([byte]) + b"z kept=yes"
     # "fallback": a neighbour that needs escaping sends the whole batch the slow way.
-    events = [b"before", raw, b"after"] if path == "alone" else [b"before\xff", raw, b"after"]
+    # "single": the event alone in its batch, as a waiting client's one-line read makes it.
+    events = {
+        "alone": [b"before", raw, b"after"],
+        "fallback": [b"before\xff", raw, b"after"],
+        "single": [raw],
+    }[path]
     expected = _shown_logged(tmp_path / "b.log", events)
     calls = _ShowCalls(monkeypatch)
     got = _raw_logged(tmp_path / "a.log", events)
     assert got == expected
-    assert got.count("\n") == 3 and len(lines(tmp_path / "a.log")) == 3
+    assert got.count("\n") == len(events) and len(lines(tmp_path / "a.log")) == len(events)
     if path == "fallback":
         assert calls.calls == len(events)
     elif byte in _PLAIN:

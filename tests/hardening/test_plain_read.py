@@ -1,0 +1,135 @@
+"""The plain-read shortcut answers exactly as the general path does.
+
+A read of whole lines from a waiting client takes `Connection._plain_read`; the same bytes
+fed one at a time always take the general path. Both must write the same replies and
+leave the same store, journal queue and log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from node.config import load_config
+from node.journal import NullJournal
+from node.places.base import success_response
+from node.protocol import LineSplitter
+from node.server import Connection, NodeServer
+from tests.hardening.test_server_log import CapturedLog, FakeTransport
+from tests.support import write_topology
+
+NOW_NS = 1_795_000_000_123_456_789
+
+
+class InstantPlaces:
+    name = "instant"
+
+    async def nearby(self, *args: Any) -> dict[str, Any]:
+        return success_response([], [])
+
+    async def start(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+
+class ListJournal(NullJournal):
+    def __init__(self) -> None:
+        self.entries: list[bytes] = []
+
+    def extend(self, entries: list[bytes]) -> None:
+        self.entries.extend(entries)
+
+
+LINES = st.sampled_from(
+    [
+        b"IAMAT kiwi +34.068930-118.445127 1520023934.918963997",
+        b"IAMAT kiwi +34.068930-118.445127 1520023934.9",
+        b"IAMAT plum -33.86+151.21 1700000000",
+        b"IAMAT plum -91+0 1700000000",
+        b"IAMAT\tkiwi  +1+1   5",
+        b"WHATSAT kiwi 10 2",
+        b"WHATSAT nobody 10 2",
+        b"BOGUS line",
+        b"",
+        b"   ",
+        b"IAMAT a\\b +1+1 1",
+        b"IAMAT caf\xc3\xa9 +1+1 2",
+    ]
+)
+
+
+async def run(tmp_path: Path, reads: list[bytes]) -> tuple[bytes, dict[bytes, bytes], Any, Any]:
+    config = load_config(
+        write_topology(tmp_path, ("Solo",), [], extra={"places": {"provider": "offline"}})
+    )
+    log = CapturedLog()
+    journal = ListJournal()
+    node = NodeServer(
+        config,
+        "Solo",
+        secret=b"s",
+        places=InstantPlaces(),
+        log=log,
+        journal=journal,
+        clock_ns=lambda: NOW_NS,
+    )
+    conn = Connection(node)
+    transport = FakeTransport(conn)
+    conn.connection_made(transport)  # type: ignore[arg-type]
+    for data in reads:
+        conn.data_received(data)
+        for _ in range(3):
+            await asyncio.sleep(0)  # WHATSAT tasks finish, held lines resume
+    for _ in range(5):
+        await asyncio.sleep(0)
+    kept = [e for e in log.events if not e.startswith("CONN_")]
+    return transport.out, dict(node.store.table), journal.entries, kept
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(lines=st.lists(LINES, min_size=1, max_size=12), cut=st.integers(1, 5))
+async def test_whole_reads_answer_as_byte_by_byte_reads(
+    tmp_path_factory: Any, lines: list[bytes], cut: int
+) -> None:
+    data = b"".join(line + b"\n" for line in lines)
+    # Whole lines, `cut` of them per read: the shortcut takes every read it can.
+    whole = [
+        b"".join(line + b"\n" for line in lines[i : i + cut]) for i in range(0, len(lines), cut)
+    ]
+    one_by_one = [data[i : i + 1] for i in range(len(data))]
+    fast = await run(tmp_path_factory.mktemp("fast"), whole)
+    general = await run(tmp_path_factory.mktemp("general"), one_by_one)
+    assert fast[0] == general[0]  # the replies, byte for byte and in order
+    assert fast[1] == general[1]  # the store
+    assert fast[2] == general[2]  # the journal entries
+    # The log: the same events; IAMATs in the same order. A WHATSAT's OUT is logged when
+    # its answer is ready, which byte-by-byte reads leave more loop turns for.
+    assert sorted(fast[3]) == sorted(general[3])
+    assert [e for e in fast[3] if e.startswith("IAMAT")] == [
+        e for e in general[3] if e.startswith("IAMAT")
+    ]
+
+
+def test_whole_lines_is_feed_when_it_answers() -> None:
+    cases = [b"a\n", b"a\nb\n", b"\n", b"a", b"a\r\n", b"a\nb", b"x" * 20 + b"\n", b""]
+    for data in cases:
+        quick = LineSplitter(max_line=16)
+        fed = LineSplitter(max_line=16)
+        got = quick.whole_lines(data)
+        if got is not None:
+            assert got == fed.feed(data)
+            assert not quick.pending and fed.overlong is None
+    assert LineSplitter(16).whole_lines(b"a\r\n") is None  # a CR: feed strips it
+    assert LineSplitter(16).whole_lines(b"x" * 20 + b"\n") is None  # too long for a line
+    assert LineSplitter(16).whole_lines(b"a") is None  # no LF
+    partial = LineSplitter(16)
+    partial.feed(b"IAM")
+    assert partial.whole_lines(b"AT\n") is None  # something buffered
