@@ -247,7 +247,8 @@ class Journal:
             os.fsync(self._fd)
         else:
             self._dirty = True
-        self._maybe_compact()
+        if self._appended >= self._compact_min:  # below it no compaction is ever due
+            self._maybe_compact()
 
     # -- background work --------------------------------------------------------------
 

@@ -189,9 +189,10 @@ class NodeServer:
         if batch.log:
             self.log.raw_events(batch.log)
             batch.log.clear()
-        for server, client in batch.unknown:
-            self._unknown_server(exclude or b"?", server, client)
-        batch.unknown.clear()
+        if batch.unknown:
+            for server, client in batch.unknown:
+                self._unknown_server(exclude or b"?", server, client)
+            batch.unknown.clear()
 
     def _unknown_server(self, sender: bytes, server: bytes, client: bytes) -> None:
         # A neighbour with a different topology: skip the record, keep the link.
