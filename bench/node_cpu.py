@@ -11,7 +11,6 @@ since it does not depend on who else got the cores. bench/README.md quotes its f
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -24,11 +23,11 @@ from systems import (
     REPO,
     Procs,
     System,
-    free_ports,
     node_argv,
     start_herd,
     start_minimal,
     wait_listening,
+    write_topology,
 )
 
 from herdctl import bench as loadgen
@@ -69,20 +68,9 @@ def measure(system: System, into: str, load: str, seconds: float) -> str:
 
 
 def lone_node(folder: Path) -> System:
-    """One node named Welsh with no links, started as the herd's nodes are."""
-    folder.mkdir(parents=True)
-    port = free_ports(1)[0]
-    topology = {
-        "nodes": {"Welsh": {"host": HOST, "port": port}},
-        "links": [],
-        "places": {"provider": "offline"},
-        "journal": {"fsync": "everysec"},
-        "log_dir": str(folder / "logs"),
-        "data_dir": str(folder / "data"),
-        "run_dir": str(folder / "run"),
-    }
-    config = folder / "topology.yaml"
-    config.write_text(json.dumps(topology))
+    """One node named Welsh with no links, on the herd's own topology settings."""
+    config, topology = write_topology(folder, names=("Welsh",))
+    port = int(topology["nodes"]["Welsh"]["port"])
     procs = Procs()
     system = System("one node", "lone", {"Welsh": (HOST, port)}, procs, folder)
     procs.spawn("Welsh", node_argv("Welsh", config), REPO, folder / "logs")

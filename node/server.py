@@ -174,10 +174,14 @@ class NodeServer:
 
     def commit(self, batch: Batch, exclude: bytes | None) -> None:
         """Queue what a batch kept for the journal, then `publish` it."""
+        self.queue_entries(batch)
+        self.publish(batch, exclude)
+
+    def queue_entries(self, batch: Batch) -> None:
+        """Queue a batch's journal entries; the next journal flush writes them."""
         if batch.entries:
             self.journal.extend(batch.entries)
             batch.entries.clear()
-        self.publish(batch, exclude)
 
     def publish(self, batch: Batch, exclude: bytes | None) -> None:
         """Flood what a batch kept (to all neighbours but `exclude`) and log its events;
@@ -314,8 +318,7 @@ class Connection(asyncio.Protocol):
         splitter = self.splitter
         lines = splitter.feed(data)
         if lines:
-            self._backlog.extend(lines)
-            self._work()
+            self._handle_lines(lines)
         if splitter.overlong is not None:
             self.node.log.event(f"LINE_TOO_LONG conn={self.id} limit={splitter.max_line}")
             self._overlong_reply = format_invalid(splitter.overlong)
@@ -370,9 +373,7 @@ class Connection(asyncio.Protocol):
             if self._queue:
                 self._flush()
             return True
-        if batch.entries:
-            node.journal.extend(batch.entries)
-            batch.entries.clear()
+        node.queue_entries(batch)
         if self._persist() and self.transport is not None:
             self.transport.write(b"".join(batch.replies))
         batch.replies.clear()
@@ -496,9 +497,7 @@ class Connection(asyncio.Protocol):
             if self.peer is not None:  # that line was a good AUTH: the rest is the flood
                 self._work_peer(self.peer)
                 return
-        if batch.entries:  # the flood and the log wait until the replies are written
-            node.journal.extend(batch.entries)
-            batch.entries.clear()
+        node.queue_entries(batch)  # the flood and the log wait until the replies are written
         if not backlog and self._overlong_reply is not None:
             self._log_out(self._overlong_reply)
             queue.append(self._overlong_reply)

@@ -155,10 +155,6 @@ class ClientStore:
         held = self._packed.get(client)
         return None if held is None else _unpack(client, held)
 
-    def holds(self, client: bytes, packed: bytes) -> bool:
-        """Whether the record held for `client` is exactly `packed` (a flood's duplicate)."""
-        return self._packed.get(client) == packed
-
     def __len__(self) -> int:
         return len(self._packed)
 
