@@ -6,13 +6,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from node.protocol import (
-    ChangeLoc,
-    IAmAt,
     TimeKey,
     diff_from_received,
     format_at,
     format_changeloc,
-    format_ns,
     time_key,
 )
 
@@ -85,20 +82,6 @@ def order_key(record: Record, tkey: TimeKey | None) -> OrderKey:
         tkey = time_key(record.time_sent)
         assert tkey is not None  # records are validated when made
     return (tkey, record.server, record.location, record.time_sent, record.time_received)
-
-
-def record_from_iamat(msg: IAmAt, server: bytes, received_ns: int) -> Record:
-    """The record an IAMAT creates at the node named `server`, heard at `received_ns`."""
-    return make_record(
-        msg.client, msg.location, msg.time, format_ns(received_ns), server, msg.tkey
-    )
-
-
-def record_from_changeloc(msg: ChangeLoc) -> Record:
-    """The record a peer flooded."""
-    return make_record(
-        msg.client, msg.location, msg.time_sent, msg.time_received, msg.server, msg.tkey
-    )
 
 
 Packed = tuple[bytes, bytes]  # (client, b"location time_sent time_received server")

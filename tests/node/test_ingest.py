@@ -37,8 +37,8 @@ from node.store import (
     make_record,
     newer_than_packed,
     packed_key,
-    record_from_changeloc,
 )
+from tests.node.records import record_from_changeloc
 from tests.node.strategies import VALID_LOCATIONS, valid_times
 
 T = TypeVar("T")

@@ -11,9 +11,8 @@ from node.store import (
     ClientStore,
     Record,
     make_record,
-    record_from_changeloc,
-    record_from_iamat,
 )
+from tests.node.records import record_from_changeloc, record_from_iamat
 
 RECEIVED = b"1520023935.182837383"
 
