@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import psutil
-from systems import System
+from systems import Address, System
 
 from herdctl import bench as loadgen
 
@@ -136,22 +136,42 @@ def _busy_seconds() -> float:
     return sum(t) - t.idle - getattr(t, "iowait", 0.0)
 
 
+def iamat_load(
+    target: Address,
+    *,
+    conns: int,
+    pipeline: int,
+    duration: float,
+    warmup: float,
+    clients: int,
+) -> Coroutine[Any, Any, loadgen.LoadResult]:
+    """Closed-loop IAMATs into `target`: `conns` connections, `pipeline` in flight on each."""
+    return loadgen.run_load(
+        [target],
+        mode="iamat",
+        conns=conns,
+        pipeline=pipeline,
+        duration=duration,
+        rate=None,
+        clients=clients,
+        warmup=warmup,
+        progress=None,
+    )
+
+
 def ingest(system: System, s: Settings) -> Measurement:
     """IAMAT into one node, `ingest_conns` connections x `ingest_pipeline` in flight."""
     target = system.address(INGEST_INTO)
     return _measure(
         "ingest",
         system,
-        lambda: loadgen.run_load(
-            [target],
-            mode="iamat",
+        lambda: iamat_load(
+            target,
             conns=s.ingest_conns,
             pipeline=s.ingest_pipeline,
             duration=s.ingest_duration,
-            rate=None,
-            clients=s.clients,
             warmup=s.ingest_warmup,
-            progress=None,
+            clients=s.clients,
         ),
     )
 
@@ -162,16 +182,13 @@ def latency(system: System, s: Settings, *, into: str = INGEST_INTO) -> Measurem
     return _measure(
         "latency",
         system,
-        lambda: loadgen.run_load(
-            [target],
-            mode="iamat",
+        lambda: iamat_load(
+            target,
             conns=s.latency_conns,
             pipeline=1,
             duration=s.latency_duration,
-            rate=None,
-            clients=s.clients,
             warmup=s.latency_warmup,
-            progress=None,
+            clients=s.clients,
         ),
     )
 

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import psutil
+from figures import iamat_load
 from systems import (
     HOST,
     REPO,
@@ -43,16 +44,13 @@ def measure(system: System, into: str, load: str, seconds: float) -> str:
         return {name: sum(p.cpu_times()[:2]) for name, p in procs.items()}
 
     async def run() -> loadgen.LoadResult:
-        return await loadgen.run_load(
-            [system.address(into)],
-            mode="iamat",
+        return await iamat_load(
+            system.address(into),
             conns=conns,
             pipeline=pipeline,
             duration=seconds,
-            rate=None,
-            clients=10_000,
             warmup=0.0,
-            progress=None,
+            clients=10_000,
         )
 
     before = cpu()
