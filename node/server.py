@@ -330,6 +330,10 @@ class Connection(asyncio.Protocol):
         self._pending_since = (
             (self._pending_since or self._last_activity) if splitter.pending else None
         )
+        self._read_done()
+
+    def _read_done(self) -> None:
+        """After a read's lines are handled: write the replies, or a neighbour's records."""
         if self._queue:
             self._flush()
         elif self.peer is not None:
@@ -370,8 +374,7 @@ class Connection(asyncio.Protocol):
             self._queue.extend(batch.replies)
             batch.replies.clear()
             self._work()
-            if self._queue:
-                self._flush()
+            self._read_done()
             return True
         node.queue_entries(batch)
         if self._persist() and self.transport is not None:
