@@ -38,7 +38,6 @@ from typing import Protocol
 from node.store import ClientStore, Packed, Record, shared_name
 
 FSYNC_POLICIES = ("always", "everysec", "no")
-_NOW = bool(os.environ.get("XNOW"))
 _FILE = re.compile(r"(snap|wal)-(\d{8})\.log")
 
 
@@ -238,7 +237,7 @@ class Journal:
         data = b"".join(self._pending)
         self._appended += len(self._pending)
         self._pending.clear()
-        written = len(data) if _NOW else os.write(self._fd, data)
+        written = os.write(self._fd, data)
         if written < len(data):  # a short write: rare, so only then the loop
             view = memoryview(data)[written:]
             while view:
