@@ -6,17 +6,28 @@ by exactly the same rules, and hand back everything the I/O layer must write for
 the AT replies, the journal entries, the flood and the log lines. One read then costs one
 journal write, one reply write and one write per link, whatever number of lines it held.
 
-Each function pops lines off the left of a backlog while they are of its kind, and puts back
-the first line that is not, so the caller's general path meets it next, in order.
+`take_iamats` and `take_changelocs` pop lines off the left of a backlog while they are of
+their kind, and put back the first line that is not, so the caller's general path meets it
+next, in order. `take_iamat_block` and `take_changeloc_block` take a whole block of lines or
+nothing: one regex pass cuts and checks every line of a read that is all of one kind and
+spelled with single spaces, as well-behaved clients and every neighbour send them.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Collection
+from zlib import crc32
 
-from node.journal import encode_body
-from node.protocol import PACKED_RECORD, format_diff, format_ns
+from node.journal import ENTRY_FORMAT
+from node.protocol import (
+    CHANGELOC_LINES,
+    IAMAT_LINES,
+    LOCATION_AND_TIME,
+    PACKED_RECORD,
+    format_diff,
+    format_ns,
+)
 from node.store import ClientStore, newer_than_packed
 
 
@@ -45,10 +56,9 @@ class Batch:
         self.unknown: list[tuple[bytes, bytes]] = []  # (server, client): not in our topology
 
 
-def _keep(client: bytes, packed: bytes, out: Batch) -> None:
-    body = b"%s %s" % (client, packed)
-    out.entries.append(encode_body(body))
-    out.flood.append(b"CHANGELOC %s\n" % body)
+IAmAtFields = tuple[bytes, bytes, bytes]  # client, location, time_sent
+# client, packed record, and the packed record's location, time_sent, time_received, server
+ChangeLocFields = tuple[bytes, bytes, bytes, bytes, bytes, bytes]
 
 
 def take_iamats(
@@ -63,37 +73,69 @@ def take_iamats(
     """Handle up to `limit` valid IAMAT lines from the left of `backlog`, all heard at
     `received_ns` by `server`; return how many. Stops at the first line that is not a valid
     IAMAT and leaves it at the head of the backlog."""
+    fields_ok = LOCATION_AND_TIME.fullmatch
+    taken: list[IAmAtFields] = []
+    while len(taken) < limit and backlog:
+        line = backlog.popleft()
+        fields = line.split()
+        if (
+            len(fields) != 4
+            or fields[0] != b"IAMAT"
+            or fields_ok(b"%s %s" % (fields[2], fields[3])) is None
+        ):
+            backlog.appendleft(line)
+            break
+        taken.append((fields[1], fields[2], fields[3]))
+    _apply_iamats(taken, store, server, received_ns, conn_id, out)
+    return len(taken)
+
+
+def take_iamat_block(
+    block: bytes,
+    lines: int,
+    store: ClientStore,
+    server: bytes,
+    received_ns: int,
+    conn_id: int,
+    out: Batch,
+) -> bool:
+    """`take_iamats` for a block of `lines` lines joined by LF, when every one of them is a
+    valid IAMAT spelled with single spaces; else False, and nothing is done. A whole read
+    of a well-behaved client is such a block: one regex pass then cuts and checks it all."""
+    found: list[IAmAtFields] = IAMAT_LINES.findall(block)
+    if len(found) != lines:
+        return False
+    _apply_iamats(found, store, server, received_ns, conn_id, out)
+    return True
+
+
+def _apply_iamats(
+    taken: list[IAmAtFields],
+    store: ClientStore,
+    server: bytes,
+    received_ns: int,
+    conn_id: int,
+    out: Batch,
+) -> None:
     table = store.table
     received = format_ns(received_ns)
     tail = b" %s %s" % (received, server)
-    replies, log = out.replies, out.log
-    record_ok = PACKED_RECORD.fullmatch
-    done = 0
-    while done < limit and backlog:
-        line = backlog.popleft()
-        fields = line.split()
-        if len(fields) != 4 or fields[0] != b"IAMAT":
-            backlog.appendleft(line)
-            break
-        _, client, location, sent = fields
-        # Packed first: one match then checks the location and the time together.
+    replies, log, entries, flood = out.replies, out.log, out.entries, out.flood
+    for client, location, sent in taken:
         packed = location + b" " + sent + tail
-        if record_ok(packed) is None:
-            backlog.appendleft(line)
-            break
-        done += 1
         held = table.get(client)
         kept = held is None or newer_than_packed(location, sent, received, server, held)
         if kept:
             table[client] = packed
-            _keep(client, packed, out)
+            body = b"%s %s" % (client, packed)
+            entries.append(ENTRY_FORMAT % (crc32(body), body))
+            flood.append(b"CHANGELOC %s\n" % body)
         diff = format_diff(received_ns, sent)
         replies.append(b"AT %s %s %s %s %s\n" % (server, diff, client, location, sent))
         log.append(
             b"IAMAT conn=%d client=%s location=%s sent=%s diff=%s kept=%s"
             % (conn_id, client, location, sent, diff, b"yes" if kept else b"no")
         )
-    return done
 
 
 def take_changelocs(
@@ -107,36 +149,62 @@ def take_changelocs(
     were taken (`out` counts the applied and the duplicates). Stops at the first line that
     is not a valid CHANGELOC and leaves it at the head of the backlog.
 
-    A flood reaches most nodes twice; the second copy is recognised by its bytes, equal to
-    the record we hold, before anything is parsed.
+    Lines of any spacing are taken here; `take_changeloc_block` is the fast way for the
+    single-spaced lines neighbours send.
     """
-    table = store.table
     record_ok = PACKED_RECORD.fullmatch
-    taken = 0
-    while taken < limit and backlog:
+    taken: list[ChangeLocFields] = []
+    while len(taken) < limit and backlog:
         line = backlog.popleft()
         fields = line.split()
         if len(fields) != 6 or fields[0] != b"CHANGELOC":
             backlog.appendleft(line)
             break
-        client = fields[1]
         packed = b" ".join(fields[2:])
-        held = table.get(client)
-        if held == packed:  # what we hold was validated when it was kept
-            taken += 1
-            out.duplicates += 1
-            continue
         if record_ok(packed) is None:
             backlog.appendleft(line)
             break
-        _, _, location, sent, received, server = fields
-        taken += 1
-        if server not in known_servers:
+        taken.append((fields[1], packed, fields[2], fields[3], fields[4], fields[5]))
+    out.received += len(taken)
+    _apply_changelocs(taken, store, known_servers, out)
+    return len(taken)
+
+
+def take_changeloc_block(
+    block: bytes,
+    lines: int,
+    store: ClientStore,
+    known_servers: Collection[bytes],
+    out: Batch,
+) -> bool:
+    """`take_changelocs` for a block of `lines` lines joined by LF, when every one of them
+    is a valid CHANGELOC spelled with single spaces, as neighbours send them; else False,
+    and nothing is done."""
+    found: list[ChangeLocFields] = CHANGELOC_LINES.findall(block)
+    if len(found) != lines:
+        return False
+    out.received += lines
+    _apply_changelocs(found, store, known_servers, out)
+    return True
+
+
+def _apply_changelocs(
+    taken: list[ChangeLocFields], store: ClientStore, known_servers: Collection[bytes], out: Batch
+) -> None:
+    table = store.table
+    entries, flood = out.entries, out.flood
+    applied = duplicates = 0
+    for client, packed, location, sent, received, server in taken:
+        held = table.get(client)
+        if held == packed:  # a flood's second copy: most nodes get each record twice
+            duplicates += 1
+        elif server not in known_servers:
             out.unknown.append((server, client))
-            continue
-        if held is None or newer_than_packed(location, sent, received, server, held):
+        elif held is None or newer_than_packed(location, sent, received, server, held):
             table[client] = packed
-            _keep(client, packed, out)
-            out.applied += 1
-    out.received += taken
-    return taken
+            body = b"%s %s" % (client, packed)
+            entries.append(ENTRY_FORMAT % (crc32(body), body))
+            flood.append(b"CHANGELOC %s\n" % body)
+            applied += 1
+    out.applied += applied
+    out.duplicates += duplicates

@@ -54,7 +54,7 @@ def encode_entry(record: Record) -> bytes:
         record.time_received,
         record.server,
     )
-    return b"%08x %s\n" % (zlib.crc32(body), body)
+    return ENTRY_FORMAT % (zlib.crc32(body), body)
 
 
 def encode_packed(client: bytes, packed: bytes) -> bytes:
@@ -62,9 +62,14 @@ def encode_packed(client: bytes, packed: bytes) -> bytes:
     return encode_body(b"%s %s" % (client, packed))
 
 
+# An entry: the CRC-32 of its body in 8 hex digits, a space, the body, LF. The hot path
+# (`node.ingest`) formats entries with this directly, to spare a call per record.
+ENTRY_FORMAT = b"%08x %s\n"
+
+
 def encode_body(body: bytes) -> bytes:
     """The entry of `client location time_sent time_received server`, with its LF."""
-    return b"%08x %s\n" % (zlib.crc32(body), body)
+    return ENTRY_FORMAT % (zlib.crc32(body), body)
 
 
 def decode_entry(line: bytes) -> Record | None:

@@ -21,11 +21,26 @@ LOCATION_IN_RANGE = re.compile(
     rb"[+-]0*(?:[1-8]?\d(?:\.\d+)?|90(?:\.0+)?)"
     rb"[+-]0*(?:(?:1[0-7]\d|[1-9]?\d)(?:\.\d+)?|180(?:\.0+)?)"
 )
+_FIELD = rb"[^ \t\n\r\f\v]+"  # one field as bytes.split() cuts them
+_TIME_SENT = rb"\d+(?:\.\d+)?"
+_TIME_RECEIVED = rb"\d+\.\d{9}"
 # A record as the store packs it, `location time_sent time_received server`, every field
 # valid (the server a single field; whether it is known is the caller's check). One match
 # checks what three would, in 60 % of the time: the flood's hot path runs it per record.
 PACKED_RECORD = re.compile(
-    LOCATION_IN_RANGE.pattern + rb" \d+(?:\.\d+)? \d+\.\d{9} [^ \t\n\r\f\v]+"
+    rb"%s %s %s %s" % (LOCATION_IN_RANGE.pattern, _TIME_SENT, _TIME_RECEIVED, _FIELD)
+)
+# An IAMAT's `location time`, both valid: one match checks the two.
+LOCATION_AND_TIME = re.compile(rb"%s %s" % (LOCATION_IN_RANGE.pattern, _TIME_SENT))
+# Valid single-spaced lines in a block of LF-separated lines, their fields as groups: `^`
+# and `$` hold each match to one line, so a block with as many matches as lines holds
+# nothing else. One findall over a read replaces a split and a match per line.
+IAMAT_LINES = re.compile(
+    rb"(?m)^IAMAT (%s) (%s) (%s)$" % (_FIELD, LOCATION_IN_RANGE.pattern, _TIME_SENT)
+)
+CHANGELOC_LINES = re.compile(  # groups: client, then the packed record and its four fields
+    rb"(?m)^CHANGELOC (%s) ((%s) (%s) (%s) (%s))$"
+    % (_FIELD, LOCATION_IN_RANGE.pattern, _TIME_SENT, _TIME_RECEIVED, _FIELD)
 )
 _RADIUS = re.compile(rb"\d+(?:\.\d+)?")
 _BOUND = re.compile(rb"\d+")
@@ -196,11 +211,15 @@ def format_diff(received_ns: int, time_sent: bytes) -> bytes:
     whole, _, frac = time_sent.partition(b".")
     if len(frac) <= 9 and len(whole) <= 20:
         # The common case, in integer nanoseconds: exact and several times faster.
-        diff_ns = received_ns - (int(whole) * NS_PER_S + int(frac.ljust(9, b"0")))
-        sign = b"-" if diff_ns < 0 else b"+"
-        s, frac_ns = divmod(abs(diff_ns), NS_PER_S)
-        return b"%s%d.%09d" % (sign, s, frac_ns)
+        diff_ns = received_ns - int(whole + frac) * _NS_PER_DIGITS[len(frac)]
+        if diff_ns < 0:
+            return b"-%d.%09d" % divmod(-diff_ns, NS_PER_S)
+        return b"+%d.%09d" % divmod(diff_ns, NS_PER_S)
     return _exact_diff(format_ns(received_ns), time_sent)
+
+
+# Nanoseconds per unit of the last digit of a time with 0 to 9 decimals.
+_NS_PER_DIGITS = tuple(10 ** (9 - decimals) for decimals in range(10))
 
 
 def diff_from_received(time_received: bytes, time_sent: bytes) -> bytes:
@@ -294,19 +313,22 @@ class LineSplitter:
             self._check_overlong()
         return lines
 
-    def whole_lines(self, data: bytes) -> list[bytes] | None:
-        """`feed(data)` when that is just cutting at LF: nothing buffered, `data` ends at an
-        LF, holds no CR and is no longer than one line may be. Else None, and nothing done:
-        the caller then feeds it."""
-        if (
+    def is_whole(self, data: bytes) -> bool:
+        """Whether `feed(data)` would just cut `data` at each LF: nothing is buffered, `data`
+        ends at an LF, holds no CR and is no longer than one line may be. The caller may
+        then take the lines straight from `data` instead of feeding it."""
+        return not (
             self._buf
             or data[-1:] != b"\n"
             or len(data) > self.max_line
             or b"\r" in data
             or self.overlong is not None
-        ):
-            return None
-        return data[:-1].split(b"\n")
+        )
+
+    def whole_lines(self, data: bytes) -> list[bytes] | None:
+        """`feed(data)` when `is_whole(data)`; else None, and nothing done: the caller then
+        feeds it."""
+        return data[:-1].split(b"\n") if self.is_whole(data) else None
 
     def feed_eof(self) -> list[bytes]:
         """The client closed its side: the unterminated rest, if any, is a last line.

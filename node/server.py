@@ -23,7 +23,13 @@ import psutil
 
 from node.config import HerdConfig
 from node.handshake import HandshakeError, Responder
-from node.ingest import Batch, take_changelocs, take_iamats
+from node.ingest import (
+    Batch,
+    take_changeloc_block,
+    take_changelocs,
+    take_iamat_block,
+    take_iamats,
+)
 from node.journal import JournalLike, NullJournal
 from node.logbook import LogBook, show
 from node.peers import Peers
@@ -346,9 +352,10 @@ class Connection(asyncio.Protocol):
         That read is whole lines of a client connection with nothing pending: no partial
         line, no reply or line waiting, no CR, shorter than one line may be (so none is
         overlong), and at most LINES_PER_TURN lines. It is then what the general path would
-        do, in the same order: the IAMATs go through `ingest`, their journal entries are
-        written, the replies go out, then the flood and the log. A line of any other kind
-        hands the rest of the read to the general path.
+        do, in the same order: the IAMATs go through `ingest` (as one block when every line
+        is a single-spaced IAMAT), their journal entries are written, the replies go out,
+        then the flood and the log. A line of any other kind hands the rest of the read to
+        the general path.
         """
         if (
             self.peer is not None
@@ -358,24 +365,30 @@ class Connection(asyncio.Protocol):
             or self._closed
         ):
             return False
-        lines = self.splitter.whole_lines(data)
-        if lines is None or len(lines) > LINES_PER_TURN:
+        if not self.splitter.is_whole(data):
+            return False
+        count = data.count(_LF)
+        if count > LINES_PER_TURN:
             return False
         self._last_activity = time.monotonic()
         self._pending_since = None
         node = self.node
-        backlog = self._backlog
-        backlog.extend(lines)
         batch = self._batch
-        take_iamats(
-            backlog, LINES_PER_TURN, node.store, node.name_bytes, node.clock_ns(), self.id, batch
-        )
-        if backlog:  # a line of another kind: the general path goes on from it, in order
-            self._queue.extend(batch.replies)
-            batch.replies.clear()
-            self._work()
-            self._read_done()
-            return True
+        received_ns = node.clock_ns()
+        if not take_iamat_block(
+            data, count, node.store, node.name_bytes, received_ns, self.id, batch
+        ):
+            backlog = self._backlog
+            backlog.extend(data[:-1].split(_LF))
+            take_iamats(
+                backlog, LINES_PER_TURN, node.store, node.name_bytes, received_ns, self.id, batch
+            )
+            if backlog:  # a line of another kind: the general path goes on from it, in order
+                self._queue.extend(batch.replies)
+                batch.replies.clear()
+                self._work()
+                self._read_done()
+                return True
         node.queue_entries(batch)
         if self._persist() and self.transport is not None:
             self.transport.write(b"".join(batch.replies))
@@ -511,6 +524,9 @@ class Connection(asyncio.Protocol):
     def _work_peer(self, peer: bytes) -> None:
         """Apply a neighbour's lines, logging one summary per batch rather than per line.
 
+        A backlog of nothing but CHANGELOCs, which is what a neighbour sends between two
+        PINGs, is taken as one block.
+
         A neighbour's updates get a bigger share of each turn than any one client, so the
         flood does not queue behind client traffic.
         """
@@ -521,6 +537,9 @@ class Connection(asyncio.Protocol):
         budget = PEER_LINES_PER_TURN
         batch = self._batch
         batch.received = batch.applied = batch.duplicates = 0
+        lines = len(backlog)
+        if lines <= budget and take_changeloc_block(_LF.join(backlog), lines, store, known, batch):
+            backlog.clear()
         while backlog:
             if budget <= 0:
                 self._schedule_resume()

@@ -18,7 +18,13 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from node.ingest import Batch, take_changelocs, take_iamats
+from node.ingest import (
+    Batch,
+    take_changeloc_block,
+    take_changelocs,
+    take_iamat_block,
+    take_iamats,
+)
 from node.journal import decode_entry, encode_body, encode_entry, encode_packed
 from node.protocol import (
     LOCATION_IN_RANGE,
@@ -719,6 +725,11 @@ def test_newer_than_packed_is_apply_packed(
 @example(line=b"CHANGELOC c +90.0001+1 1 1.000000000 Hill", hold=False)
 @example(line=b"CHANGELOC c +1+1 1 1.000000000 Nobody", hold=False)
 @example(line=b" CHANGELOC\tc\x0b+1+1\x0c1\r1.000000000  Hill ", hold=True)
+@example(line=b"CHANGELOC c\t1 +1+1 1 1.000000000 Hill", hold=False)
+@example(line=b"CHANGELOC c  +1+1 1 1.000000000 Hill", hold=False)
+@example(line=b"CHANGELOC c +1+1 1 1.000000000 Hill ", hold=True)
+@example(line=b"CHANGELOC c +1+1 1 1.000000000 Hill\x0b", hold=False)
+@example(line=b"CHANGELOC  c +1+1 1 1.000000000 Hill", hold=True)
 def test_take_changelocs_accepts_a_line_iff_parse_line_says_changeloc(
     line: bytes, hold: bool
 ) -> None:
@@ -944,3 +955,118 @@ def test_take_changelocs_any_interleaving_and_duplication_ends_in_the_same_store
             deque(changeloc_line(r) for r in greatest.values()), 100, store, KNOWN, again
         )
         assert again.duplicates == len(greatest) and again.applied == 0 and again.flood == []
+
+
+# -- the block forms: all the lines or none -----------------------------------------------
+
+
+def batch_state(batch: Batch) -> tuple[object, ...]:
+    return (
+        batch.replies,
+        batch.entries,
+        batch.flood,
+        batch.log,
+        batch.received,
+        batch.applied,
+        batch.duplicates,
+        batch.unknown,
+    )
+
+
+def single_spaced(line: bytes) -> bool:
+    return line == b" ".join(line.split())
+
+
+# Single-spaced copies of the pool lines, so that whole blocks are often all good.
+_SPACED_IAMATS = IAMAT_POOL.map(lambda line: b" ".join(line.split()))
+_SPACED_CHANGELOCS = CHANGELOC_POOL.map(lambda line: b" ".join(line.split()))
+
+
+@FAST
+@given(
+    lines=st.lists(
+        weighted((6, _SPACED_IAMATS), (1, IAMAT_POOL), (1, iamat_ish())), min_size=1, max_size=8
+    ).filter(lambda lines: not any(b"\n" in line for line in lines)),
+    held=st.lists(st.sampled_from([b"IAMAT a +1+1 1", b"IAMAT b +0+0 2"]), max_size=2),
+    final_lf=st.booleans(),
+)
+@example(lines=[b"IAMAT a +1+1 1"], held=[], final_lf=True)
+@example(lines=[b"IAMAT a +1+1 1", b"IAMAT a +1+1 1 "], held=[], final_lf=False)
+@example(lines=[b"IAMAT a +1+1 1", b""], held=[], final_lf=True)
+@example(lines=[b"IAMAT a\x1c +1+1 1", b"IAMAT a\xa0 -0+0 0"], held=[], final_lf=True)
+@example(lines=[b"IAMAT a +1+1 1\r"], held=[], final_lf=True)
+def test_take_iamat_block_is_take_iamats_when_every_line_is_a_single_spaced_iamat(
+    lines: list[bytes], held: list[bytes], final_lf: bool
+) -> None:
+    block = b"\n".join(lines) + (b"\n" if final_lf else b"")
+    whole = all(isinstance(parse_line(x), IAmAt) and single_spaced(x) for x in lines)
+    store, reference = ClientStore(), ClientStore()
+    for x in held:
+        run_iamats([x], store, received_ns=NS)
+        run_iamats([x], reference, received_ns=NS)
+    batch = Batch()
+    taken = take_iamat_block(block, len(lines), store, SERVER, 2 * NS, 7, batch)
+    assert taken is whole
+    if whole:
+        n, _backlog, expected = run_iamats(lines, reference, received_ns=2 * NS)
+        assert n == len(lines)
+    else:
+        expected = Batch()
+    assert batch_state(batch) == batch_state(expected)
+    assert state(store) == state(reference)
+
+
+@FAST
+@given(
+    lines=st.lists(
+        weighted((6, _SPACED_CHANGELOCS), (1, CHANGELOC_POOL), (1, changeloc_ish())),
+        min_size=1,
+        max_size=8,
+    ).filter(lambda lines: not any(b"\n" in line for line in lines)),
+    held=st.lists(_SPACED_CHANGELOCS, max_size=3),
+)
+@example(lines=[b"CHANGELOC a +1+1 1 1.000000000 Hill"] * 2, held=[])
+@example(
+    lines=[b"CHANGELOC a +1+1 1 1.000000000 Hill"], held=[b"CHANGELOC a +1+1 2 1.000000000 Hill"]
+)
+@example(lines=[b"CHANGELOC a +1+1 1 1.000000000 Nobody"], held=[])
+@example(lines=[b"CHANGELOC a +1+1 1 1.000000000 Hill", b"PING"], held=[])
+@example(lines=[b"CHANGELOC a\x1c +1+1 1 1.000000000 Hill\xff"], held=[])
+def test_take_changeloc_block_is_take_changelocs_when_every_line_is_a_single_spaced_changeloc(
+    lines: list[bytes], held: list[bytes]
+) -> None:
+    block = b"\n".join(lines)
+    whole = all(isinstance(parse_line(x, peer=True), ChangeLoc) and single_spaced(x) for x in lines)
+    store, reference = ClientStore(), ClientStore()
+    run_changelocs(held, store)
+    run_changelocs(held, reference)
+    batch = Batch()
+    taken = take_changeloc_block(block, len(lines), store, KNOWN, batch)
+    assert taken is whole
+    if whole:
+        n, _backlog, expected = run_changelocs(lines, reference)
+        assert n == len(lines)
+    else:
+        expected = Batch()
+    assert batch_state(batch) == batch_state(expected)
+    assert state(store) == state(reference)
+
+
+def test_block_forms_take_a_long_single_spaced_read_like_the_line_forms() -> None:
+    iamats = [iamat_line(b"c%d" % (i % 7), b"+1+1", b"%d.5" % (i % 5)) for i in range(300)]
+    store, reference = ClientStore(), ClientStore()
+    batch = Batch()
+    assert take_iamat_block(b"\n".join(iamats) + b"\n", 300, store, SERVER, 9 * NS, 3, batch)
+    n, _backlog, expected = run_iamats(iamats, reference, received_ns=9 * NS, conn_id=3)
+    assert n == 300 and batch_state(batch) == batch_state(expected)
+    assert state(store) == state(reference)
+    # The flood those IAMATs made, twice over and shuffled, into a node holding none of it.
+    flood = [line.removesuffix(b"\n") for line in batch.flood] * 2
+    flood = flood[1::2] + flood[::2]
+    store, reference = ClientStore(), ClientStore()
+    batch = Batch()
+    assert take_changeloc_block(b"\n".join(flood), len(flood), store, KNOWN, batch)
+    n, _backlog, expected = run_changelocs(flood, reference)
+    assert n == len(flood) and batch_state(batch) == batch_state(expected)
+    assert batch.duplicates > 0 and batch.applied > 0
+    assert state(store) == state(reference)
