@@ -35,7 +35,7 @@ MAX_LINK_BUFFER = 64 * 1024 * 1024
 # sends each at once; a busy one writes at most once per window, which spares every node
 # downstream a wakeup and a read per update.
 FLOOD_BURST_GAP = 0.00025  # seconds
-FLOOD_WINDOW = 0.001  # seconds
+FLOOD_WINDOW = 0.002  # seconds
 
 
 class PeerLink:
