@@ -180,6 +180,7 @@ class Journal:
         self._seq = 0
         self._dirty = False  # written since the last fsync
         self._appended = 0  # entries since the last compaction (or replay)
+        self._check_at = compact_min  # `_appended` at which compaction is next considered
         self._store: ClientStore | None = None
         self._lock = asyncio.Lock()  # fsync and compaction never touch a closing fd
         self._syncer: asyncio.Task[None] | None = None
@@ -251,7 +252,7 @@ class Journal:
             os.fsync(self._fd)
         else:
             self._dirty = True
-        if self._appended >= self._compact_min:  # below it no compaction is ever due
+        if self._appended >= self._check_at:  # below it no compaction is due: no call
             self._maybe_compact()
 
     # -- background work --------------------------------------------------------------
@@ -268,7 +269,9 @@ class Journal:
         store = self._store
         if store is None or (self._compactor is not None and not self._compactor.done()):
             return
-        if self._appended < max(self._compact_min, self._compact_factor * len(store)):
+        due_at = max(self._compact_min, self._compact_factor * len(store))
+        if self._appended < due_at:
+            self._check_at = due_at  # the store only grows, so it is not due before then
             return
         self._compactor = asyncio.get_running_loop().create_task(self._compact(store))
 
@@ -279,6 +282,7 @@ class Journal:
             self._seq += 1
             self._fd = self._open_segment(self._seq)
             self._appended = 0
+            self._check_at = self._compact_min
             records = store.packed()  # the state as of the switch: covers every old entry
         seq = self._seq
         started = time.perf_counter()

@@ -93,14 +93,15 @@ class LogBook:
         `show()` would, with one scan for the whole batch when none needs it."""
         if not events:
             return
-        prefix = self._stamp() + b" "
+        stamp = self._stamp()
         if len(events) == 1:  # a waiting client's read: one line, one event
             event = events[0]
             if len(event.translate(None, _RAW_NEEDS_ESCAPE)) == len(event) and b"\n" not in event:
-                self._pending.append(prefix + event + b"\n")
+                self._pending.append(b"%s %s\n" % (stamp, event))
                 if self._timer is None:
                     self._schedule()
                 return
+        prefix = stamp + b" "
         block = b"\n".join(events)
         if (
             len(block.translate(None, _RAW_NEEDS_ESCAPE)) == len(block)
