@@ -108,6 +108,39 @@ async def test_compaction_writes_a_snapshot_and_drops_what_it_covers(tmp_path: P
     await j2.close()
 
 
+async def test_compaction_starts_when_the_appended_entries_pass_factor_times_the_state(
+    tmp_path: Path,
+) -> None:
+    """The threshold grows with the store: a compaction is not started before it, and is
+    started at the first flush that reaches it, however the store grew in between."""
+    events: list[str] = []
+    store = ClientStore()
+    j = Journal(tmp_path, fsync="no", compact_factor=2, compact_min=10, log=events.append)
+    j.open(store)
+    appended = 0
+
+    def write(client: bytes) -> None:
+        nonlocal appended
+        r = rec(client, b"%d" % appended)
+        store.apply(r)
+        j.append(r)
+        j.flush()
+        appended += 1
+
+    for i in range(10):  # 10 clients: due at max(10, 2 * 10) = 20 entries
+        write(b"c%d" % i)
+    for i in range(5):  # 5 more clients: now due at 2 * 15 = 30
+        write(b"d%d" % i)
+    while appended < 29:
+        write(b"c0")
+        assert j._compactor is None, appended
+    write(b"c0")  # the 30th entry
+    assert j._compactor is not None
+    await j._compactor
+    assert events and events[0].startswith("JOURNAL_COMPACTED records=15 ")
+    await j.close()
+
+
 async def test_a_crash_mid_compaction_still_replays_everything(tmp_path: Path) -> None:
     old = [rec(b"a", b"1"), rec(b"b", b"2")]
     (tmp_path / "wal-00000001.log").write_bytes(b"".join(map(encode_entry, old)))
