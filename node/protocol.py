@@ -325,11 +325,6 @@ class LineSplitter:
             or self.overlong is not None
         )
 
-    def whole_lines(self, data: bytes) -> list[bytes] | None:
-        """`feed(data)` when `is_whole(data)`; else None, and nothing done: the caller then
-        feeds it."""
-        return data[:-1].split(b"\n") if self.is_whole(data) else None
-
     def feed_eof(self) -> list[bytes]:
         """The client closed its side: the unterminated rest, if any, is a last line.
 

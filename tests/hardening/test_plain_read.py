@@ -118,18 +118,17 @@ async def test_whole_reads_answer_as_byte_by_byte_reads(
     ]
 
 
-def test_whole_lines_is_feed_when_it_answers() -> None:
+def test_is_whole_means_feed_just_cuts_at_each_lf() -> None:
     cases = [b"a\n", b"a\nb\n", b"\n", b"a", b"a\r\n", b"a\nb", b"x" * 20 + b"\n", b""]
     for data in cases:
-        quick = LineSplitter(max_line=16)
         fed = LineSplitter(max_line=16)
-        got = quick.whole_lines(data)
-        if got is not None:
-            assert got == fed.feed(data)
-            assert not quick.pending and fed.overlong is None
-    assert LineSplitter(16).whole_lines(b"a\r\n") is None  # a CR: feed strips it
-    assert LineSplitter(16).whole_lines(b"x" * 20 + b"\n") is None  # too long for a line
-    assert LineSplitter(16).whole_lines(b"a") is None  # no LF
+        if LineSplitter(max_line=16).is_whole(data):
+            assert data[:-1].split(b"\n") == fed.feed(data)
+            assert not fed.pending and fed.overlong is None
+    assert not LineSplitter(16).is_whole(b"a\r\n")  # a CR: feed strips it
+    assert not LineSplitter(16).is_whole(b"x" * 20 + b"\n")  # too long for a line
+    assert not LineSplitter(16).is_whole(b"a")  # no LF
+    assert LineSplitter(16).is_whole(b"a\nb\n")
     partial = LineSplitter(16)
     partial.feed(b"IAM")
-    assert partial.whole_lines(b"AT\n") is None  # something buffered
+    assert not partial.is_whole(b"AT\n")  # something buffered
