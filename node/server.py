@@ -55,7 +55,7 @@ from node.store import (
 
 _LF = b"\n"
 SWEEP_INTERVAL = 1.0  # seconds between checks of line deadlines and idle connections
-SWEEP_SLICE = 500  # connections checked per loop turn during a sweep
+SWEEP_SLICE = 100  # connections checked per loop turn during a sweep: a 50 µs pause at most
 SHUTDOWN_GRACE = 3.0  # seconds in-flight replies get to finish at shutdown
 MAX_PENDING_REPLIES = 1000  # per connection; beyond it the node stops reading that client
 LINES_PER_TURN = 256  # per connection per event-loop turn, so one bulk client cannot stall others
