@@ -389,13 +389,10 @@ class Connection(asyncio.Protocol):
                 self._work()
                 self._read_done()
                 return True
-        replies = batch.replies
-        if batch.entries:  # `node.queue_entries`, in line: this path runs once per request
-            node.journal.extend(batch.entries)
-            batch.entries.clear()
+        node.queue_entries(batch)
         if self._persist() and self.transport is not None:
-            self.transport.write(b"".join(replies))
-        replies.clear()
+            self.transport.write(b"".join(batch.replies))
+        batch.replies.clear()
         node.publish(batch, exclude=None)
         return True
 
