@@ -22,27 +22,26 @@ LOCATION_IN_RANGE = re.compile(
     rb"[+-]0*(?:(?:1[0-7]\d|[1-9]?\d)(?:\.\d+)?|180(?:\.0+)?)"
 )
 _FIELD = rb"[^ \t\n\r\f\v]+"  # one field as bytes.split() cuts them
-_TIME_SENT = rb"\d+(?:\.\d+)?"
-_TIME_RECEIVED = rb"\d+\.\d{9}"
+_DECIMAL = rb"\d+(?:\.\d+)?"  # DIGITS[.DIGITS]: a time_sent, a WHATSAT radius
 # A record as the store packs it, `location time_sent time_received server`, every field
 # valid (the server a single field; whether it is known is the caller's check). One match
 # checks what three would, in 60 % of the time: the flood's hot path runs it per record.
 PACKED_RECORD = re.compile(
-    rb"%s %s %s %s" % (LOCATION_IN_RANGE.pattern, _TIME_SENT, _TIME_RECEIVED, _FIELD)
+    rb"%s %s %s %s" % (LOCATION_IN_RANGE.pattern, _DECIMAL, TIME_RECEIVED.pattern, _FIELD)
 )
 # An IAMAT's `location time`, both valid: one match checks the two.
-LOCATION_AND_TIME = re.compile(rb"%s %s" % (LOCATION_IN_RANGE.pattern, _TIME_SENT))
+LOCATION_AND_TIME = re.compile(rb"%s %s" % (LOCATION_IN_RANGE.pattern, _DECIMAL))
 # Valid single-spaced lines in a block of LF-separated lines, their fields as groups: `^`
 # and `$` hold each match to one line, so a block with as many matches as lines holds
 # nothing else. One findall over a read replaces a split and a match per line.
 IAMAT_LINES = re.compile(
-    rb"(?m)^IAMAT (%s) (%s) (%s)$" % (_FIELD, LOCATION_IN_RANGE.pattern, _TIME_SENT)
+    rb"(?m)^IAMAT (%s) (%s) (%s)$" % (_FIELD, LOCATION_IN_RANGE.pattern, _DECIMAL)
 )
 CHANGELOC_LINES = re.compile(  # groups: client, then the packed record and its four fields
     rb"(?m)^CHANGELOC (%s) ((%s) (%s) (%s) (%s))$"
-    % (_FIELD, LOCATION_IN_RANGE.pattern, _TIME_SENT, _TIME_RECEIVED, _FIELD)
+    % (_FIELD, LOCATION_IN_RANGE.pattern, _DECIMAL, TIME_RECEIVED.pattern, _FIELD)
 )
-_RADIUS = re.compile(rb"\d+(?:\.\d+)?")
+_RADIUS = re.compile(_DECIMAL)
 _BOUND = re.compile(rb"\d+")
 
 MAX_RADIUS_KM = 50
