@@ -62,6 +62,7 @@ async def run_node(config: HerdConfig, name: str) -> int:
         log.event(
             f"JOURNAL_REPLAY folder={journal.folder} files={stats.files} entries={stats.entries}"
             f" clients={len(node.store)} damaged={stats.damaged} torn={stats.torn}"
+            f" moved_aside={stats.moved_aside}"
             f" fsync={settings.fsync} seconds={stats.seconds:.3f}"
         )
         await node.start()

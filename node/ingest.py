@@ -32,7 +32,12 @@ from node.store import ClientStore, newer_than_packed
 
 
 class Batch:
-    """What one pass produced, in line order, for the I/O layer to write out."""
+    """What one pass produced, in line order, for the I/O layer to write out.
+
+    The pass has already put the records it kept into the store; `undo` says what they
+    replaced, so that a batch the journal refuses leaves the store as it found it
+    (`ClientStore.restore`). `NodeServer.commit` is the one place that drains a batch.
+    """
 
     __slots__ = (
         "applied",
@@ -41,7 +46,9 @@ class Batch:
         "flood",
         "log",
         "received",
+        "refused",
         "replies",
+        "undo",
         "unknown",
     )
 
@@ -49,11 +56,22 @@ class Batch:
         self.replies: list[bytes] = []  # AT lines, one per IAMAT handled
         self.entries: list[bytes] = []  # journal entries of the records kept
         self.flood: list[bytes] = []  # CHANGELOC lines of the records kept
+        self.undo: list[tuple[bytes, bytes | None]] = []  # (client, what it held before)
         self.log: list[bytes] = []  # one raw event per IAMAT, for LogBook.raw_events
         self.received = 0  # CHANGELOC lines taken
         self.applied = 0  # ... of which were newer than what we held
         self.duplicates = 0  # ... of which we already held exactly
         self.unknown: list[tuple[bytes, bytes]] = []  # (server, client): not in our topology
+        # After the journal refused the batch: the CHANGELOC lines of the records it would
+        # have kept, for a neighbour's link to apply again later.
+        self.refused: list[bytes] = []
+
+    def refuse(self) -> None:
+        """Forget everything the batch would have done; keep its records in `refused`."""
+        self.refused.extend(self.flood)
+        for part in (self.replies, self.entries, self.flood, self.undo, self.log, self.unknown):
+            part.clear()
+        self.received = self.applied = self.duplicates = 0
 
 
 IAmAtFields = tuple[bytes, bytes, bytes]  # client, location, time_sent
@@ -120,13 +138,14 @@ def _apply_iamats(
     table = store.table
     received = format_ns(received_ns)
     tail = b" %s %s" % (received, server)
-    replies, log, entries, flood = out.replies, out.log, out.entries, out.flood
+    replies, log, entries, flood, undo = out.replies, out.log, out.entries, out.flood, out.undo
     for client, location, sent in taken:
         packed = location + b" " + sent + tail
         held = table.get(client)
         kept = held is None or newer_than_packed(location, sent, received, server, held)
         if kept:
             table[client] = packed
+            undo.append((client, held))
             body = b"%s %s" % (client, packed)
             entries.append(ENTRY_FORMAT % (crc32(body), body))
             flood.append(b"CHANGELOC %s\n" % body)
@@ -192,7 +211,7 @@ def _apply_changelocs(
     taken: list[ChangeLocFields], store: ClientStore, known_servers: Collection[bytes], out: Batch
 ) -> None:
     table = store.table
-    entries, flood = out.entries, out.flood
+    entries, flood, undo = out.entries, out.flood, out.undo
     applied = duplicates = 0
     for client, packed, location, sent, received, server in taken:
         held = table.get(client)
@@ -202,6 +221,7 @@ def _apply_changelocs(
             out.unknown.append((server, client))
         elif held is None or newer_than_packed(location, sent, received, server, held):
             table[client] = packed
+            undo.append((client, held))
             body = b"%s %s" % (client, packed)
             entries.append(ENTRY_FORMAT % (crc32(body), body))
             flood.append(b"CHANGELOC %s\n" % body)

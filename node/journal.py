@@ -1,15 +1,25 @@
 """The node's journal: every applied record on disk before anyone hears of it.
 
-Layout under `data_dir/NAME/`: `snap-N.log` (a compacted image of the whole state) and
-`wal-N.log` (records appended since), both made of entries
+Layout under `data_dir/NAME/` (0700, files 0600): `snap-N.log` (a compacted image of the
+whole state) and `wal-N.log` (records appended since), both made of entries
 
     <crc32 of the rest, 8 hex> <client> <location> <time_sent> <time_received> <server>\\n
 
 Replaying is applying every entry of every file to an empty store. Because the store keeps
 the greatest record by a total order, replay order and duplicates do not matter, so a crash
 at any point of a compaction (which only ever adds a snapshot before deleting what it
-covers) replays to the right state. A torn last entry, or a damaged one, fails its CRC or
-lacks its LF: it is skipped and counted.
+covers) replays to the right state.
+
+Replay trusts nothing it reads: an entry counts only when its CRC matches and its fields
+pass the protocol's own record rules. Anything else (a torn last entry, a flipped bit, a
+record no node could have made) is skipped, counted and named in the log (file, offset,
+client where readable). A file with such entries is then repaired once: the whole state is
+written as a snapshot and the file is moved to `damaged/`, kept for inspection but never
+replayed or reported again.
+
+A write either lands whole or not at all: after a failed or short write the segment is
+truncated back to its last whole entry, and the error goes to the caller, which then
+acknowledges, floods and keeps nothing of that batch (see `NodeServer.commit`).
 
 Durability (`journal.fsync`, like Redis's appendfsync):
 - `always`: each batch of entries is written and fsynced before its replies go out. Nothing
@@ -26,19 +36,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import re
 import time
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from node.store import ClientStore, Packed, Record, shared_name
+from node.logbook import show
+from node.protocol import CLIENT_RECORD
+from node.store import ClientStore, Packed, Record, newer_than_packed, shared_name
 
 FSYNC_POLICIES = ("always", "everysec", "no")
 _FILE = re.compile(r"(snap|wal)-(\d{8})\.log")
+_LEFTOVER = re.compile(r"snap-\d{8}\.tmp")
+DAMAGED_DIR = "damaged"
+DAMAGE_NAMED = 20  # damaged entries named one by one in the log per start; the rest counted
+COMPACT_RETRY = 30.0  # seconds after a failed compaction before the next is tried
+
+Write = Callable[[int, bytes | memoryview], int]
 
 
 class JournalError(Exception):
@@ -72,19 +91,44 @@ def encode_body(body: bytes) -> bytes:
     return ENTRY_FORMAT % (zlib.crc32(body), body)
 
 
+def check_entry(line: bytes) -> tuple[bytes, bytes] | str:
+    """`(client, packed record)` of one entry (LF removed), or why it is damaged:
+    `"crc"` when the checksum does not match, `"record"` when it matches but a field
+    breaks the protocol's rules."""
+    crc, _, body = line.partition(b" ")
+    try:
+        if len(crc) != 8 or int(crc, 16) != zlib.crc32(body):
+            return "crc"
+    except ValueError:
+        return "crc"
+    m = CLIENT_RECORD.fullmatch(body)
+    if m is None:
+        return "record"
+    return m.group(1), m.group(2)
+
+
 def decode_entry(line: bytes) -> Record | None:
     """The record in one entry (LF removed), or None when it is damaged."""
-    crc, _, body = line.partition(b" ")
-    if len(crc) != 8:
+    checked = check_entry(line)
+    if isinstance(checked, str):
         return None
-    try:
-        if int(crc, 16) != zlib.crc32(body):
-            return None
-        client, location, time_sent, time_received, server = body.split(b" ")
-    except ValueError:
-        return None
-    # The CRC vouches for an entry this node wrote from a validated record: no re-parsing.
+    client, packed = checked
+    location, time_sent, time_received, server = packed.split(b" ")
     return Record(client, location, time_sent, time_received, shared_name(server))
+
+
+@dataclass(frozen=True, slots=True)
+class Damage:
+    """One entry that replay skipped: where it was and why."""
+
+    file: str
+    offset: int
+    reason: str  # crc | record | torn | overlong
+    client: bytes | None
+
+    def describe(self) -> str:
+        who = "" if self.client is None else f" client={show(self.client)}"
+        return f"file={self.file} offset={self.offset} reason={self.reason}{who}"
 
 
 @dataclass
@@ -97,68 +141,136 @@ class ReplayStats:
     damaged: int = 0
     torn: int = 0
     seconds: float = 0.0
+    damage: list[Damage] = field(default_factory=list)  # the first DAMAGE_NAMED, in order
+    damaged_files: list[Path] = field(default_factory=list)
+    moved_aside: int = 0  # files moved to damaged/ by this start
+
+    def skipped(self, damage: Damage, path: Path | None) -> None:
+        if damage.reason == "torn":
+            self.torn += 1
+        else:
+            self.damaged += 1
+        if len(self.damage) < DAMAGE_NAMED:
+            self.damage.append(damage)
+        if path is not None and path not in self.damaged_files:
+            self.damaged_files.append(path)
 
 
 REPLAY_CHUNK = 8 << 20  # bytes read at a time: a big journal never sits in memory whole
+MAX_ENTRY = 64 << 20  # longer than any entry a node writes: damage that never ends in LF
+
+
+class _Replayer:
+    """Applies the entries of one file, fed in chunks, keeping each entry's offset."""
+
+    def __init__(self, store: ClientStore, stats: ReplayStats, path: Path | None) -> None:
+        self.store = store
+        self.stats = stats
+        self.path = path
+        self.name = path.name if path is not None else "-"
+        self.offset = 0  # of the first byte not yet consumed
+        self.rest = b""
+        self.skipping = False  # inside an overlong entry: drop bytes up to its LF
+
+    def feed(self, chunk: bytes) -> None:
+        if self.skipping:
+            lf = chunk.find(b"\n")
+            if lf < 0:
+                self.offset += len(chunk)
+                return
+            self.offset += lf + 1
+            chunk = chunk[lf + 1 :]
+            self.skipping = False
+        data = self.rest + chunk if self.rest else chunk
+        lines = data.split(b"\n")
+        self.rest = lines.pop()
+        self._apply(lines)
+        if len(self.rest) > MAX_ENTRY:  # no entry is that long: damage without an LF
+            self._skip(Damage(self.name, self.offset, "overlong", None))
+            self.offset += len(self.rest)
+            self.rest = b""
+            self.skipping = True
+
+    def end(self) -> None:
+        if self.rest:  # the last entry never got its LF: a cut-short write
+            self._skip(Damage(self.name, self.offset, "torn", _client_of(self.rest)))
+
+    def _apply(self, lines: list[bytes]) -> None:
+        stats = self.stats
+        table = self.store.table
+        offset = self.offset
+        entries = applied = 0
+        for line in lines:
+            checked = check_entry(line)
+            if isinstance(checked, str):
+                self._skip(Damage(self.name, offset, checked, _client_of(line)))
+            else:
+                entries += 1
+                client, packed = checked
+                held = table.get(client)
+                location, sent, received, server = packed.split(b" ")
+                if held is None or newer_than_packed(location, sent, received, server, held):
+                    table[client] = packed
+                    applied += 1
+            offset += len(line) + 1
+        self.offset = offset
+        stats.entries += entries
+        stats.applied += applied
+
+    def _skip(self, damage: Damage) -> None:
+        self.stats.skipped(damage, self.path)
+
+
+def _client_of(line: bytes) -> bytes | None:
+    """The client field of a damaged entry, when the entry still has that shape."""
+    fields = line.split(b" ", 2)
+    if len(fields) >= 3 and len(fields[0]) == 8 and fields[1]:
+        return fields[1][:200]
+    return None
 
 
 def replay_bytes(data: bytes, store: ClientStore, stats: ReplayStats) -> None:
     """Apply every good entry of one file's contents to `store`."""
-    rest = _replay_lines(data, store, stats)
-    if rest:
-        stats.torn += 1  # the last entry never got its LF: the write was cut short
+    replayer = _Replayer(store, stats, None)
+    replayer.feed(data)
+    replayer.end()
 
 
 def replay_file(path: Path, store: ClientStore, stats: ReplayStats) -> None:
     """`replay_bytes` for a file, read in chunks."""
-    rest = b""
+    replayer = _Replayer(store, stats, path)
     with open(path, "rb") as f:
         while chunk := f.read(REPLAY_CHUNK):
-            rest = _replay_lines(rest + chunk, store, stats)
-    if rest:
-        stats.torn += 1
-
-
-def _replay_lines(data: bytes, store: ClientStore, stats: ReplayStats) -> bytes:
-    """Apply the complete entries in `data`; return the unterminated rest."""
-    lines = data.split(b"\n")
-    apply = store.apply
-    for line in lines[:-1]:
-        record = decode_entry(line)
-        if record is None:
-            stats.damaged += 1
-            continue
-        stats.entries += 1
-        if apply(record):
-            stats.applied += 1
-    return lines[-1]
+            replayer.feed(chunk)
+    replayer.end()
 
 
 class JournalLike(Protocol):
     """What the server needs of a journal; `NullJournal` is the no-op one for tests."""
 
-    def append(self, record: Record) -> None: ...
+    def write(self, entries: list[bytes]) -> None: ...
 
-    def extend(self, entries: list[bytes]) -> None: ...
-
-    def flush(self) -> None: ...
+    @property
+    def failing(self) -> OSError | None: ...
 
 
 class NullJournal:
     """Keeps nothing: for in-process tests and tools that need no durability."""
 
-    def append(self, record: Record) -> None:
+    failing: OSError | None = None
+
+    def write(self, entries: list[bytes]) -> None:
         pass
 
-    def extend(self, entries: list[bytes]) -> None:
-        pass
 
-    def flush(self) -> None:
-        pass
+def errno_name(e: OSError) -> str:
+    """`ENOSPC` for an OSError, as an operator greps for it."""
+    return errno.errorcode.get(e.errno or 0, str(e.errno))
 
 
 class Journal:
-    """Appends entries in batches, fsyncs per policy, compacts in the background."""
+    """Writes batches of entries whole or not at all, fsyncs per policy, compacts in the
+    background."""
 
     def __init__(
         self,
@@ -168,6 +280,7 @@ class Journal:
         compact_factor: int = 4,
         compact_min: int = 10_000,
         log: Callable[[str], None] = lambda event: None,
+        write: Write = os.write,
     ) -> None:
         if fsync not in FSYNC_POLICIES:
             raise ValueError(f"fsync must be one of {FSYNC_POLICIES}")
@@ -175,36 +288,92 @@ class Journal:
         self.fsync_policy = fsync
         self._compact_factor = compact_factor
         self._compact_min = compact_min
-        self._pending: list[bytes] = []
-        self._fd = -1
-        self._seq = 0
+        self._write = write
+        self._fd = -1  # the segment being appended to; -1: the next write creates wal-<_seq>
+        self._seq = 1
+        self._size = 0  # bytes of whole entries in the segment: a failed write truncates to it
+        self._retired: list[int] = []  # fds of abandoned segments, closed under the lock
         self._dirty = False  # written since the last fsync
         self._appended = 0  # entries since the last compaction (or replay)
         self._check_at = compact_min  # `_appended` at which compaction is next considered
+        self._compact_after = 0.0  # time.monotonic() before which no compaction starts
         self._store: ClientStore | None = None
         self._lock = asyncio.Lock()  # fsync and compaction never touch a closing fd
         self._syncer: asyncio.Task[None] | None = None
         self._compactor: asyncio.Task[None] | None = None
         self._log = log
+        self.failing: OSError | None = None  # the error of the last write, until one succeeds
+        self._failed_writes = 0
+        self._failing_since = 0.0
+        self._fsync_failing = False
 
     # -- start-up ---------------------------------------------------------------------
 
     def open(self, store: ClientStore) -> ReplayStats:
-        """Replay every file into `store`, then start a fresh segment for appends."""
+        """Replay every file into `store`; repair what was damaged; get ready to append."""
         started = time.perf_counter()
         try:
-            self.folder.mkdir(parents=True, exist_ok=True)
+            _private_dir(self.folder)
+            self._remove_leftovers()
             files = self._files()
             stats = ReplayStats(files=len(files))
             for _, _, path in files:
                 replay_file(path, store, stats)
             self._seq = max((seq for seq, _, _ in files), default=0) + 1
-            self._fd = self._open_segment(self._seq)
+            self._store = store
+            self._name_damage(stats)
+            if stats.damaged_files:
+                self._repair(store, stats)
+            elif files and files[-1][1] == "wal":
+                self._reopen(files[-1][0], files[-1][2])  # no empty segment per start
         except OSError as e:
             raise JournalError(f"cannot use journal folder {self.folder}: {e.strerror}") from None
-        self._store = store
         stats.seconds = time.perf_counter() - started
         return stats
+
+    def _remove_leftovers(self) -> None:
+        """A snapshot being written when the process died is useless: remove it."""
+        for path in self.folder.iterdir():
+            if _LEFTOVER.fullmatch(path.name):
+                path.unlink()
+                self._log(f"JOURNAL_LEFTOVER_REMOVED file={path.name}")
+
+    def _name_damage(self, stats: ReplayStats) -> None:
+        for damage in stats.damage:
+            self._log(f"JOURNAL_DAMAGED {damage.describe()}")
+        unnamed = stats.damaged + stats.torn - len(stats.damage)
+        if unnamed > 0:
+            self._log(f"JOURNAL_DAMAGED more={unnamed} (not named one by one)")
+
+    def _repair(self, store: ClientStore, stats: ReplayStats) -> None:
+        """Write the replayed state as a snapshot, then move the damaged files aside and
+        drop the rest it covers: the next start replays clean files only."""
+        seq = self._seq
+        try:
+            self._write_snapshot(seq, store.packed())
+        except OSError as e:
+            # Nothing moved: the damage is reported again next start, and nothing is lost.
+            self._log(
+                f"JOURNAL_REPAIR_FAILED errno={errno_name(e)} error={e.strerror}"
+                f" damaged_files={len(stats.damaged_files)}"
+            )
+            return
+        aside = self.folder / DAMAGED_DIR
+        _private_dir(aside)
+        for path in stats.damaged_files:
+            target = _free_name(aside / path.name)
+            os.replace(path, target)
+            stats.moved_aside += 1
+            self._log(f"JOURNAL_MOVED_ASIDE file={path.name} to={DAMAGED_DIR}/{target.name}")
+        for file_seq, _, path in self._files():
+            if file_seq < seq:
+                path.unlink()
+        _fsync_dir(self.folder)
+
+    def _reopen(self, seq: int, path: Path) -> None:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        os.fchmod(fd, 0o600)
+        self._fd, self._seq, self._size = fd, seq, os.fstat(fd).st_size
 
     def start(self) -> None:
         """Begin the once-a-second fsync (policy `everysec`); call inside the loop."""
@@ -212,14 +381,14 @@ class Journal:
             self._syncer = asyncio.get_running_loop().create_task(self._sync_every_second())
 
     async def close(self) -> None:
-        """Write and fsync what is pending, stop the background work, close the file."""
+        """Fsync what was written, stop the background work, close the file."""
         for task in (self._syncer, self._compactor):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         async with self._lock:
-            self.flush()
+            self._close_retired()
             if self._fd >= 0:
                 with contextlib.suppress(OSError):
                     os.fsync(self._fd)
@@ -228,42 +397,114 @@ class Journal:
 
     # -- the hot path -----------------------------------------------------------------
 
-    def append(self, record: Record) -> None:
-        """Queue an entry; it reaches the OS at the next `flush`, before any reply."""
-        self._pending.append(encode_entry(record))
+    def write(self, entries: list[bytes]) -> None:
+        """Write `entries` (each with its LF) in one write, and fsync them under `always`.
 
-    def extend(self, entries: list[bytes]) -> None:
-        """Queue entries already encoded (as `encode_packed` does), in order."""
-        self._pending.extend(entries)
-
-    def flush(self) -> None:
-        """Write queued entries in one write (and fsync them under `always`)."""
-        if not self._pending or self._fd < 0:
-            return
-        data = b"".join(self._pending)
-        self._appended += len(self._pending)
-        self._pending.clear()
-        written = os.write(self._fd, data)
-        if written < len(data):  # a short write: rare, so only then the loop
-            view = memoryview(data)[written:]
-            while view:
-                view = view[os.write(self._fd, view) :]
-        if self.fsync_policy == "always":
-            os.fsync(self._fd)
-        else:
+        Whole or not at all: on any OSError the segment is cut back to its last whole entry
+        and the error is raised, so the caller acknowledges nothing of the batch.
+        """
+        data = entries[0] if len(entries) == 1 else b"".join(entries)
+        fd = self._fd
+        try:
+            if fd < 0:
+                fd = self._open_segment()
+            written = self._write(fd, data)
+            if written < len(data):  # a short write: rare, so only then the loop
+                self._write_rest(fd, data, written)
+            if self.fsync_policy == "always":
+                os.fsync(fd)
+        except OSError as e:
+            self._cut_back()
+            self._failed(e)
+            raise
+        self._size += len(data)
+        if self.failing is not None:
+            self._recovered()
+        self._appended += len(entries)
+        if self.fsync_policy != "always":
             self._dirty = True
         if self._appended >= self._check_at:  # below it no compaction is due: no call
             self._maybe_compact()
+
+    def _write_rest(self, fd: int, data: bytes, written: int) -> None:
+        view = memoryview(data)[written:]
+        while view:
+            n = self._write(fd, view)
+            if n <= 0:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            view = view[n:]
+
+    def _open_segment(self) -> int:
+        path = self.folder / f"wal-{self._seq:08d}.log"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self._fd, self._size = fd, os.fstat(fd).st_size
+        return fd
+
+    def _cut_back(self) -> None:
+        """Truncate the segment to its last whole entry, so the next entry is not glued
+        onto a partial one; if even that fails, leave the segment and start a new one."""
+        if self._fd < 0:
+            return
+        try:
+            os.ftruncate(self._fd, self._size)
+        except OSError as e:
+            self._log(
+                f"JOURNAL_SEGMENT_ABANDONED file=wal-{self._seq:08d}.log"
+                f" errno={errno_name(e)} error={e.strerror}"
+            )
+            self._retired.append(self._fd)
+            self._fd = -1
+            self._seq += 1
+
+    def _failed(self, e: OSError) -> None:
+        self._failed_writes += 1
+        if self.failing is None:
+            self._failing_since = time.monotonic()
+            self._log(
+                f"JOURNAL_WRITE_FAILED folder={self.folder} errno={errno_name(e)}"
+                f" error={e.strerror} (nothing of the batch is acknowledged, flooded or kept;"
+                " logged once until a write succeeds)"
+            )
+        self.failing = e
+
+    def _recovered(self) -> None:
+        self._log(
+            f"JOURNAL_WRITE_RECOVERED failed_writes={self._failed_writes}"
+            f" seconds={time.monotonic() - self._failing_since:.3f}"
+        )
+        self.failing = None
+        self._failed_writes = 0
 
     # -- background work --------------------------------------------------------------
 
     async def _sync_every_second(self) -> None:
         while True:
             await asyncio.sleep(1.0)
-            if self._dirty:
+            if self._dirty or self._retired:
                 async with self._lock:
+                    self._close_retired()
                     self._dirty = False
-                    await asyncio.to_thread(os.fsync, self._fd)
+                    if self._fd >= 0:
+                        await self._fsync(self._fd)
+
+    async def _fsync(self, fd: int) -> None:
+        try:
+            await asyncio.to_thread(os.fsync, fd)
+        except OSError as e:
+            self._dirty = True
+            if not self._fsync_failing:
+                self._fsync_failing = True
+                self._log(f"JOURNAL_FSYNC_FAILED errno={errno_name(e)} error={e.strerror}")
+        else:
+            if self._fsync_failing:
+                self._fsync_failing = False
+                self._log("JOURNAL_FSYNC_RECOVERED")
+
+    def _close_retired(self) -> None:
+        for fd in self._retired:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._retired.clear()
 
     def _maybe_compact(self) -> None:
         store = self._store
@@ -273,6 +514,8 @@ class Journal:
         if self._appended < due_at:
             self._check_at = due_at  # the store only grows, so it is not due before then
             return
+        if time.monotonic() < self._compact_after:
+            return  # the last one failed: the disk needs a rest, not a snapshot per write
         self._compactor = asyncio.get_running_loop().create_task(self._compact(store))
 
     async def _compact(self, store: ClientStore) -> None:
@@ -280,19 +523,26 @@ class Journal:
         async with self._lock:
             old_fd, old_seq = self._fd, self._seq
             self._seq += 1
-            self._fd = self._open_segment(self._seq)
+            self._fd, self._size = -1, 0  # the next write starts wal-<seq>
             self._appended = 0
             self._check_at = self._compact_min
             records = store.packed()  # the state as of the switch: covers every old entry
         seq = self._seq
         started = time.perf_counter()
         try:
+            if old_fd >= 0:
+                await asyncio.to_thread(os.fsync, old_fd)
             await asyncio.to_thread(self._write_snapshot, seq, records)
         except OSError as e:
-            self._log(f"JOURNAL_COMPACT_FAILED error={e.strerror}")
-            os.close(old_fd)
+            self._compact_after = time.monotonic() + COMPACT_RETRY
+            self._log(
+                f"JOURNAL_COMPACT_FAILED errno={errno_name(e)} error={e.strerror}"
+                f" retry_in={COMPACT_RETRY:g}s"
+            )
             return
-        os.close(old_fd)
+        finally:
+            if old_fd >= 0:
+                os.close(old_fd)
         for file_seq, _, path in self._files():
             if file_seq < seq:
                 with contextlib.suppress(FileNotFoundError):
@@ -303,19 +553,22 @@ class Journal:
         )
 
     def _write_snapshot(self, seq: int, records: list[Packed]) -> None:
+        """snap-<seq>.log, whole or not at all: written as .tmp, fsynced, renamed."""
         final = self.folder / f"snap-{seq:08d}.log"
         tmp = final.with_suffix(".tmp")
-        with open(tmp, "wb") as f:
-            for i in range(0, len(records), 10_000):
-                f.write(b"".join([encode_packed(c, p) for c, p in records[i : i + 10_000]]))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, final)
-        dir_fd = os.open(self.folder, os.O_RDONLY)
         try:
-            os.fsync(dir_fd)  # the rename itself must survive a power cut
-        finally:
-            os.close(dir_fd)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with open(fd, "wb") as f:
+                for i in range(0, len(records), 10_000):
+                    f.write(b"".join([encode_packed(c, p) for c, p in records[i : i + 10_000]]))
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, final)
+        except OSError:
+            with contextlib.suppress(OSError):
+                tmp.unlink()  # a full disk must not stay full of a snapshot that failed
+            raise
+        _fsync_dir(self.folder)  # the rename itself must survive a power cut
 
     # -- files ------------------------------------------------------------------------
 
@@ -323,10 +576,29 @@ class Journal:
         found = []
         for path in self.folder.iterdir():
             m = _FILE.fullmatch(path.name)
-            if m:
+            if m and path.is_file():
                 found.append((int(m.group(2)), m.group(1), path))
         return sorted(found)
 
-    def _open_segment(self, seq: int) -> int:
-        path = self.folder / f"wal-{seq:08d}.log"
-        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+
+def _private_dir(path: Path) -> None:
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if path.stat().st_mode & 0o077:
+        path.chmod(0o700)
+
+
+def _free_name(path: Path) -> Path:
+    """`path`, or `path.2`, `path.3`, ... when taken."""
+    candidate, n = path, 1
+    while candidate.exists():
+        n += 1
+        candidate = path.with_name(f"{path.name}.{n}")
+    return candidate
+
+
+def _fsync_dir(path: Path) -> None:
+    dir_fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

@@ -97,7 +97,6 @@ class PeerLink:
             return
         data = b"".join(self._outbox)
         self._outbox.clear()
-        self.node.journal.flush()  # never tell a neighbour what we have not written down
         writer.write(data)
         if writer.transport.get_write_buffer_size() > MAX_LINK_BUFFER:
             self.node.log.event(f"LINK_OVERFLOW peer={self.name} buffered>{MAX_LINK_BUFFER}")

@@ -29,6 +29,9 @@ _DECIMAL = rb"\d+(?:\.\d+)?"  # DIGITS[.DIGITS]: a time_sent, a WHATSAT radius
 PACKED_RECORD = re.compile(
     rb"%s %s %s %s" % (LOCATION_IN_RANGE.pattern, _DECIMAL, TIME_RECEIVED.pattern, _FIELD)
 )
+# A client name and its packed record, as a journal entry's body holds them: the groups
+# are the client and the packed record. Replay checks every entry with it.
+CLIENT_RECORD = re.compile(rb"(%s) (%s)" % (_FIELD, PACKED_RECORD.pattern))
 # An IAMAT's `location time`, both valid: one match checks the two.
 LOCATION_AND_TIME = re.compile(rb"%s %s" % (LOCATION_IN_RANGE.pattern, _DECIMAL))
 # Valid single-spaced lines in a block of LF-separated lines, their fields as groups: `^`

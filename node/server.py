@@ -30,7 +30,7 @@ from node.ingest import (
     take_iamat_block,
     take_iamats,
 )
-from node.journal import JournalLike, NullJournal
+from node.journal import JournalLike, NullJournal, errno_name
 from node.logbook import LogBook, show
 from node.peers import Peers
 from node.places.base import PlacesProvider, failure_response
@@ -178,31 +178,42 @@ class NodeServer:
 
     # -- dispatch ---------------------------------------------------------------------
 
-    def commit(self, batch: Batch, exclude: bytes | None) -> None:
-        """Queue what a batch kept for the journal, then `publish` it."""
-        self.queue_entries(batch)
-        self.publish(batch, exclude)
+    def commit(
+        self, batch: Batch, deliver: Callable[[list[bytes]], object] | None, origin: bytes | None
+    ) -> bool:
+        """Make a batch's effects happen, all of them or none, in the one safe order:
+        journal, then replies (handed to `deliver`), then the flood (to every neighbour but
+        `origin`), then the log. The only place a batch is drained.
 
-    def queue_entries(self, batch: Batch) -> None:
-        """Queue a batch's journal entries; the next journal flush writes them."""
+        When the journal cannot take the batch, nothing of it is acknowledged, flooded or
+        kept: the store is put back as it was, and False says so; the batch then holds the
+        records it would have kept in `refused` (a neighbour's link applies them again
+        later), and the journal has logged the failure, once per episode.
+        """
         if batch.entries:
-            self.journal.extend(batch.entries)
+            try:
+                self.journal.write(batch.entries)
+            except OSError:
+                self.store.restore(batch.undo)
+                batch.refuse()
+                return False
             batch.entries.clear()
-
-    def publish(self, batch: Batch, exclude: bytes | None) -> None:
-        """Flood what a batch kept (to all neighbours but `exclude`) and log its events;
-        its journal entries are already queued, and the journal is written before any
-        reply or flood goes out."""
+            batch.undo.clear()
+        if batch.replies:
+            if deliver is not None:
+                deliver(batch.replies)
+            batch.replies.clear()
         if batch.flood:
-            self.peers.flood(b"".join(batch.flood), exclude)
+            self.peers.flood(b"".join(batch.flood), origin)
             batch.flood.clear()
         if batch.log:
             self.log.raw_events(batch.log)
             batch.log.clear()
         if batch.unknown:
             for server, client in batch.unknown:
-                self._unknown_server(exclude or b"?", server, client)
+                self._unknown_server(origin or b"?", server, client)
             batch.unknown.clear()
+        return True
 
     def _unknown_server(self, sender: bytes, server: bytes, client: bytes) -> None:
         # A neighbour with a different topology: skip the record, keep the link.
@@ -283,6 +294,8 @@ class Connection(asyncio.Protocol):
         self._write_paused = False
         self._read_paused = False
         self._batch = Batch()  # reused by every read
+        self._stalled: asyncio.TimerHandle | None = None  # a peer batch waits for the journal
+        self._stall_delay = 0.0  # its current retry delay; 0 while the journal takes ours
         self._closing_after_flush = False
         self._eof = False  # the client closed its side
         self._lingering: float | None = None  # half-closed by us at; reading to the client's EOF
@@ -339,11 +352,9 @@ class Connection(asyncio.Protocol):
         self._read_done()
 
     def _read_done(self) -> None:
-        """After a read's lines are handled: write the replies, or a neighbour's records."""
+        """After a read's lines are handled: write the replies that are ready."""
         if self._queue:
             self._flush()
-        elif self.peer is not None:
-            self._persist()  # a neighbour's records: no reply, but on disk all the same
 
     def _plain_read(self, data: bytes) -> bool:
         """The common read of a waiting client, handled with the fewest calls; False (and
@@ -353,9 +364,9 @@ class Connection(asyncio.Protocol):
         line, no reply or line waiting, no CR, shorter than one line may be (so none is
         overlong), and at most LINES_PER_TURN lines. It is then what the general path would
         do, in the same order: the IAMATs go through `ingest` (as one block when every line
-        is a single-spaced IAMAT), their journal entries are written, the replies go out,
-        then the flood and the log. A line of any other kind hands the rest of the read to
-        the general path.
+        is a single-spaced IAMAT), and `NodeServer.commit` writes their journal entries,
+        then the replies, the flood and the log. A line of any other kind hands the rest of
+        the read to the general path.
         """
         if (
             self.peer is not None
@@ -384,17 +395,20 @@ class Connection(asyncio.Protocol):
                 backlog, LINES_PER_TURN, node.store, node.name_bytes, received_ns, self.id, batch
             )
             if backlog:  # a line of another kind: the general path goes on from it, in order
-                self._queue.extend(batch.replies)
-                batch.replies.clear()
-                self._work()
+                if node.commit(batch, self._queue.extend, None):
+                    self._work()
+                else:
+                    self._journal_refused()
                 self._read_done()
                 return True
-        node.queue_entries(batch)
-        if self._persist() and self.transport is not None:
-            self.transport.write(b"".join(batch.replies))
-        batch.replies.clear()
-        node.publish(batch, exclude=None)
+        if not node.commit(batch, self._write_now, None):
+            self._journal_refused()
         return True
+
+    def _write_now(self, replies: list[bytes]) -> None:
+        """Write replies at once: the plain read's, when nothing else is queued."""
+        if self.transport is not None and not self._closed:
+            self.transport.write(replies[0] if len(replies) == 1 else b"".join(replies))
 
     def eof_received(self) -> bool:
         self._eof = True
@@ -408,6 +422,9 @@ class Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
+        if self._stalled is not None:
+            self._stalled.cancel()
+            self._stalled = None
         node = self.node
         if self._queue:
             # Replies are logged as OUT when made; say which of them never went out.
@@ -494,10 +511,10 @@ class Connection(asyncio.Protocol):
             )
             if taken:
                 budget -= taken
-                queue.extend(batch.replies)
-                batch.replies.clear()
+                if not node.commit(batch, queue.extend, None):
+                    self._journal_refused()
+                    return
                 continue
-            node.commit(batch, exclude=None)  # its log lines go before this line's
             budget -= 1
             line = backlog.popleft()
             msg = parse_line(line)
@@ -513,7 +530,6 @@ class Connection(asyncio.Protocol):
             if self.peer is not None:  # that line was a good AUTH: the rest is the flood
                 self._work_peer(self.peer)
                 return
-        node.queue_entries(batch)  # the flood and the log wait until the replies are written
         if not backlog and self._overlong_reply is not None:
             self._log_out(self._overlong_reply)
             queue.append(self._overlong_reply)
@@ -530,6 +546,8 @@ class Connection(asyncio.Protocol):
         A neighbour's updates get a bigger share of each turn than any one client, so the
         flood does not queue behind client traffic.
         """
+        if self._stalled is not None:
+            return  # the journal refused this link's records: `_retry_stalled` goes on
         node = self.node
         store = node.store
         known = node.known_servers
@@ -548,7 +566,8 @@ class Connection(asyncio.Protocol):
             if taken:
                 budget -= taken
                 continue
-            node.commit(batch, exclude=peer)  # its events go before this line's
+            if not self._commit_peer(batch, peer):  # its events go before this line's
+                return
             budget -= 1
             line = backlog.popleft()
             fields = line.split()
@@ -558,13 +577,50 @@ class Connection(asyncio.Protocol):
             if msg is not None and not self._handle_peer_line(msg, line, peer):
                 backlog.clear()  # the link was dropped for a bad line
                 break
-        node.commit(batch, exclude=peer)
+        if not self._commit_peer(batch, peer):
+            return
+        if self._stall_delay:
+            self._stall_delay = 0.0
+            node.log.event(f"PEER_IN_RESUMED peer={peer.decode()} conn={self.id}")
         if batch.received:
             node.log.event(
                 f"PEER_IN peer={peer.decode()} changelocs={batch.received}"
                 f" applied={batch.applied} duplicates={batch.duplicates}"
             )
         self._set_reading()
+
+    def _commit_peer(self, batch: Batch, peer: bytes) -> bool:
+        """Commit a neighbour's batch; when the journal refuses it, put its records back at
+        the head of the backlog and stop reading this link until a retry with backoff.
+
+        The link stays up (we keep sending PINGs and do not time it out): dropping it would
+        make the neighbour resend its whole state in a loop while the disk is full.
+        """
+        if self.node.commit(batch, None, peer):
+            return True
+        self._backlog.extendleft(line[:-1] for line in reversed(batch.refused))
+        records = len(batch.refused)
+        batch.refused.clear()
+        limits = self.node.limits
+        first = not self._stall_delay
+        self._stall_delay = min(
+            limits.peer_backoff_max, self._stall_delay * 2 or limits.peer_backoff_initial
+        )
+        if first:  # once per episode: the journal logged the error itself
+            self.node.log.event(
+                f"PEER_IN_PAUSED peer={peer.decode()} conn={self.id} records={records}"
+                " reason=journal write failed (retrying with backoff)"
+            )
+        self._stalled = asyncio.get_running_loop().call_later(
+            self._stall_delay, self._retry_stalled
+        )
+        self._set_reading()
+        return False
+
+    def _retry_stalled(self) -> None:
+        self._stalled = None
+        if not self._closed:
+            self._work()
 
     def _reply(self, msg: Message, line: bytes) -> bytes | asyncio.Task[bytes]:
         node = self.node
@@ -627,17 +683,6 @@ class Connection(asyncio.Protocol):
         self.node.log.event(f"OUT conn={self.id} {show(line)}{more}")
 
     def _flush(self) -> None:
-        """Write the replies that are ready, then flood and log what their lines kept.
-
-        A client waits for its reply, the neighbours and the log file do not: the reply goes
-        out first (the journal before it), and the rest follows in the same loop turn.
-        """
-        self._write_replies()
-        batch = self._batch
-        if batch.flood or batch.log:
-            self.node.publish(batch, exclude=None)
-
-    def _write_replies(self) -> None:
         """Write every reply at the head of the queue that is ready, in one write."""
         transport = self.transport
         if transport is None or self._closed:
@@ -664,8 +709,6 @@ class Connection(asyncio.Protocol):
         if self._backlog and len(queue) < MAX_PENDING_REPLIES:
             self._schedule_resume()  # room for more replies: handle the lines held back
         if ready:
-            if not self._persist():
-                return
             transport.write(b"".join(ready))
         if not queue and not self._backlog and self._closing_after_flush:
             if self._eof:
@@ -686,16 +729,22 @@ class Connection(asyncio.Protocol):
             self._work()
             self._flush()
 
-    def _persist(self) -> bool:
-        """Put every applied record in the journal before any reply that acknowledges it."""
-        try:
-            self.node.journal.flush()
-        except OSError as e:
-            # Unwritten means unacknowledged: drop the client rather than answer it.
-            self.node.log.event(f"JOURNAL_WRITE_FAILED error={e.strerror}")
-            self.abort("journal write failed")
-            return False
-        return True
+    def _journal_refused(self) -> None:
+        """The journal could not take this client's IAMATs: they get no AT. The replies to
+        the lines before them still go out, then the connection closes; the lines after
+        them are not handled. The client may reconnect and retry."""
+        failing = self.node.journal.failing
+        why = f" ({errno_name(failing)})" if failing is not None else ""
+        self.node.log.event(
+            f"CONN_CUT conn={self.id} from={self._where} reason=journal write failed{why},"
+            f" {len(self._backlog)} later lines unanswered"
+        )
+        self._backlog.clear()
+        self._overlong_reply = None
+        self._closing_after_flush = True
+        self._pending_since = None
+        self._set_reading()
+        self._flush()
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -703,6 +752,8 @@ class Connection(asyncio.Protocol):
         """On a neighbour's inbound link: drop it if silent too long, else send our PING."""
         if self._closed or self.transport is None:
             return
+        if self._stalled is not None:
+            self._last_activity = now  # we stopped reading it, so its silence says nothing
         if now - self._last_activity > timeout:
             self.abort(f"peer silent for {timeout:g}s")
         else:

@@ -133,6 +133,16 @@ class ClientStore:
         after `newer_than_packed` says so, which is what `apply_packed` does one at a time."""
         return self._packed
 
+    def restore(self, undo: list[tuple[bytes, bytes | None]]) -> None:
+        """Put back what a batch replaced: `undo` holds (client, record held before, or
+        None), in the order the batch applied them."""
+        table = self._packed
+        for client, held in reversed(undo):
+            if held is None:
+                table.pop(client, None)
+            else:
+                table[client] = held
+
     def get(self, client: bytes) -> Record | None:
         """The newest record of `client`, or None when no node has told us of it."""
         held = self._packed.get(client)

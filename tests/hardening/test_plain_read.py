@@ -42,7 +42,7 @@ class ListJournal(NullJournal):
     def __init__(self) -> None:
         self.entries: list[bytes] = []
 
-    def extend(self, entries: list[bytes]) -> None:
+    def write(self, entries: list[bytes]) -> None:
         self.entries.extend(entries)
 
 

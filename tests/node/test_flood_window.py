@@ -31,22 +31,13 @@ class FakeWriter:
         self.writes.append((time.monotonic(), data))
 
 
-class FakeJournal:
-    def __init__(self) -> None:
-        self.flushes = 0
-
-    def flush(self) -> None:
-        self.flushes += 1
-
-
-def up_link() -> tuple[PeerLink, FakeWriter, FakeJournal]:
-    journal = FakeJournal()
-    node = SimpleNamespace(journal=journal, log=SimpleNamespace(event=lambda text: None))
+def up_link() -> tuple[PeerLink, FakeWriter]:
+    node = SimpleNamespace(log=SimpleNamespace(event=lambda text: None))
     link = PeerLink(cast(Any, node), cast(Any, SimpleNamespace(name="Hands")))
     writer = FakeWriter()
     link._writer = cast(Any, writer)
     link.up = True
-    return link, writer, journal
+    return link, writer
 
 
 async def writes_reach(writer: FakeWriter, count: int) -> None:
@@ -57,16 +48,15 @@ async def writes_reach(writer: FakeWriter, count: int) -> None:
 
 
 async def test_a_lone_update_is_written_on_the_next_loop_turn() -> None:
-    link, writer, journal = up_link()
+    link, writer = up_link()
     link.send(b"CHANGELOC a\n")
     assert writer.writes == []  # not inside send: lines of this turn share the write
     await asyncio.sleep(0)
     assert [data for _, data in writer.writes] == [b"CHANGELOC a\n"]
-    assert journal.flushes == 1  # the journal is written before the neighbour hears of it
 
 
 async def test_lines_queued_in_one_turn_share_one_write() -> None:
-    link, writer, _ = up_link()
+    link, writer = up_link()
     for name in (b"a", b"b", b"c"):
         link.send(b"CHANGELOC %s\n" % name)
     await writes_reach(writer, 1)
@@ -93,7 +83,7 @@ def fake_clock(monkeypatch: Any) -> FakeClock:
 
 async def test_a_burst_waits_for_the_window_and_shares_its_write(monkeypatch: Any) -> None:
     clock = fake_clock(monkeypatch)
-    link, writer, _ = up_link()
+    link, writer = up_link()
     link.send(b"CHANGELOC a\n")
     await writes_reach(writer, 1)
     clock.now += FLOOD_BURST_GAP / 2  # right after that write: a burst
@@ -111,7 +101,7 @@ async def test_a_burst_waits_for_the_window_and_shares_its_write(monkeypatch: An
 
 async def test_after_a_quiet_gap_an_update_goes_out_at_once_again(monkeypatch: Any) -> None:
     clock = fake_clock(monkeypatch)
-    link, writer, _ = up_link()
+    link, writer = up_link()
     link.send(b"CHANGELOC a\n")
     await writes_reach(writer, 1)
     clock.now += FLOOD_BURST_GAP * 2
@@ -121,7 +111,7 @@ async def test_after_a_quiet_gap_an_update_goes_out_at_once_again(monkeypatch: A
 
 
 async def test_a_link_that_is_down_queues_nothing() -> None:
-    link, writer, _ = up_link()
+    link, writer = up_link()
     link.up = False
     link.send(b"CHANGELOC a\n")
     await asyncio.sleep(0.01)

@@ -48,19 +48,20 @@ def test_replay_skips_torn_last_entry_and_damaged_ones() -> None:
     assert (stats.entries, stats.damaged, stats.torn, len(store)) == (5, 1, 1, 5)
 
 
-async def test_records_survive_reopen_and_each_start_gets_a_fresh_segment(tmp_path: Path) -> None:
+async def test_records_survive_reopen_and_a_start_appends_to_the_last_clean_segment(
+    tmp_path: Path,
+) -> None:
     j = Journal(tmp_path, fsync="no")
     j.open(ClientStore())
-    for i in range(100):
-        j.append(rec(b"c%d" % (i % 10), b"%d" % i))
-    j.flush()
-    # No close: the process "crashes" here; what was flushed is with the OS.
+    j.write([encode_entry(rec(b"c%d" % (i % 10), b"%d" % i)) for i in range(100)])
+    # No close: the process "crashes" here; what was written is with the OS.
     store = ClientStore()
     again = Journal(tmp_path, fsync="no")
     stats = again.open(store)
     assert (stats.files, stats.entries, len(store)) == (1, 100, 10)
     assert store.get(b"c3") is not None and store.get(b"c3").time_sent == b"93"  # type: ignore[union-attr]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["wal-00000001.log", "wal-00000002.log"]
+    again.write([encode_entry(rec(b"c3", b"100"))])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["wal-00000001.log"]
     await again.close()
 
 
@@ -91,15 +92,14 @@ async def test_compaction_writes_a_snapshot_and_drops_what_it_covers(tmp_path: P
     for i in range(60):
         r = rec(b"c%d" % (i % 5), b"%d" % i)
         store.apply(r)
-        j.append(r)
-        j.flush()
+        j.write([encode_entry(r)])
     for _ in range(200):  # the compaction runs in a worker thread: wait for its log line
         if events:
             break
         await asyncio.sleep(0.01)
     assert events and events[0].startswith("JOURNAL_COMPACTED records=5 ")
     names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == ["snap-00000002.log", "wal-00000002.log"]
+    assert names == ["snap-00000002.log"]  # wal-00000002.log comes with the next write
     await j.close()
     again = ClientStore()
     j2 = Journal(tmp_path)
@@ -123,8 +123,7 @@ async def test_compaction_starts_when_the_appended_entries_pass_factor_times_the
         nonlocal appended
         r = rec(client, b"%d" % appended)
         store.apply(r)
-        j.append(r)
-        j.flush()
+        j.write([encode_entry(r)])
         appended += 1
 
     for i in range(10):  # 10 clients: due at max(10, 2 * 10) = 20 entries
@@ -155,7 +154,7 @@ async def test_a_crash_mid_compaction_still_replays_everything(tmp_path: Path) -
     await j.close()
 
 
-async def test_always_fsyncs_every_flush(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_always_fsyncs_every_write(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[int] = []
     real = os.fsync
 
@@ -167,8 +166,7 @@ async def test_always_fsyncs_every_flush(tmp_path: Path, monkeypatch: pytest.Mon
     j = Journal(tmp_path, fsync="always")
     j.open(ClientStore())
     for i in range(3):
-        j.append(rec(b"x", b"%d" % i))
-        j.flush()
+        j.write([encode_entry(rec(b"x", b"%d" % i))])
     assert len(calls) == 3
     await j.close()
 

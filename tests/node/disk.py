@@ -1,0 +1,38 @@
+"""A disk that fails on demand: the `write` a Journal is given, for fault-injection tests."""
+
+from __future__ import annotations
+
+import errno
+import os
+
+
+class FlakyDisk:
+    """Writes through to the real file until told to fail.
+
+    `fail("ENOSPC")` or `fail("EIO")` makes every write raise that error; `fail("short")`
+    lets the next write land only half its bytes and then raises ENOSPC, as a disk that
+    fills up mid-write does. `heal()` ends the fault.
+    """
+
+    def __init__(self) -> None:
+        self.mode: str | None = None
+        self.calls = 0
+        self.failures = 0
+
+    def fail(self, mode: str) -> None:
+        self.mode = mode
+
+    def heal(self) -> None:
+        self.mode = None
+
+    def __call__(self, fd: int, data: bytes | memoryview) -> int:
+        self.calls += 1
+        mode = self.mode
+        if mode is None:
+            return os.write(fd, data)
+        self.failures += 1
+        if mode == "short" and len(data) > 1:
+            self.mode = "ENOSPC"  # the rest finds the disk full
+            return os.write(fd, bytes(data[: len(data) // 2]))
+        code = errno.EIO if mode == "EIO" else errno.ENOSPC
+        raise OSError(code, os.strerror(code))
