@@ -67,7 +67,7 @@ def fill(folder: Path, leave: int) -> Path:
 
 def iamats(prefix: str, start: int, count: int) -> list[tuple[bytes, bytes, bytes]]:
     return [
-        (f"{prefix}-{i:05d}.full".encode(), b"+%d.5-%d.25" % (i % 80, i % 170), b"1720000000.%d" % i)
+        (f"{prefix}-{i:05d}.full".encode(), b"+%d.5-%d.25" % (i % 80, i % 170), b"17200.%d" % i)
         for i in range(start, start + count)
     ]
 
