@@ -343,6 +343,10 @@ class Manager:
             and all(links.get(nb, {}).get("out") is True for nb in neighbours if up[nb])
         )
         clients = status.get("clients") if status else None
+        journal_error = status.get("journal_error") if status else None
+        message = slot.message
+        if isinstance(journal_error, str) and policy.state in _SERVING:
+            message = f"journal refusing writes: {journal_error}"
         row.update(
             state=str(policy.state),
             pid=proc.pid if proc else None,
@@ -354,7 +358,7 @@ class Manager:
             clients=clients if isinstance(clients, int) else None,
             ready=ready,
             exit_code=policy.exit_code,
-            message=slot.message,
+            message=message,
         )
         return row
 

@@ -238,7 +238,9 @@ class NodeServer:
         return record.at_line() + body + b"\n\n"
 
     def status(self) -> dict[str, Any]:
-        """What a supervisor shows: identity, clients known, and each link's state."""
+        """What a supervisor shows: identity, clients known, each link's state, and the
+        error of a journal that refuses writes (None while it takes them)."""
+        failing = self.journal.failing
         return {
             "name": self.name,
             "pid": os.getpid(),
@@ -249,6 +251,7 @@ class NodeServer:
             "clients": len(self.store),
             "connections": sum(1 for c in self.connections if c.peer is None),
             "links": self.peers.status(),
+            "journal_error": None if failing is None else errno_name(failing),
         }
 
     def sync_state(self) -> list[Packed]:

@@ -186,7 +186,7 @@ async def test_byte_by_byte_general_path_refused_the_same_way(tmp_path: Path, mo
 
 async def test_a_refused_batch_puts_back_what_its_records_replaced(tmp_path: Path) -> None:
     herd = Herd(tmp_path)
-    conn, transport = herd.connect()
+    conn, _ = herd.connect()
     conn.data_received(b"IAMAT a +1+1 5\nIAMAT b +1+1 5\n")
     before = dict(herd.node.store.table)
     herd.disk.fail("ENOSPC")
