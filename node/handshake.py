@@ -143,12 +143,14 @@ class Responder:
         self._allowed = allowed
         self._nonce_r = nonce or new_nonce()
         self._hello: tuple[bytes, bytes] | None = None  # (initiator, nonce_i)
+        self._auth_tried = False  # an AUTH came after the HELLO, good or bad: no second one
         self.peer: bytes | None = None
 
     @property
     def awaiting_auth(self) -> bytes | None:
-        """The initiator's name when HELLO was accepted but no AUTH has come yet."""
-        return self._hello[0] if self._hello is not None and self.peer is None else None
+        """The initiator's name when HELLO was accepted but no AUTH has come yet (a failed
+        AUTH counts as come: it has been reported already)."""
+        return self._hello[0] if self._hello is not None and not self._auth_tried else None
 
     def on_hello(self, fields: tuple[bytes, ...]) -> bytes:
         """Check HELLO's fields; return the CHALLENGE line."""
@@ -169,8 +171,11 @@ class Responder:
 
     def on_auth(self, fields: tuple[bytes, ...]) -> bytes:
         """Check AUTH's proof; return the WELCOME line and remember the peer."""
-        if self._hello is None or self.peer is not None:
+        if self._hello is None:
             raise HandshakeError("AUTH before HELLO")
+        if self._auth_tried:
+            raise HandshakeError("AUTH repeated")
+        self._auth_tried = True
         if len(fields) != 1:
             raise HandshakeError("AUTH needs 1 field")
         initiator, nonce_i = self._hello

@@ -333,3 +333,17 @@ def test_no_responder_error_contains_a_nonce_or_a_proof():
             res.on_auth(auth_fields)
         assert HEX_RUN.search(str(caught.value).encode()) is None, str(caught.value)
 
+
+@pytest.mark.parametrize("auth_fields", [(b"f" * 64,), (), (b"a", b"b")])
+def test_a_failed_auth_is_not_awaited_any_more(auth_fields):
+    # The server reports a failed AUTH when it happens; awaiting_auth must not make it
+    # report the same connection again as "closed before AUTH".
+    res = responder()
+    res.on_hello(fields(Initiator(SECRET, b"A", b"B").hello()))
+    assert res.awaiting_auth == b"A"
+    with pytest.raises(HandshakeError):
+        res.on_auth(auth_fields)
+    assert res.awaiting_auth is None
+    assert res.peer is None
+    with pytest.raises(HandshakeError, match="AUTH repeated"):
+        res.on_auth(auth_fields)
