@@ -44,6 +44,7 @@ from herdctl.control import ControlError, pid_path, request_sync, socket_path
 from herdctl.daemon import SupervisorError, ensure_supervisor
 from herdctl.procs import pid_file
 from node.config import ConfigError, HerdConfig, default_config_path, load_config
+from node.secret import short_secret_warning
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -425,9 +426,12 @@ def send(
 
 @app.command()
 def check(ctx: typer.Context) -> None:
-    """Validate the topology file and summarise it in one line."""
+    """Validate the topology file and summarise it in one line; warn if $HERD_SECRET is short."""
     config = _options(ctx).load()
     _out(render.check_summary(config))
+    warning = short_secret_warning()
+    if warning is not None:
+        _err(f"herdctl: {warning}")
 
 
 @app.command("bench")

@@ -25,6 +25,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from node.private import private_dir
+
 SOCKET_NAME = "herdctl.sock"
 PID_NAME = "herdctl.pid"
 MAX_MESSAGE = 16 * 1024 * 1024
@@ -127,7 +129,7 @@ async def serve(sock: Path, handler: Handler) -> asyncio.Server:
         finally:
             writer.close()
 
-    sock.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(sock.parent)
     with contextlib.suppress(FileNotFoundError):
         sock.unlink()
     server = await asyncio.start_unix_server(on_connection, str(sock), limit=MAX_MESSAGE)

@@ -20,6 +20,7 @@ import psutil
 from herdctl import control
 from herdctl.procs import live_process, read_json, spawn_detached
 from node.config import HerdConfig, load_config
+from node.private import private_dir
 
 LOG_NAME = "herdctl.log"
 MAX_SOCKET_PATH = 107  # bytes: sun_path is 108 including the terminating NUL
@@ -129,6 +130,6 @@ def ensure_supervisor(
 
 def start_daemon(config: HerdConfig, args: Sequence[str] = ()) -> subprocess.Popen[bytes]:
     """Start `python -m herdctl.supervisor` in its own session, output to its log."""
-    config.log_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(config.log_dir)
     cmdline = [*supervisor_cmdline(config.path), *args]
     return spawn_detached(cmdline, supervisor_log(config), config.path.parent)

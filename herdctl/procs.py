@@ -6,6 +6,7 @@ Everything the supervisor needs from the operating system is behind `Launcher` a
 Each node runs as `python -m node NAME -c CONFIG` in its own session (so its own process
 group), stdin from /dev/null, stdout and stderr appended to `log_dir/NAME.stderr.log`.
 `run_dir/NAME.pid` (JSON: pid, create_time, cmdline) lets a later supervisor adopt it.
+Every file and folder made here is private to the user (node.private: 0600 and 0700).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import psutil
 import herdctl
 import node
 from node.config import HerdConfig
+from node.private import open_private, private_dir, replace_private, tighten
 
 STDERR_SUFFIX = ".stderr.log"
 _TAIL_BYTES = 4096
@@ -100,8 +102,9 @@ def runs_node(cmdline: list[str], name: str) -> bool:
 
 
 def spawn_detached(cmdline: list[str], log: Path, cwd: Path) -> subprocess.Popen[bytes]:
-    """Start `cmdline` with no shell in its own session, stdout and stderr appended to `log`."""
-    with open(log, "ab") as out:
+    """Start `cmdline` with no shell in its own session, stdout and stderr appended to `log`
+    (created 0600, or tightened to 0600 if it was wider)."""
+    with os.fdopen(open_private(log, os.O_WRONLY | os.O_APPEND), "ab") as out:
         return subprocess.Popen(
             cmdline,
             stdin=subprocess.DEVNULL,
@@ -129,10 +132,8 @@ def stderr_log(log_dir: Path, name: str) -> Path:
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
-    """Replace `path` with `data` as JSON, atomically."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data) + "\n")
-    os.replace(tmp, path)
+    """Replace `path` with `data` as JSON, atomically; the file is 0600."""
+    replace_private(path, (json.dumps(data) + "\n").encode())
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
@@ -249,8 +250,8 @@ class PsLauncher:
 
     def spawn(self, name: str) -> NodeProc:
         config = self.config
-        config.log_dir.mkdir(parents=True, exist_ok=True)
-        config.run_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(config.log_dir)
+        private_dir(config.run_dir)
         log = stderr_log(config.log_dir, name)
         _rotate_if_big(log, config.log_rotation.max_bytes)
         cmdline = node_cmdline(name, config.path)
@@ -360,4 +361,6 @@ def _size(path: Path) -> int:
 def _rotate_if_big(path: Path, max_bytes: int) -> None:
     if _size(path) >= max_bytes:
         with contextlib.suppress(OSError):
-            os.replace(path, path.with_name(path.name + ".1"))
+            older = path.with_name(path.name + ".1")
+            os.replace(path, older)
+            tighten(older)  # it may date from before the herd made its logs 0600

@@ -34,6 +34,7 @@ from herdctl.daemon import LOG_NAME, SupervisorError, socket_for
 from herdctl.manager import Manager
 from herdctl.procs import PsLauncher, read_json
 from node.config import ConfigError, HerdConfig, default_config_path, load_config
+from node.private import open_private, private_dir, tighten
 
 EXIT_USAGE = 2
 EXIT_RUNNING = 1
@@ -44,14 +45,18 @@ class AlreadyRunning(Exception):
 
 
 class EventLog:
-    """Appends one UTC-timestamped line per event, written at once (events are rare)."""
+    """Appends one UTC-timestamped line per event, written at once (events are rare).
+    The file is 0600, like every log of the herd."""
 
     def __init__(self, path: Path, max_bytes: int) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
         with contextlib.suppress(OSError):
             if path.stat().st_size >= max_bytes:
-                os.replace(path, path.with_name(path.name + ".1"))
-        self._file: TextIO = open(path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115
+                older = path.with_name(path.name + ".1")
+                os.replace(path, older)
+                tighten(older)
+        fd = open_private(path, os.O_WRONLY | os.O_APPEND)
+        self._file: TextIO = open(fd, "a", encoding="utf-8", buffering=1)  # noqa: SIM115
 
     def event(self, text: str) -> None:
         now = time.time()
@@ -67,7 +72,7 @@ class EventLog:
 def acquire_pid_file(path: Path) -> int:
     """Lock and fill `path` with our pid and create time; the open fd holds the lock."""
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = open_private(path, os.O_RDWR)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -139,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(str(e), EXIT_USAGE)
     pid_path = control.pid_path(config.run_dir)
     try:
-        config.run_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(config.run_dir)
         fd = acquire_pid_file(pid_path)
     except AlreadyRunning as e:
         return _fail(str(e), EXIT_RUNNING)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -13,6 +14,7 @@ from node.config import ConfigError, HerdConfig, default_config_path, load_confi
 from node.journal import Journal, JournalError
 from node.logbook import LogBook
 from node.places.choose import ProviderError, choose_provider
+from node.private import private_dir
 from node.secret import SecretError, load_secret
 from node.server import NodeServer, StartupError
 
@@ -57,6 +59,8 @@ async def run_node(config: HerdConfig, name: str) -> int:
         log=log.event,
     )
     node = NodeServer(config, name, secret=secret, places=places, log=log, journal=journal)
+    with contextlib.suppress(OSError):  # journal.open says why it cannot use the folder
+        private_dir(journal.folder)  # 0700, and data_dir with it when it is new
     try:
         stats = journal.open(node.store)
         log.event(

@@ -9,6 +9,10 @@ Each proof is HMAC-SHA256(secret, role, initiator, responder, nonce_i, nonce_r) 
 different role label for each side, so neither proof can be reflected as the other. Both
 nonces are fresh per connection, so a recorded handshake proves nothing on a new one. The
 secret itself never crosses the wire.
+
+Nonces and proofs never reach a log either: with both nonces and a proof, anyone who can read
+the log can try secrets offline until one gives that proof. `redact` is what a log may
+show of a handshake line, and no HandshakeError message contains a nonce or a proof.
 """
 
 from __future__ import annotations
@@ -24,8 +28,19 @@ _NONCE = re.compile(rb"[0-9a-f]{%d}" % NONCE_HEX_LEN)
 _PROOF = re.compile(rb"[0-9a-f]{64}")
 
 
+# What each field of a handshake line is; only the names may be logged.
+_SHAPES: dict[bytes, tuple[bytes, ...]] = {
+    b"HELLO": (b"name", b"name", b"nonce"),
+    b"CHALLENGE": (b"name", b"nonce", b"proof"),
+    b"AUTH": (b"proof",),
+    b"WELCOME": (b"name",),
+}
+
+
 class HandshakeError(Exception):
-    """The other end of a peer link failed to prove it knows the secret, or spoke out of turn."""
+    """The other end of a peer link failed to prove it knows the secret, or spoke out of turn.
+
+    Its message may go to a log: it names the peers, never a nonce or a proof."""
 
 
 def new_nonce() -> bytes:
@@ -96,7 +111,7 @@ class Initiator:
         """Check the responder's CHALLENGE; return the AUTH line to send."""
         fields = line.split()
         if len(fields) != 4 or fields[0] != b"CHALLENGE":
-            raise HandshakeError(f"expected CHALLENGE, got {_show(line)}")
+            raise HandshakeError(f"expected CHALLENGE, got {_show(redact(line))}")
         _, name, nonce_r, proof = fields
         if name != self.them:
             raise HandshakeError(f"peer answered as {_show(name)}, expected {_show(self.them)}")
@@ -110,7 +125,7 @@ class Initiator:
     def on_welcome(self, line: bytes) -> None:
         fields = line.split()
         if fields != [b"WELCOME", self.them]:
-            raise HandshakeError(f"expected WELCOME, got {_show(line)}")
+            raise HandshakeError(f"expected WELCOME, got {_show(redact(line))}")
 
 
 class Responder:
@@ -128,12 +143,14 @@ class Responder:
         self._allowed = allowed
         self._nonce_r = nonce or new_nonce()
         self._hello: tuple[bytes, bytes] | None = None  # (initiator, nonce_i)
+        self._auth_tried = False  # an AUTH came after the HELLO, good or bad: no second one
         self.peer: bytes | None = None
 
     @property
     def awaiting_auth(self) -> bytes | None:
-        """The initiator's name when HELLO was accepted but no AUTH has come yet."""
-        return self._hello[0] if self._hello is not None and self.peer is None else None
+        """The initiator's name when HELLO was accepted but no AUTH has come yet (a failed
+        AUTH counts as come: it has been reported already)."""
+        return self._hello[0] if self._hello is not None and not self._auth_tried else None
 
     def on_hello(self, fields: tuple[bytes, ...]) -> bytes:
         """Check HELLO's fields; return the CHALLENGE line."""
@@ -154,8 +171,11 @@ class Responder:
 
     def on_auth(self, fields: tuple[bytes, ...]) -> bytes:
         """Check AUTH's proof; return the WELCOME line and remember the peer."""
-        if self._hello is None or self.peer is not None:
+        if self._hello is None:
             raise HandshakeError("AUTH before HELLO")
+        if self._auth_tried:
+            raise HandshakeError("AUTH repeated")
+        self._auth_tried = True
         if len(fields) != 1:
             raise HandshakeError("AUTH needs 1 field")
         initiator, nonce_i = self._hello
@@ -164,6 +184,32 @@ class Responder:
             raise HandshakeError(f"{_show(initiator)} does not know the herd secret")
         self.peer = initiator
         return welcome_line(self.me)
+
+
+def redact(line: bytes) -> bytes:
+    """`line` as a log may show it: a handshake line, or a `? ` reply to one, keeps its
+    keyword and names and says what it withheld; any other line comes back unchanged.
+
+    `HELLO Welsh Holiday <nonce>` -> `HELLO Welsh Holiday (nonce withheld)`,
+    `? AUTH <proof>` -> `? AUTH (proof withheld)`, and a handshake line of the wrong shape
+    shows no field at all: `HELLO (2 fields withheld)`.
+    """
+    fields = line.split()
+    refused = fields[:1] == [b"?"]
+    keyword = fields[1:2] if refused else fields[:1]
+    shape = _SHAPES.get(keyword[0]) if keyword else None
+    if shape is None:
+        return line
+    args = fields[2:] if refused else fields[1:]
+    shown = [b"? " + keyword[0] if refused else keyword[0]]
+    if len(args) == len(shape):
+        shown += [field for field, kind in zip(args, shape, strict=True) if kind == b"name"]
+        withheld = b", ".join(kind for kind in shape if kind != b"name")
+    else:
+        withheld = b"%d field%s" % (len(args), b"s" * (len(args) != 1)) if args else b""
+    if withheld:
+        shown.append(b"(%s withheld)" % withheld)
+    return b" ".join(shown)
 
 
 def _show(data: bytes) -> str:

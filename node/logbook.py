@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 from typing import BinaryIO
 
+from node.private import open_private, private_dir, tighten
+
 # Control characters and backslash are escaped so every event stays on one greppable line;
 # bytes that are not UTF-8 arrive as surrogates (surrogateescape) and show as \xNN, which a
 # literal backslash in the text (shown doubled) can never be mistaken for.
@@ -65,12 +67,20 @@ class LogBook:
         self._stamp_second = -1
         self._stamp_prefix = b""
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(path.parent)
             self._open()
+            for i in range(1, backups + 1):  # rotated before the herd made its logs 0600
+                tighten(self._backup(i))
 
     def _open(self) -> None:
+        """Open the log for appending: created 0600, or tightened to 0600 if it was wider."""
         assert self._path is not None
-        self._file = open(self._path, "ab", buffering=1 << 16)  # noqa: SIM115
+        fd = open_private(self._path, os.O_WRONLY | os.O_APPEND)
+        self._file = os.fdopen(fd, "ab", buffering=1 << 16)
+
+    def _backup(self, i: int) -> Path:
+        assert self._path is not None
+        return self._path.with_name(f"{self._path.name}.{i}")
 
     def _stamp(self) -> bytes:
         now = time.time()
@@ -164,10 +174,10 @@ class LogBook:
         path = self._path
         try:
             for i in range(self._backups - 1, 0, -1):
-                older = path.with_name(f"{path.name}.{i}")
+                older = self._backup(i)
                 if older.exists():
-                    os.replace(older, path.with_name(f"{path.name}.{i + 1}"))
-            os.replace(path, path.with_name(f"{path.name}.1"))
+                    os.replace(older, self._backup(i + 1))
+            os.replace(path, self._backup(1))  # keeps its 0600
         finally:
             self._open()
 

@@ -15,7 +15,7 @@ import random
 import time
 from typing import TYPE_CHECKING, Any
 
-from node.handshake import HandshakeError, Initiator
+from node.handshake import HandshakeError, Initiator, redact
 from node.logbook import show
 from node.protocol import PING_LINE, format_synced
 from node.store import changeloc_from_packed
@@ -178,7 +178,7 @@ class PeerLink:
             if not line:
                 return  # closed
             if line != PING_LINE:
-                raise ConnectionError(f"unexpected data from peer: {show(line[:80])}")
+                raise ConnectionError(f"unexpected data from peer: {show(redact(line)[:80])}")
 
     async def _send_state(self, writer: asyncio.StreamWriter) -> None:
         records = self.node.sync_state()

@@ -9,7 +9,12 @@ import stat
 from collections.abc import Mapping
 from pathlib import Path
 
+from node.private import private_dir
+
 SECRET_ENV = "HERD_SECRET"
+# Anyone who records one handshake (or reads an old log) can try secrets offline against its
+# proofs, as fast as HMAC-SHA256 runs; below this a guessable secret falls quickly.
+MIN_SECRET_BYTES = 16
 
 
 class SecretError(Exception):
@@ -31,7 +36,7 @@ def load_secret(path: Path, env: Mapping[str, str] = os.environ) -> bytes:
     except FileNotFoundError:
         pass
     try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_dir(path.parent)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
@@ -47,6 +52,21 @@ def load_secret(path: Path, env: Mapping[str, str] = os.environ) -> bytes:
         return _read(path)
     except OSError as e:
         raise SecretError(f"cannot create secret file {path}: {e.strerror}") from None
+
+
+def short_secret_warning(env: Mapping[str, str] = os.environ) -> str | None:
+    """A warning when $HERD_SECRET is set but shorter than MIN_SECRET_BYTES, naming its
+    length, never its value; None when it is long enough or not set (the file is used)."""
+    value = env.get(SECRET_ENV, "")
+    size = len(value.encode("utf-8", "surrogateescape"))
+    if not value or size >= MIN_SECRET_BYTES:
+        return None
+    return (
+        f"warning: {SECRET_ENV} is {size} byte{'s' * (size != 1)} long, shorter than"
+        f" {MIN_SECRET_BYTES}: a recorded handshake lets anyone try secrets offline until one"
+        f" fits; use a long random one, e.g. from"
+        f" `python3 -c 'import secrets; print(secrets.token_hex(32))'`"
+    )
 
 
 def _read(path: Path) -> bytes:

@@ -22,7 +22,7 @@ from typing import Any, cast
 import psutil
 
 from node.config import HerdConfig
-from node.handshake import HandshakeError, Responder
+from node.handshake import HandshakeError, Responder, redact
 from node.ingest import (
     Batch,
     take_changeloc_block,
@@ -523,7 +523,7 @@ class Connection(asyncio.Protocol):
             msg = parse_line(line)
             if msg is None:
                 continue
-            log.event(f"IN conn={self.id} {show(line)}")
+            log.event(f"IN conn={self.id} {show(redact(line))}")  # no nonce or proof
             reply = self._reply(msg, line)
             if isinstance(reply, bytes):
                 self._log_out(reply)
@@ -668,7 +668,7 @@ class Connection(asyncio.Protocol):
             node.log.event(f"PEER_SYNCED peer={peer.decode()} records={msg.count}")
             node.peers.inbound_synced(peer, self)
             return True
-        node.log.event(f"PEER_BAD_LINE peer={peer.decode()} conn={self.id} {show(line)}")
+        node.log.event(f"PEER_BAD_LINE peer={peer.decode()} conn={self.id} {show(redact(line))}")
         self.abort("bad peer line")
         return False
 
@@ -680,10 +680,12 @@ class Connection(asyncio.Protocol):
         self._flush()
 
     def _log_out(self, reply: bytes) -> None:
-        # A WHATSAT's JSON is summarised: the log is for operators, not a copy.
+        # A WHATSAT's JSON is summarised: the log is for operators, not a copy. A handshake
+        # reply keeps its names only: a nonce or a proof in a log would let its readers
+        # guess the secret offline.
         line, _, body = reply.rstrip(_LF).partition(_LF)
         more = f" (+{len(body)} bytes of JSON)" if body else ""
-        self.node.log.event(f"OUT conn={self.id} {show(line)}{more}")
+        self.node.log.event(f"OUT conn={self.id} {show(redact(line))}{more}")
 
     def _flush(self) -> None:
         """Write every reply at the head of the queue that is ready, in one write."""

@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from node.private import private_dir, replace_private
 
 CHECK_INTERVAL = 0.25  # seconds between looks for a change
 REFRESH_INTERVAL = 5.0  # seconds after which the file is rewritten even if unchanged
@@ -25,10 +26,8 @@ def status_path(run_dir: Path, name: str) -> Path:
 
 
 def write_status(path: Path, status: dict[str, Any]) -> None:
-    """Replace `path` with `status` as JSON, atomically."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(status, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    """Replace `path` with `status` as JSON, atomically; the file is 0600."""
+    replace_private(path, (json.dumps(status, sort_keys=True) + "\n").encode())
 
 
 class StatusFile:
@@ -40,7 +39,7 @@ class StatusFile:
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent)
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     def write_now(self) -> None:

@@ -7,10 +7,11 @@ import contextlib
 import os
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -87,6 +88,21 @@ def exchange_sync(port: int, data: bytes, *, timeout: float = DEADLINE) -> bytes
         while chunk := s.recv(65536):
             chunks.append(chunk)
         return b"".join(chunks)
+
+
+@contextlib.contextmanager
+def umask(mask: int) -> Iterator[None]:
+    """Run the block (and any process it starts) under `mask`, then restore the old one."""
+    old = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def mode(path: Path) -> int:
+    """The permission bits of `path`, e.g. 0o600."""
+    return stat.S_IMODE(path.stat().st_mode)
 
 
 def wait_until(predicate: Callable[[], bool], what: str, timeout: float = DEADLINE) -> None:

@@ -66,6 +66,27 @@ def test_check_warns_about_a_split_herd(folder: Path) -> None:
 
 
 @pytest.mark.parametrize(
+    ("secret", "size"), [("pw123", 5), ("x" * 15, 15), ("\u00e9" * 7, 14), ("\U0001f511" * 3, 12)]
+)
+def test_check_warns_when_herd_secret_is_short(topology: Path, secret: str, size: int) -> None:
+    result = herdctl("check", config=topology, env={"HERD_SECRET": secret})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"{topology}: ok: 5 nodes, 6 links, places provider offline\n"
+    warning = result.stderr.splitlines()
+    assert len(warning) == 1, warning
+    assert warning[0].startswith(f"herdctl: warning: HERD_SECRET is {size} bytes long, "), warning
+    assert "shorter than 16" in warning[0]
+    assert secret not in result.stderr  # its length, never its value
+
+
+@pytest.mark.parametrize("secret", ["x" * 16, "\u00e9" * 8, "a-long-random-secret-" * 4, ""])
+def test_check_says_nothing_of_a_long_or_unset_herd_secret(topology: Path, secret: str) -> None:
+    result = herdctl("check", config=topology, env={"HERD_SECRET": secret})
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+
+
+@pytest.mark.parametrize(
     ("text", "message"),
     [
         (

@@ -6,6 +6,8 @@ exactly the PeerLine fields a connection would hand it.
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from node.handshake import (
@@ -15,6 +17,7 @@ from node.handshake import (
     initiator_proof,
     is_nonce,
     new_nonce,
+    redact,
 )
 from node.protocol import PeerLine, parse_line
 
@@ -226,3 +229,121 @@ def test_proofs_bind_both_names():
     challenge = res.on_hello(fields(Initiator(SECRET, b"A", b"B", NONCE_I).hello()))
     with pytest.raises(HandshakeError):
         Initiator(SECRET, b"C", b"B", NONCE_I).on_challenge(challenge)
+
+
+# -- what a log may show -----------------------------------------------------------------------
+
+HEX_RUN = re.compile(rb"[0-9a-fA-F]{16,}")
+
+
+def transcript() -> dict[str, bytes]:
+    """Every line of one good handshake, and the replies a refused HELLO and AUTH get."""
+    ini = Initiator(SECRET, b"A", b"B", NONCE_I)
+    res = responder(nonce=NONCE_R)
+    hello = ini.hello().rstrip(b"\n")
+    challenge = res.on_hello(fields(ini.hello())).rstrip(b"\n")
+    auth = ini.on_challenge(challenge).rstrip(b"\n")
+    welcome = res.on_auth(fields(auth)).rstrip(b"\n")
+    return {
+        "hello": hello,
+        "challenge": challenge,
+        "auth": auth,
+        "welcome": welcome,
+        "refused hello": b"? " + hello,
+        "refused auth": b"? " + auth,
+    }
+
+
+def test_redact_keeps_keyword_and_names_and_withholds_nonces_and_proofs():
+    lines = transcript()
+    assert {what: redact(line) for what, line in lines.items()} == {
+        "hello": b"HELLO A B (nonce withheld)",
+        "challenge": b"CHALLENGE B (nonce, proof withheld)",
+        "auth": b"AUTH (proof withheld)",
+        "welcome": b"WELCOME B",
+        "refused hello": b"? HELLO A B (nonce withheld)",
+        "refused auth": b"? AUTH (proof withheld)",
+    }
+    proofs = {lines["challenge"].split()[3], lines["auth"].split()[1]}
+    for line in lines.values():
+        assert not any(s in redact(line) for s in {NONCE_I, NONCE_R, *proofs}), line
+
+
+@pytest.mark.parametrize(
+    ("line", "shown"),
+    [
+        (b"HELLO A " + NONCE_I, b"HELLO (2 fields withheld)"),  # a nonce where a name goes
+        (b"HELLO A B " + NONCE_I + b" x", b"HELLO (4 fields withheld)"),
+        (b"AUTH " + NONCE_I + b" " + NONCE_R, b"AUTH (2 fields withheld)"),
+        (b"? CHALLENGE " + NONCE_R, b"? CHALLENGE (1 field withheld)"),
+        (b"AUTH", b"AUTH"),
+        (b"  HELLO\tA  B " + NONCE_I + b"\r", b"HELLO A B (nonce withheld)"),
+    ],
+)
+def test_redact_shows_no_field_of_a_handshake_line_of_the_wrong_shape(line, shown):
+    assert redact(line) == shown
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"IAMAT kiwi +34.068930-118.445127 1520023934.918963997",
+        b"WHATSAT kiwi 10 5",
+        b"? BOGUS " + NONCE_I,
+        b"hello A B " + NONCE_I,  # keywords are case-sensitive: this is not a handshake line
+        b"",
+        b"?",
+    ],
+)
+def test_redact_leaves_every_other_line_as_it_is(line):
+    assert redact(line) == line
+
+
+def test_initiator_errors_name_what_came_without_its_nonce_or_proof():
+    proof = b"0" * 64
+    refused = [
+        (b"? HELLO A B " + NONCE_I, "on_challenge", "'? HELLO A B (nonce withheld)'"),
+        (b"CHALLENGE B " + NONCE_R + b" " + proof + b" x", "on_challenge", "CHALLENGE (4 fields"),
+        (b"? AUTH " + proof, "on_welcome", "'? AUTH (proof withheld)'"),
+        (b"CHALLENGE B " + NONCE_R + b" " + proof, "on_welcome", "'CHALLENGE B (nonce, proof"),
+    ]
+    for line, step, shown in refused:
+        with pytest.raises(HandshakeError) as caught:
+            getattr(Initiator(SECRET, b"A", b"B", NONCE_I), step)(line)
+        assert shown in str(caught.value)
+        assert HEX_RUN.search(str(caught.value).encode()) is None, str(caught.value)
+
+
+def test_no_responder_error_contains_a_nonce_or_a_proof():
+    lines = transcript()
+    hello, auth = fields(lines["hello"]), fields(lines["auth"])
+    attempts: list[tuple[tuple[bytes, ...], tuple[bytes, ...]]] = [
+        ((b"A", b"B", b"0" * 31), auth),  # malformed nonce
+        ((b"A", b"C", NONCE_I), auth),  # addressed elsewhere
+        ((b"D", b"B", NONCE_I), auth),  # not a neighbour
+        ((b"A", b"B", NONCE_I, NONCE_R), auth),  # too many fields
+        (hello, (b"f" * 64,)),  # the wrong proof
+        (hello, (NONCE_I, NONCE_R)),  # too many fields
+        (hello, auth),  # the proof of another responder nonce
+    ]
+    for hello_fields, auth_fields in attempts:
+        res = responder()
+        with pytest.raises(HandshakeError) as caught:
+            res.on_hello(hello_fields)
+            res.on_auth(auth_fields)
+        assert HEX_RUN.search(str(caught.value).encode()) is None, str(caught.value)
+
+
+@pytest.mark.parametrize("auth_fields", [(b"f" * 64,), (), (b"a", b"b")])
+def test_a_failed_auth_is_not_awaited_any_more(auth_fields):
+    # The server reports a failed AUTH when it happens; awaiting_auth must not make it
+    # report the same connection again as "closed before AUTH".
+    res = responder()
+    res.on_hello(fields(Initiator(SECRET, b"A", b"B").hello()))
+    assert res.awaiting_auth == b"A"
+    with pytest.raises(HandshakeError):
+        res.on_auth(auth_fields)
+    assert res.awaiting_auth is None
+    assert res.peer is None
+    with pytest.raises(HandshakeError, match="AUTH repeated"):
+        res.on_auth(auth_fields)

@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from node.logbook import LogBook, show
+from tests.support import mode, umask
 
 STAMPED = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z (.*)")
 
@@ -159,6 +160,34 @@ def test_rotates_by_size_keeping_backups(tmp_path):
         "event number 039" in path.read_text()
         or "event number 039" in (tmp_path / "N.log.1").read_text()
     )
+
+
+def test_log_and_its_rotations_are_0600_in_a_new_0700_folder(tmp_path):
+    folder = tmp_path / "new" / "logs"
+    with umask(0o022):
+        book = LogBook(folder / "N.log", max_bytes=200, backups=2)
+        for i in range(40):
+            book.event(f"event number {i:03d}")
+        book.close()
+    assert mode(tmp_path / "new") == mode(folder) == 0o700
+    assert sorted(p.name for p in folder.iterdir()) == ["N.log", "N.log.1", "N.log.2"]
+    assert {p.name: mode(p) for p in folder.iterdir()} == dict.fromkeys(
+        ["N.log", "N.log.1", "N.log.2"], 0o600
+    )
+
+
+def test_a_wider_log_and_its_old_rotations_are_tightened_when_opened(tmp_path):
+    for name in ("N.log", "N.log.1", "N.log.3"):
+        (tmp_path / name).write_text(f"{name} from before\n")
+        (tmp_path / name).chmod(0o644)
+    book = LogBook(tmp_path / "N.log", max_bytes=10_000, backups=3)
+    assert {p.name: mode(p) for p in tmp_path.iterdir()} == dict.fromkeys(
+        ["N.log", "N.log.1", "N.log.3"], 0o600
+    )
+    book.event("appended")
+    book.close()
+    assert lines(tmp_path / "N.log")[0] == "N.log from before\n"
+    assert lines(tmp_path / "N.log")[1].endswith(" appended\n")
 
 
 # -- raw_events: the hot path's batch of byte events --------------------------------------

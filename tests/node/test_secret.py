@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from node.secret import SECRET_ENV, SecretError, load_secret
+from node.secret import SECRET_ENV, SecretError, load_secret, short_secret_warning
 
 RACERS = 8
 DEADLINE = 30.0  # seconds; a hung racer fails the test instead of hanging it
@@ -144,3 +144,16 @@ def test_racing_processes_all_get_one_secret(tmp_path):
     assert path.read_bytes().strip() == got[0]
     assert mode(path) == 0o600
     assert [p.name for p in path.parent.iterdir()] == ["secret"]
+
+
+def test_a_short_herd_secret_is_warned_about_by_its_length_only():
+    warning = short_secret_warning({"HERD_SECRET": "hunter2"})
+    assert warning is not None
+    assert warning.startswith("warning: HERD_SECRET is 7 bytes long, shorter than 16")
+    assert "hunter2" not in warning
+    assert short_secret_warning({"HERD_SECRET": "\u00e9"}) is not None  # 2 bytes, 1 character
+
+
+@pytest.mark.parametrize("env", [{}, {"HERD_SECRET": ""}, {"HERD_SECRET": "s" * 16}])
+def test_a_long_or_unset_herd_secret_gets_no_warning(env):
+    assert short_secret_warning(env) is None
