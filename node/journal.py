@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Protocol
 
 from node.logbook import show
+from node.private import DIR_MODE, open_private, private_dir
 from node.protocol import CLIENT_RECORD
 from node.store import ClientStore, Packed, Record, newer_than_packed, shared_name
 
@@ -313,7 +314,9 @@ class Journal:
         """Replay every file into `store`; repair what was damaged; get ready to append."""
         started = time.perf_counter()
         try:
-            _private_dir(self.folder)
+            private_dir(self.folder)
+            if self.folder.stat().st_mode & 0o077:  # the node's own folder: ours to tighten
+                self.folder.chmod(DIR_MODE)
             self._remove_leftovers()
             files = self._files()
             stats = ReplayStats(files=len(files))
@@ -359,7 +362,7 @@ class Journal:
             )
             return
         aside = self.folder / DAMAGED_DIR
-        _private_dir(aside)
+        private_dir(aside)
         for path in stats.damaged_files:
             target = _free_name(aside / path.name)
             os.replace(path, target)
@@ -371,8 +374,7 @@ class Journal:
         _fsync_dir(self.folder)
 
     def _reopen(self, seq: int, path: Path) -> None:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND)
-        os.fchmod(fd, 0o600)
+        fd = open_private(path, os.O_WRONLY | os.O_APPEND)
         self._fd, self._seq, self._size = fd, seq, os.fstat(fd).st_size
 
     def start(self) -> None:
@@ -436,7 +438,7 @@ class Journal:
 
     def _open_segment(self) -> int:
         path = self.folder / f"wal-{self._seq:08d}.log"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        fd = open_private(path, os.O_WRONLY | os.O_APPEND)
         self._fd, self._size = fd, os.fstat(fd).st_size
         return fd
 
@@ -557,7 +559,7 @@ class Journal:
         final = self.folder / f"snap-{seq:08d}.log"
         tmp = final.with_suffix(".tmp")
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            fd = open_private(tmp, os.O_WRONLY | os.O_TRUNC)
             with open(fd, "wb") as f:
                 for i in range(0, len(records), 10_000):
                     f.write(b"".join([encode_packed(c, p) for c, p in records[i : i + 10_000]]))
@@ -579,12 +581,6 @@ class Journal:
             if m and path.is_file():
                 found.append((int(m.group(2)), m.group(1), path))
         return sorted(found)
-
-
-def _private_dir(path: Path) -> None:
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if path.stat().st_mode & 0o077:
-        path.chmod(0o700)
 
 
 def _free_name(path: Path) -> Path:

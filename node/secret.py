@@ -30,7 +30,7 @@ def load_secret(path: Path, env: Mapping[str, str] = os.environ) -> bytes:
     """
     from_env = env.get(SECRET_ENV, "")
     if from_env:
-        return from_env.encode()
+        return from_env.encode("utf-8", "surrogateescape")  # any bytes the shell set
     try:
         return _read(path)
     except FileNotFoundError:
