@@ -231,7 +231,9 @@ class PsProc:
     def last_error(self) -> str | None:
         try:
             with open(self._stderr, "rb") as f:
-                f.seek(max(self._stderr_from, _size(self._stderr) - _TAIL_BYTES))
+                size = _size(self._stderr)
+                start = self._stderr_from if self._stderr_from <= size else 0  # rotated since
+                f.seek(max(start, size - _TAIL_BYTES))
                 tail = f.read(_TAIL_BYTES)
         except OSError:
             return None

@@ -9,10 +9,11 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
-from node.config import ConfigError, HerdConfig, default_config_path, load_config
+from node.config import ConfigError, HerdConfig, LogRotation, default_config_path, load_config
 from node.journal import Journal, JournalError
-from node.logbook import LogBook
+from node.logbook import LogBook, rotate_stderr
 from node.places.choose import ProviderError, choose_provider
 from node.private import private_dir
 from node.secret import SecretError, load_secret
@@ -77,17 +78,34 @@ async def run_node(config: HerdConfig, name: str) -> int:
         print(f"node {name}: {e}", file=sys.stderr)
         return EXIT_USAGE
     journal.start()
+    rotator = asyncio.get_running_loop().create_task(
+        _rotate_stderr_log(config.log_dir / f"{name}.stderr.log", rotation)
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     print(f"node {name}: listening on {node.spec.bind}:{node.port}", file=sys.stderr, flush=True)
     await stop.wait()
+    rotator.cancel()
     await node.stop()
     await journal.close()
     log.event(f"JOURNAL_CLOSED clients={len(node.store)}")
     log.close()
     return 0
+
+
+STDERR_CHECK_INTERVAL = 5.0  # seconds between looks at the size of NAME.stderr.log
+
+
+async def _rotate_stderr_log(path: Path, rotation: LogRotation) -> None:
+    """Rotate the supervisor's NAME.stderr.log (our fds 1 and 2) like the node's own log."""
+    while True:
+        await asyncio.sleep(STDERR_CHECK_INTERVAL)
+        try:
+            rotate_stderr(path, rotation.max_bytes, rotation.backups)
+        except OSError as e:  # a full disk: try again next time
+            print(f"stderr log rotation failed: {e}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -76,7 +76,8 @@ class Limits:
     max_line_bytes: int = 65536
     line_deadline: float = 30.0
     idle_timeout: float = 600.0  # 0 disables
-    max_connections: int = 10000
+    max_connections: int = 10000  # per client address
+    max_connections_total: int = 16000  # clients in all; kept below the fd limit at start
     peer_backoff_initial: float = 0.1
     peer_backoff_max: float = 5.0
     peer_heartbeat: float = 1.0  # seconds between PINGs each way on a peer link

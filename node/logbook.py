@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import stat
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -66,6 +68,7 @@ class LogBook:
         self._timer: asyncio.TimerHandle | None = None
         self._stamp_second = -1
         self._stamp_prefix = b""
+        self._failing = False  # writes fail: said once on stderr, not at every flush
         if path is not None:
             private_dir(path.parent)
             self._open()
@@ -150,7 +153,11 @@ class LogBook:
             if self._file.tell() >= self._max_bytes:
                 self._rotate()
         except OSError as e:  # a full disk must not take the node down
-            print(f"log write failed: {e}", file=sys.stderr)
+            if not self._failing:
+                self._failing = True
+                print(f"log write failed (said once until it works again): {e}", file=sys.stderr)
+        else:
+            self._failing = False
 
     @staticmethod
     def _to_stderr(chunk: bytes) -> None:
@@ -171,13 +178,8 @@ class LogBook:
         assert self._file is not None and self._path is not None
         self._file.close()
         self._file = None  # until reopened, events go to stderr rather than a closed file
-        path = self._path
         try:
-            for i in range(self._backups - 1, 0, -1):
-                older = self._backup(i)
-                if older.exists():
-                    os.replace(older, self._backup(i + 1))
-            os.replace(path, self._backup(1))  # keeps its 0600
+            rotate_files(self._path, self._backups)
         finally:
             self._open()
 
@@ -188,3 +190,87 @@ class LogBook:
         if self._file is not None:
             self._file.close()
             self._file = None
+
+
+def rotate_files(path: Path, backups: int) -> None:
+    """NAME -> NAME.1 -> ... -> NAME.<backups>; the oldest is dropped. Each keeps its mode."""
+    for i in range(backups - 1, 0, -1):
+        older = path.with_name(f"{path.name}.{i}")
+        if older.exists():
+            os.replace(older, path.with_name(f"{path.name}.{i + 1}"))
+    os.replace(path, path.with_name(f"{path.name}.1"))
+
+
+def rotate_stderr(path: Path, max_bytes: int, backups: int) -> bool:
+    """Rotate `path` like the log when it is the file behind this process's stderr (as the
+    supervisor sets it up) and has reached `max_bytes`: the file is renamed and a new one
+    put behind fds 1 and 2. Anything else (a terminal, another file) is left alone."""
+    try:
+        behind = os.fstat(2)
+        on_disk = path.stat()
+    except OSError:
+        return False
+    if (
+        not stat.S_ISREG(behind.st_mode)
+        or (behind.st_dev, behind.st_ino) != (on_disk.st_dev, on_disk.st_ino)
+        or behind.st_size < max_bytes
+    ):
+        return False
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None:
+            stream.flush()
+    rotate_files(path, backups)
+    fd = open_private(path, os.O_WRONLY | os.O_APPEND)
+    try:
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+    finally:
+        os.close(fd)
+    return True
+
+
+class RateLimited:
+    """Events of one kind, at most `burst` per `period` seconds; the rest are counted, and
+    the count is said in one line when the next period is let through (or at `flush`).
+    For what an attacker or a broken environment can repeat thousands of times a second."""
+
+    def __init__(
+        self,
+        log: Callable[[str], None],
+        *,
+        burst: int = 10,
+        period: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._log = log
+        self._burst = burst
+        self._period = period
+        self._clock = clock
+        self._windows: dict[str, list[float]] = {}  # kind -> [start, let through, suppressed]
+
+    def event(self, kind: str, text: str) -> None:
+        now = self._clock()
+        window = self._windows.get(kind)
+        if window is None or now - window[0] >= self._period:
+            self._say_suppressed(kind)
+            self._windows[kind] = [now, 1, 0]
+            self._log(text)
+        elif window[1] < self._burst:
+            window[1] += 1
+            self._log(text)
+        else:
+            window[2] += 1
+
+    def flush(self) -> None:
+        """Say the counts of every period that has ended."""
+        now = self._clock()
+        for kind, window in list(self._windows.items()):
+            if now - window[0] >= self._period:
+                self._say_suppressed(kind)
+                del self._windows[kind]
+
+    def _say_suppressed(self, kind: str) -> None:
+        window = self._windows.get(kind)
+        if window is not None and window[2]:
+            self._log(f"{kind}_SUPPRESSED count={int(window[2])} seconds={self._period:g}")
+            window[2] = 0

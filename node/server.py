@@ -8,7 +8,6 @@ order the lines came, batched into as few writes as possible.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import errno
 import itertools
@@ -21,6 +20,13 @@ from typing import Any, cast
 
 import psutil
 
+from node.admission import (
+    PROBATION_DEADLINE,
+    Admission,
+    client_cap,
+    raise_fd_limit,
+    reserve_for,
+)
 from node.config import HerdConfig
 from node.handshake import HandshakeError, Responder, redact
 from node.ingest import (
@@ -31,7 +37,7 @@ from node.ingest import (
     take_iamats,
 )
 from node.journal import JournalLike, NullJournal, errno_name
-from node.logbook import LogBook, show
+from node.logbook import LogBook, RateLimited, show
 from node.peers import Peers
 from node.places.base import PlacesProvider, failure_response
 from node.protocol import (
@@ -54,6 +60,7 @@ from node.store import (
 )
 
 _LF = b"\n"
+_HANDSHAKE = (b"HELLO ", b"AUTH ")  # the only lines a connection on probation may send
 SWEEP_INTERVAL = 1.0  # seconds between checks of line deadlines and idle connections
 SWEEP_SLICE = 100  # connections checked per loop turn during a sweep: a 50 µs pause at most
 SHUTDOWN_GRACE = 3.0  # seconds in-flight replies get to finish at shutdown
@@ -113,7 +120,13 @@ class NodeServer:
         self.known_servers = frozenset(n.encode() for n in config.nodes)
         self.peers = Peers(self)
         self.connections: set[Connection] = set()
-        self.per_host: collections.Counter[str] = collections.Counter()
+        self.admission: Admission[Connection] = Admission(
+            self.limits.max_connections,
+            self.limits.max_connections_total,
+            reserve_for(len(self.neighbours)),
+        )
+        self.refusals = RateLimited(log.event)  # a connection flood: ten lines a second
+        self.loop_errors = RateLimited(log.event, burst=1)  # EMFILE on accept, and the like
         self._conn_ids = itertools.count(1)
         self._server: asyncio.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
@@ -125,7 +138,18 @@ class NodeServer:
     async def start(self, *, port: int | None = None) -> None:
         """Listen (on `port` when given, 0 for any) and bring the links up."""
         loop = asyncio.get_running_loop()
+        loop.set_exception_handler(self._loop_exception)
         want = self.spec.listen_port if port is None else port
+        fd_limit = raise_fd_limit()
+        admission = self.admission
+        configured = self.limits.max_connections_total
+        admission.total = client_cap(configured, fd_limit, admission.reserve)
+        lowered = f" (lowered from {configured} to stay under the fd limit)"
+        self.log.event(
+            f"LIMITS nofile={fd_limit} max_connections_total={admission.total}"
+            f"{lowered if admission.total < configured else ''}"
+            f" max_connections={admission.per_host} neighbour_reserve={admission.reserve}"
+        )
         await self.places.start()
         try:
             self._server = await loop.create_server(
@@ -260,6 +284,15 @@ class NodeServer:
 
     # -- housekeeping -----------------------------------------------------------------
 
+    def _loop_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        """What the event loop could not handle (accept() out of fds, a callback's error):
+        into our log, at most once a second per message, never a flood on stderr."""
+        message = str(context.get("message", "?"))
+        error = context.get("exception")
+        self.loop_errors.event(
+            "LOOP_ERROR", f"LOOP_ERROR message={message!r} error={error!r}"
+        )
+
     def next_conn_id(self) -> int:
         return next(self._conn_ids)
 
@@ -268,6 +301,8 @@ class NodeServer:
         while True:
             await asyncio.sleep(min(SWEEP_INTERVAL, limits.peer_heartbeat))
             now = time.monotonic()
+            self.refusals.flush()
+            self.loop_errors.flush()
             for i, conn in enumerate(list(self.connections), 1):
                 if conn.peer is not None:
                     conn.heartbeat(now, limits.peer_timeout)
@@ -297,6 +332,8 @@ class Connection(asyncio.Protocol):
         self._write_paused = False
         self._read_paused = False
         self._batch = Batch()  # reused by every read
+        self._probation: asyncio.TimerHandle | None = None  # its deadline, while on probation
+        self._over = ""  # the client cap it arrived over, while on probation
         self._stalled: asyncio.TimerHandle | None = None  # a peer batch waits for the journal
         self._stall_delay = 0.0  # its current retry delay; 0 while the journal takes ours
         self._closing_after_flush = False
@@ -319,16 +356,21 @@ class Connection(asyncio.Protocol):
             self._where = f"{peername[0]}:{peername[1]}"
             self._host = str(peername[0])
         node = self.node
-        if node.per_host[self._host] >= node.limits.max_connections:
-            node.log.event(
-                f"CONN_REFUSED conn={self.id} from={self._where} "
-                f"reason=max_connections({node.limits.max_connections})"
-            )
-            self._closed = True
-            self.transport.abort()
-            return
+        admission = node.admission
+        kind, evicted = admission.admit(self, self._host)
         node.connections.add(self)
-        node.per_host[self._host] += 1
+        if evicted is not None:
+            evicted.refuse(f"{evicted._over}, made room on probation for a newer connection")
+        if kind == "probation":
+            # Over a client cap, yet maybe a neighbour: only a handshake keeps it.
+            if admission.by_host[self._host] >= admission.per_host:
+                self._over = f"max_connections({admission.per_host})"
+            else:
+                self._over = f"max_connections_total({admission.total})"
+            self._probation = asyncio.get_running_loop().call_later(
+                PROBATION_DEADLINE, self.refuse, f"{self._over}, no handshake in time"
+            )
+            return
         node.log.event(f"CONN_OPEN conn={self.id} from={self._where}")
 
     def data_received(self, data: bytes) -> None:
@@ -373,6 +415,7 @@ class Connection(asyncio.Protocol):
         """
         if (
             self.peer is not None
+            or self._probation is not None
             or self._queue
             or self._backlog
             or self._closing_after_flush
@@ -443,11 +486,12 @@ class Connection(asyncio.Protocol):
                 f"PEER_AUTH_FAILED conn={self.id} from={self._where} peer={show(waiting)}"
                 " reason=closed before AUTH (does it have another secret?)"
             )
+        if self._probation is not None:
+            self._probation.cancel()
+            self._probation = None
+        node.admission.release(self)
         if self in node.connections:
             node.connections.discard(self)
-            node.per_host[self._host] -= 1
-            if node.per_host[self._host] <= 0:
-                del node.per_host[self._host]
             who = f" peer={self.peer.decode()}" if self.peer else ""
             reason = f" error={exc}" if exc else ""
             node.log.event(f"CONN_CLOSE conn={self.id}{who}{reason}")
@@ -508,6 +552,9 @@ class Connection(asyncio.Protocol):
             if self._refused:
                 backlog.clear()  # a failed AUTH ends the conversation
                 break
+            if self._probation is not None and not backlog[0].startswith(_HANDSHAKE):
+                self.refuse(self._over)
+                return
             room = min(budget, MAX_PENDING_REPLIES - len(queue))
             taken = take_iamats(
                 backlog, room, node.store, node.name_bytes, received_ns, self.id, batch
@@ -648,11 +695,17 @@ class Connection(asyncio.Protocol):
             reply = self._responder.on_auth(msg.fields)
         except HandshakeError as e:
             node.log.event(f"PEER_AUTH_FAILED conn={self.id} from={self._where} reason={e}")
-            self._refused = self._closing_after_flush = msg.keyword == b"AUTH"
+            # A failed AUTH ends the conversation; so does any failure over a client cap.
+            ends = msg.keyword == b"AUTH" or self._probation is not None
+            self._refused = self._closing_after_flush = ends
             return format_invalid(line)
         peer = self._responder.peer
         assert peer is not None
         self.peer = peer
+        node.admission.authenticated(self)  # a neighbour: no client cap counts it
+        if self._probation is not None:
+            self._probation.cancel()
+            self._probation = None
         # A CHANGELOC is longer than the IAMAT it came from (time_received, server name).
         self.splitter.max_line = node.limits.max_line_bytes + 64 + max(map(len, node.known_servers))
         node.log.event(f"PEER_IN_UP conn={self.id} peer={peer.decode()} from={self._where}")
@@ -775,6 +828,21 @@ class Connection(asyncio.Protocol):
             self.abort(f"line_deadline({line_deadline:g}s)")
         elif idle_timeout > 0 and not self._queue and now - self._last_activity > idle_timeout:
             self.abort(f"idle_timeout({idle_timeout:g}s)")
+
+    def refuse(self, reason: str) -> None:
+        """Refuse a connection over a client cap: logged (rate-limited), then reset."""
+        if self._closed or self.transport is None:
+            return
+        self.node.refusals.event(
+            "CONN_REFUSED", f"CONN_REFUSED conn={self.id} from={self._where} reason={reason}"
+        )
+        self._closed = True
+        if self._probation is not None:
+            self._probation.cancel()
+            self._probation = None
+        self.node.admission.release(self)
+        self.node.connections.discard(self)
+        self.transport.abort()
 
     def abort(self, reason: str) -> None:
         """Drop the connection now, logging why."""

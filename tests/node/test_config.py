@@ -95,7 +95,14 @@ def test_all_fields_are_read(tmp_path: Path) -> None:
     assert cfg.places.provider == "google"
     assert cfg.places.endpoint == "http://127.0.0.1:8080"
     assert cfg.places.timeout == 2.0 and isinstance(cfg.places.timeout, float)
-    assert cfg.limits == Limits(100, 1.0, 0.0, 5, 0.5, 0.5)
+    assert cfg.limits == Limits(
+        max_line_bytes=100,
+        line_deadline=1.0,
+        idle_timeout=0.0,
+        max_connections=5,
+        peer_backoff_initial=0.5,
+        peer_backoff_max=0.5,
+    )
     assert cfg.log_dir == Path("/var/log/herd")
     assert cfg.run_dir == tmp_path.parent / "run"
     assert cfg.secret_file == tmp_path / "keys" / "s"
