@@ -47,20 +47,6 @@ def all_ready(config: Path) -> bool:
     return all(node["ready"] for node in status_of(config))
 
 
-@pytest.fixture
-def folder() -> Iterator[Path]:
-    path = short_tempdir()
-    try:
-        yield path
-    finally:
-        try:
-            if (path / "topology.yaml").exists():
-                herdctl("down", config=path / "topology.yaml", timeout=60)
-        finally:
-            kill_all(processes_under(path))
-            shutil.rmtree(path, ignore_errors=True)
-
-
 @pytest.fixture(scope="module")
 def herd() -> Iterator[Path]:
     """Five supervised nodes, brought up once for this module; its topology's path."""

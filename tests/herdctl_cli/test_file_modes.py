@@ -7,28 +7,10 @@ appends to that were left wider are tightened on the next start.
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from tests.herdctl_cli import herdctl, kill_all, processes_under, short_tempdir
+from tests.herdctl_cli import herdctl
 from tests.support import mode, umask, write_topology
-
-
-@pytest.fixture
-def folder() -> Iterator[Path]:
-    path = short_tempdir()
-    try:
-        yield path
-    finally:
-        try:
-            if (path / "topology.yaml").exists():
-                herdctl("down", config=path / "topology.yaml", timeout=60)
-        finally:
-            kill_all(processes_under(path))
-            shutil.rmtree(path, ignore_errors=True)
 
 
 def modes_under(folder: Path) -> dict[str, str]:

@@ -25,16 +25,21 @@ print(results, file=sys.stderr)
 """
 
 
-def test_the_file_behind_stderr_is_rotated_and_reopened(tmp_path: Path) -> None:
-    path = tmp_path / "Solo.stderr.log"
-    with open(path, "ab") as log:  # as the supervisor opens it
+def run_script(rotated: Path, output: Path) -> None:
+    """SCRIPT rotating `rotated`, with stdout and stderr appended to `output`."""
+    with open(output, "ab") as log:  # as the supervisor opens it
         subprocess.run(
-            [sys.executable, "-c", SCRIPT, str(path)],
+            [sys.executable, "-c", SCRIPT, str(rotated)],
             stdout=log,
             stderr=subprocess.STDOUT,
             check=True,
             cwd=Path(__file__).resolve().parents[2],
         )
+
+
+def test_the_file_behind_stderr_is_rotated_and_reopened(tmp_path: Path) -> None:
+    path = tmp_path / "Solo.stderr.log"
+    run_script(path, path)
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == ["Solo.stderr.log", "Solo.stderr.log.1", "Solo.stderr.log.2"]
     current = path.read_text()
@@ -49,13 +54,6 @@ def test_a_terminal_or_another_file_is_left_alone(tmp_path: Path) -> None:
     path = tmp_path / "Solo.stderr.log"
     path.write_bytes(b"y" * 5000)
     other = tmp_path / "elsewhere.log"
-    with open(other, "ab") as log:
-        subprocess.run(
-            [sys.executable, "-c", SCRIPT, str(path)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            check=True,
-            cwd=Path(__file__).resolve().parents[2],
-        )
+    run_script(path, other)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["Solo.stderr.log", "elsewhere.log"]
     assert other.read_text().endswith("[False, False, False, False]\n")
