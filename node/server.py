@@ -198,6 +198,7 @@ class NodeServer:
             self._server.close()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._server.wait_closed(), SHUTDOWN_GRACE)
+        asyncio.get_running_loop().set_exception_handler(None)
         self.log.event(f"STOPPED node={self.name}")
 
     # -- dispatch ---------------------------------------------------------------------

@@ -109,3 +109,26 @@ async def test_a_failed_handshake_on_probation_gets_no_second_try(tmp_path: Path
 def _events(folder: Path) -> list[str]:
     path = folder / "Solo.log"
     return path.read_text().splitlines() if path.exists() else []
+
+
+async def test_accept_errors_reach_the_log_once_a_second_with_a_count(tmp_path: Path) -> None:
+    config = make_config(tmp_path, ("Solo",))
+    async with node_running(config, "Solo", tmp_path) as solo:
+        loop = asyncio.get_running_loop()
+        handler = loop.get_exception_handler()
+        assert handler is not None  # the node's, not asyncio's print to stderr
+        for _ in range(1000):
+            handler(
+                loop,
+                {
+                    "message": "socket.accept() out of system resource",
+                    "exception": OSError(24, "Too many open files"),
+                },
+            )
+        solo.loop_errors._windows["LOOP_ERROR"][0] -= 1.0  # the second is over
+        solo.loop_errors.flush()
+        solo.log.flush()
+        lines = [e for e in _events(tmp_path) if "LOOP_ERROR" in e]
+        assert len(lines) == 2, lines
+        assert "message='socket.accept() out of system resource'" in lines[0]
+        assert lines[1].endswith("LOOP_ERROR_SUPPRESSED count=999 seconds=1")
