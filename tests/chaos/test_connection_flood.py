@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from tests.chaos.test_convergence import LIMITS, send_lines, whatsat_records
+from tests.chaos.lines import LIMITS, send_lines, whatsat_records
 from tests.support import Herd, wait_until, write_topology
 
 FLOOD = 2500

@@ -17,7 +17,6 @@ import contextlib
 import os
 import random
 import signal
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -28,13 +27,12 @@ from typing import Any
 
 import pytest
 
+from tests.chaos.lines import LIMITS, WRITE_TIMEOUT, send_lines, whatsat_records
 from tests.chaos.proxy import ProxyStats, ProxyThread
 from tests.support import NAMES, Herd, free_ports, port_open, wait_until, write_topology
 
 SEED = int(os.environ.get("HERD_CHAOS_SEED", "5"))
 CLIENTS = 300
-LIMITS = {"peer_backoff_initial": 0.05, "peer_backoff_max": 0.5}
-WRITE_TIMEOUT = 5.0  # seconds for one writer exchange (a dead node refuses at once)
 CONVERGE_DEADLINE = 30.0  # seconds: generous for a loaded 2-core machine; the figure is reported
 
 Report = Callable[..., None]  # the `figures` fixture of conftest.py
@@ -60,39 +58,6 @@ def topology(folder: Path, *, nodes: Mapping[str, Any] | None = None, **extra: A
 
 
 # -- talking to nodes --------------------------------------------------------------------
-
-
-def send_lines(port: int, data: bytes, timeout: float = WRITE_TIMEOUT) -> tuple[bytes, bool]:
-    """Send `data`, half-close, read to EOF. On a refused or cut connection, what came."""
-    chunks: list[bytes] = []
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-            s.sendall(data)
-            s.shutdown(socket.SHUT_WR)
-            while chunk := s.recv(65536):
-                chunks.append(chunk)
-    except OSError:
-        return b"".join(chunks), False
-    return b"".join(chunks), True
-
-
-def whatsat_records(port: int, clients: Sequence[bytes]) -> dict[bytes, bytes | None]:
-    """The AT line a node holds for each client (None: unknown), by pipelined WHATSATs."""
-    reply, ok = send_lines(port, b"".join(b"WHATSAT %s 0 1\n" % c for c in clients))
-    if not ok:
-        raise OSError(f"port {port}: WHATSAT exchange failed")
-    held: list[bytes | None] = []
-    pos = 0
-    while pos < len(reply):
-        end = reply.index(b"\n", pos)
-        line = reply[pos:end]
-        if line.startswith(b"AT "):
-            held.append(line)
-            pos = reply.index(b"\n\n", end) + 2  # the JSON has no blank line; it ends in }\n\n
-        else:
-            held.append(None)  # `? WHATSAT ...`: not known here
-            pos = end + 1
-    return dict(zip(clients, held, strict=True))
 
 
 # -- the writers and what they were told -----------------------------------------------------

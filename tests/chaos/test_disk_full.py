@@ -27,7 +27,7 @@ import pytest
 
 from node.journal import ReplayStats, replay_file
 from node.store import ClientStore
-from tests.chaos.test_convergence import LIMITS, send_lines, whatsat_records
+from tests.chaos.lines import LIMITS, send_lines, whatsat_records
 from tests.support import Herd, wait_until, write_topology
 
 TMPFS_BYTES = 1 << 20

@@ -19,8 +19,7 @@ from node.config import load_config
 from node.journal import Journal
 from node.server import Connection, NodeServer
 from node.store import ClientStore
-from tests.hardening.test_plain_read import InstantPlaces
-from tests.hardening.test_server_log import CapturedLog, FakeTransport
+from tests.fakes.server import CapturedLog, FakeTransport, InstantPlaces
 from tests.node.disk import FlakyDisk
 from tests.support import write_topology
 

@@ -16,26 +16,12 @@ from hypothesis import strategies as st
 
 from node.config import load_config
 from node.journal import NullJournal
-from node.places.base import success_response
 from node.protocol import LineSplitter
 from node.server import Connection, NodeServer
-from tests.hardening.test_server_log import CapturedLog, FakeTransport
+from tests.fakes.server import CapturedLog, FakeTransport, InstantPlaces
 from tests.support import write_topology
 
 NOW_NS = 1_795_000_000_123_456_789
-
-
-class InstantPlaces:
-    name = "instant"
-
-    async def nearby(self, *args: Any) -> dict[str, Any]:
-        return success_response([], [])
-
-    async def start(self) -> None:
-        pass
-
-    async def close(self) -> None:
-        pass
 
 
 class ListJournal(NullJournal):

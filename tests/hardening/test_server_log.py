@@ -11,29 +11,12 @@ from typing import Any
 
 from node import handshake
 from node.config import load_config
-from node.logbook import LogBook, show
 from node.places.base import success_response
 from node.server import Connection, NodeServer
+from tests.fakes.server import CapturedLog, FakeTransport
 from tests.support import write_topology
 
 SECRET = b"test-secret"
-
-
-class CapturedLog(LogBook):
-    """A LogBook that keeps the text of each event, in order, instead of writing it."""
-
-    def __init__(self) -> None:
-        super().__init__(None)
-        self.events: list[str] = []
-
-    def event(self, text: str) -> None:
-        self.events.append(text)
-
-    def raw_events(self, events: list[bytes]) -> None:
-        self.events.extend(show(e) for e in events)
-
-    def kinds(self) -> list[str]:
-        return [e.split()[0] for e in self.events]
 
 
 class GatedPlaces:
@@ -53,36 +36,6 @@ class GatedPlaces:
 
     async def close(self) -> None:
         pass
-
-
-class FakeTransport:
-    def __init__(self, protocol: Connection) -> None:
-        self.out = b""
-        self.closed = False
-        self.protocol = protocol
-
-    def get_extra_info(self, key: str, default: Any = None) -> Any:
-        return ("127.0.0.1", 1) if key == "peername" else default
-
-    def write(self, data: bytes) -> None:
-        self.out += data
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
-
-    def write_eof(self) -> None:
-        pass
-
-    def close(self) -> None:
-        self.abort()
-
-    def abort(self) -> None:
-        if not self.closed:
-            self.closed = True
-            asyncio.get_running_loop().call_soon(self.protocol.connection_lost, None)
 
 
 def connect(tmp_path: Path, max_line: int = 65536) -> tuple[Connection, FakeTransport, CapturedLog]:
