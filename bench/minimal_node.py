@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import signal
 import sys
 import time
 from collections.abc import Callable
 from typing import cast
+
+from node.eventloop import LoopUnavailable
+from node.eventloop import loop_factory as choose_loop
 
 NS = 1_000_000_000
 NAME = b"Minimal"
@@ -89,16 +91,10 @@ async def serve(port: int) -> None:
 
 
 def loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop]:
-    if choice != "asyncio":
-        try:
-            uvloop = importlib.import_module("uvloop")
-        except ImportError:
-            if choice == "uvloop":
-                raise SystemExit("uvloop is not installed") from None
-        else:
-            factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
-            return factory
-    return asyncio.new_event_loop
+    try:
+        return choose_loop(choice)[1]
+    except LoopUnavailable as e:
+        raise SystemExit(str(e)) from None
 
 
 def main() -> int:

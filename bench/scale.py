@@ -41,7 +41,7 @@ from systems import (
     write_topology,
 )
 
-from node.journal import encode_packed
+from node.entries import encode_packed
 
 PRELOADED = "Welsh"  # holds the clients; its only neighbour is Holiday
 FRESH = "Holiday"

@@ -28,6 +28,7 @@ import herdctl
 import node
 from node.config import HerdConfig
 from node.private import open_private, private_dir, replace_private, tighten
+from node.status import status_path
 
 STDERR_SUFFIX = ".stderr.log"
 _TAIL_BYTES = 4096
@@ -301,7 +302,7 @@ class PsLauncher:
         return restarts if isinstance(restarts, int) and restarts >= 0 else 0
 
     def read_status(self, name: str) -> dict[str, Any] | None:
-        return read_json(self.config.run_dir / f"{name}.status.json")
+        return read_json(status_path(self.config.run_dir, name))
 
     def is_local(self, host: str) -> bool:
         return is_local(host, self._local)

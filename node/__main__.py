@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from node.config import ConfigError, HerdConfig, LogRotation, default_config_path, load_config
+from node.eventloop import loop_factory, loop_name
 from node.journal import Journal, JournalError
 from node.logbook import LogBook, rotate_stderr
 from node.places.choose import ProviderError, choose_provider
@@ -48,9 +49,8 @@ async def run_node(config: HerdConfig, name: str) -> int:
         log.close()
         print(f"node {name}: {e}", file=sys.stderr)
         return EXIT_USAGE
-    loop_name = type(asyncio.get_running_loop()).__module__.split(".")[0]
     log.event(f"PLACES provider={places.name} reason={why}")
-    log.event(f"LOOP {loop_name}")
+    log.event(f"LOOP {loop_name()}")
     settings = config.journal
     journal = Journal(
         config.data_dir / name,
@@ -120,16 +120,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return runner.run(run_node(config, args.name))
 
 
-def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
     """uvloop when installed (`pip install .[fast]`) unless HERD_LOOP=asyncio; else asyncio."""
-    if os.environ.get("HERD_LOOP", "auto") == "asyncio":
-        return None
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
-    return factory
+    choice = "asyncio" if os.environ.get("HERD_LOOP", "auto") == "asyncio" else "auto"
+    return loop_factory(choice)[1]
 
 
 if __name__ == "__main__":

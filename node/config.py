@@ -87,7 +87,7 @@ class Limits:
 _LIMIT_ZERO_OK = frozenset({"idle_timeout"})
 
 
-JOURNAL_FSYNC = ("always", "everysec", "no")
+FSYNC_POLICIES = ("always", "everysec", "no")  # journal.fsync, like Redis's appendfsync
 
 
 @dataclass(frozen=True, slots=True)
@@ -383,8 +383,8 @@ def _parse_journal(raw: object) -> JournalConfig:
     spec = _mapping(raw, "journal", keys, "a mapping")
     default = JournalConfig()
     fsync = spec.get("fsync", default.fsync)
-    if fsync not in JOURNAL_FSYNC:
-        _fail("journal.fsync", f"{_show(fsync)} is not one of {', '.join(JOURNAL_FSYNC)}")
+    if fsync not in FSYNC_POLICIES:
+        _fail("journal.fsync", f"{_show(fsync)} is not one of {', '.join(FSYNC_POLICIES)}")
     return JournalConfig(
         fsync=fsync,
         compact_factor=_int(

@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Collection
 from zlib import crc32
 
-from node.journal import ENTRY_FORMAT
+from node.entries import ENTRY_FORMAT
 from node.protocol import (
     CHANGELOC_LINES,
     IAMAT_LINES,

@@ -1,21 +1,20 @@
 """The node's journal: every applied record on disk before anyone hears of it.
 
 Layout under `data_dir/NAME/` (0700, files 0600): `snap-N.log` (a compacted image of the
-whole state) and `wal-N.log` (records appended since), both made of entries
-
-    <crc32 of the rest, 8 hex> <client> <location> <time_sent> <time_received> <server>\\n
+whole state) and `wal-N.log` (records appended since), both made of the entries of
+`node.entries`.
 
 Replaying is applying every entry of every file to an empty store. Because the store keeps
 the greatest record by a total order, replay order and duplicates do not matter, so a crash
 at any point of a compaction (which only ever adds a snapshot before deleting what it
 covers) replays to the right state.
 
-Replay trusts nothing it reads: an entry counts only when its CRC matches and its fields
-pass the protocol's own record rules. Anything else (a torn last entry, a flipped bit, a
-record no node could have made) is skipped, counted and named in the log (file, offset,
-client where readable). A file with such entries is then repaired once: the whole state is
-written as a snapshot and the file is moved to `damaged/`, kept for inspection but never
-replayed or reported again.
+Replay (`node.entries`) trusts nothing it reads: an entry counts only when its CRC matches
+and its fields pass the protocol's own record rules. Anything else (a torn last entry, a
+flipped bit, a record no node could have made) is skipped, counted and named in the log
+(file, offset, client where readable). A file with such entries is then repaired once: the
+whole state is written as a snapshot and the file is moved to `damaged/`, kept for
+inspection but never replayed or reported again.
 
 A write either lands whole or not at all: after a failed or short write the segment is
 truncated back to its last whole entry, and the error goes to the caller, which then
@@ -40,22 +39,18 @@ import errno
 import os
 import re
 import time
-import zlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from node.logbook import show
+from node.config import FSYNC_POLICIES
+from node.entries import ReplayStats, encode_packed, replay_file
 from node.private import DIR_MODE, open_private, private_dir
-from node.protocol import CLIENT_RECORD
-from node.store import ClientStore, Packed, Record, newer_than_packed, shared_name
+from node.store import ClientStore, Packed
 
-FSYNC_POLICIES = ("always", "everysec", "no")
 _FILE = re.compile(r"(snap|wal)-(\d{8})\.log")
 _LEFTOVER = re.compile(r"snap-\d{8}\.tmp")
 DAMAGED_DIR = "damaged"
-DAMAGE_NAMED = 20  # damaged entries named one by one in the log per start; the rest counted
 COMPACT_RETRY = 30.0  # seconds after a failed compaction before the next is tried
 
 Write = Callable[[int, bytes | memoryview], int]
@@ -63,187 +58,6 @@ Write = Callable[[int, bytes | memoryview], int]
 
 class JournalError(Exception):
     """The journal folder cannot be used; the message names the path and the reason."""
-
-
-def encode_entry(record: Record) -> bytes:
-    """One journal entry, with its LF."""
-    body = b"%s %s %s %s %s" % (
-        record.client,
-        record.location,
-        record.time_sent,
-        record.time_received,
-        record.server,
-    )
-    return ENTRY_FORMAT % (zlib.crc32(body), body)
-
-
-def encode_packed(client: bytes, packed: bytes) -> bytes:
-    """The same entry as `encode_entry`, from a record as the store keeps it."""
-    return encode_body(b"%s %s" % (client, packed))
-
-
-# An entry: the CRC-32 of its body in 8 hex digits, a space, the body, LF. The hot path
-# (`node.ingest`) formats entries with this directly, to spare a call per record.
-ENTRY_FORMAT = b"%08x %s\n"
-
-
-def encode_body(body: bytes) -> bytes:
-    """The entry of `client location time_sent time_received server`, with its LF."""
-    return ENTRY_FORMAT % (zlib.crc32(body), body)
-
-
-def check_entry(line: bytes) -> tuple[bytes, bytes] | str:
-    """`(client, packed record)` of one entry (LF removed), or why it is damaged:
-    `"crc"` when the checksum does not match, `"record"` when it matches but a field
-    breaks the protocol's rules."""
-    crc, _, body = line.partition(b" ")
-    try:
-        if len(crc) != 8 or int(crc, 16) != zlib.crc32(body):
-            return "crc"
-    except ValueError:
-        return "crc"
-    m = CLIENT_RECORD.fullmatch(body)
-    if m is None:
-        return "record"
-    return m.group(1), m.group(2)
-
-
-def decode_entry(line: bytes) -> Record | None:
-    """The record in one entry (LF removed), or None when it is damaged."""
-    checked = check_entry(line)
-    if isinstance(checked, str):
-        return None
-    client, packed = checked
-    location, time_sent, time_received, server = packed.split(b" ")
-    return Record(client, location, time_sent, time_received, shared_name(server))
-
-
-@dataclass(frozen=True, slots=True)
-class Damage:
-    """One entry that replay skipped: where it was and why."""
-
-    file: str
-    offset: int
-    reason: str  # crc | record | torn | overlong
-    client: bytes | None
-
-    def describe(self) -> str:
-        who = "" if self.client is None else f" client={show(self.client)}"
-        return f"file={self.file} offset={self.offset} reason={self.reason}{who}"
-
-
-@dataclass
-class ReplayStats:
-    """What a replay found, for the start-up log line."""
-
-    files: int = 0
-    entries: int = 0
-    applied: int = 0
-    damaged: int = 0
-    torn: int = 0
-    seconds: float = 0.0
-    damage: list[Damage] = field(default_factory=list)  # the first DAMAGE_NAMED, in order
-    damaged_files: list[Path] = field(default_factory=list)
-    moved_aside: int = 0  # files moved to damaged/ by this start
-
-    def skipped(self, damage: Damage, path: Path | None) -> None:
-        if damage.reason == "torn":
-            self.torn += 1
-        else:
-            self.damaged += 1
-        if len(self.damage) < DAMAGE_NAMED:
-            self.damage.append(damage)
-        if path is not None and path not in self.damaged_files:
-            self.damaged_files.append(path)
-
-
-REPLAY_CHUNK = 8 << 20  # bytes read at a time: a big journal never sits in memory whole
-MAX_ENTRY = 64 << 20  # longer than any entry a node writes: damage that never ends in LF
-
-
-class _Replayer:
-    """Applies the entries of one file, fed in chunks, keeping each entry's offset."""
-
-    def __init__(self, store: ClientStore, stats: ReplayStats, path: Path | None) -> None:
-        self.store = store
-        self.stats = stats
-        self.path = path
-        self.name = path.name if path is not None else "-"
-        self.offset = 0  # of the first byte not yet consumed
-        self.rest = b""
-        self.skipping = False  # inside an overlong entry: drop bytes up to its LF
-
-    def feed(self, chunk: bytes) -> None:
-        if self.skipping:
-            lf = chunk.find(b"\n")
-            if lf < 0:
-                self.offset += len(chunk)
-                return
-            self.offset += lf + 1
-            chunk = chunk[lf + 1 :]
-            self.skipping = False
-        data = self.rest + chunk if self.rest else chunk
-        lines = data.split(b"\n")
-        self.rest = lines.pop()
-        self._apply(lines)
-        if len(self.rest) > MAX_ENTRY:  # no entry is that long: damage without an LF
-            self._skip(Damage(self.name, self.offset, "overlong", None))
-            self.offset += len(self.rest)
-            self.rest = b""
-            self.skipping = True
-
-    def end(self) -> None:
-        if self.rest:  # the last entry never got its LF: a cut-short write
-            self._skip(Damage(self.name, self.offset, "torn", _client_of(self.rest)))
-
-    def _apply(self, lines: list[bytes]) -> None:
-        stats = self.stats
-        table = self.store.table
-        offset = self.offset
-        entries = applied = 0
-        for line in lines:
-            checked = check_entry(line)
-            if isinstance(checked, str):
-                self._skip(Damage(self.name, offset, checked, _client_of(line)))
-            else:
-                entries += 1
-                client, packed = checked
-                held = table.get(client)
-                location, sent, received, server = packed.split(b" ")
-                if held is None or newer_than_packed(location, sent, received, server, held):
-                    table[client] = packed
-                    applied += 1
-            offset += len(line) + 1
-        self.offset = offset
-        stats.entries += entries
-        stats.applied += applied
-
-    def _skip(self, damage: Damage) -> None:
-        self.stats.skipped(damage, self.path)
-
-
-def _client_of(line: bytes) -> bytes | None:
-    """The client field of a damaged entry, when the entry still has that shape."""
-    fields = line.split(b" ", 2)
-    if len(fields) >= 3 and len(fields[0]) == 8 and fields[1]:
-        return fields[1][:200]
-    return None
-
-
-def replay_bytes(data: bytes, store: ClientStore, stats: ReplayStats) -> None:
-    """Apply every good entry of one file's contents to `store`."""
-    replayer = _Replayer(store, stats, None)
-    replayer.feed(data)
-    replayer.end()
-
-
-def replay_file(path: Path, store: ClientStore, stats: ReplayStats) -> None:
-    """`replay_bytes` for a file, read in chunks."""
-    replayer = _Replayer(store, stats, path)
-    with open(path, "rb") as f:
-        while chunk := f.read(REPLAY_CHUNK):
-            replayer.feed(chunk)
-    replayer.end()
 
 
 class JournalLike(Protocol):

@@ -1,30 +1,26 @@
-"""The event loop a run is on: uvloop when it is installed (or asked for), else plain asyncio."""
+"""The event loop a run is on: uvloop when it is installed (or asked for), else plain asyncio.
+
+`loop_name` is re-exported for the load and propagation runs."""
 
 from __future__ import annotations
 
 import asyncio
-import importlib
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from herdctl.loadgen.result import BenchError
+from node.eventloop import LoopUnavailable, loop_name
+from node.eventloop import loop_factory as choose_loop
 
 T = TypeVar("T")
 
 
 def loop_factory(choice: str = "auto") -> tuple[str, Callable[[], asyncio.AbstractEventLoop]]:
-    """("uvloop", its factory) for "uvloop", or "auto" when importable; else plain asyncio."""
-    if choice not in ("auto", "uvloop", "asyncio"):
-        raise ValueError(f"loop must be auto, uvloop or asyncio, not {choice!r}")
-    if choice != "asyncio":
-        try:
-            uvloop = importlib.import_module("uvloop")
-        except ImportError:
-            if choice == "uvloop":
-                raise BenchError("uvloop is not installed (pip install 'herd[fast]')") from None
-        else:
-            return "uvloop", uvloop.new_event_loop
-    return "asyncio", asyncio.new_event_loop
+    """`node.eventloop.loop_factory`, with a missing uvloop as a BenchError."""
+    try:
+        return choose_loop(choice)
+    except LoopUnavailable as e:
+        raise BenchError(str(e)) from None
 
 
 def run_sync(main: Coroutine[Any, Any, T], loop: str = "auto") -> T:
@@ -38,6 +34,4 @@ def run_sync(main: Coroutine[Any, Any, T], loop: str = "auto") -> T:
         return runner.run(main)
 
 
-def loop_name() -> str:
-    """The running event loop's library: "uvloop" or "asyncio"."""
-    return type(asyncio.get_running_loop()).__module__.split(".")[0]
+__all__ = ["loop_factory", "loop_name", "run_sync"]

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from node.journal import ReplayStats, replay_file
+from node.entries import ReplayStats, replay_file
 from node.store import ClientStore
 from tests.chaos.lines import LIMITS, send_lines, whatsat_records
 from tests.support import Herd, wait_until, write_topology

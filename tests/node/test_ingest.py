@@ -18,6 +18,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from node.entries import decode_entry, encode_body, encode_entry, encode_packed
 from node.ingest import (
     Batch,
     take_changeloc_block,
@@ -25,7 +26,6 @@ from node.ingest import (
     take_iamat_block,
     take_iamats,
 )
-from node.journal import decode_entry, encode_body, encode_entry, encode_packed
 from node.protocol import (
     LOCATION_IN_RANGE,
     ChangeLoc,

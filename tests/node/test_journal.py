@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from node.journal import Journal, ReplayStats, decode_entry, encode_entry, replay_bytes
+from node.entries import ReplayStats, decode_entry, encode_entry, replay_bytes
+from node.journal import Journal
 from node.store import ClientStore, Record, make_record
 
 
@@ -179,13 +180,13 @@ def test_unknown_policy_is_refused(tmp_path: Path) -> None:
 def test_replay_reads_in_chunks_across_entry_boundaries(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import node.journal
+    import node.entries
 
-    monkeypatch.setattr(node.journal, "REPLAY_CHUNK", 7)  # cuts through every entry
+    monkeypatch.setattr(node.entries, "REPLAY_CHUNK", 7)  # cuts through every entry
     entries = [encode_entry(rec(b"c%d" % i, b"%d" % i)) for i in range(50)]
     path = tmp_path / "wal-00000001.log"
     path.write_bytes(b"".join(entries) + entries[0][:-3])
     store = ClientStore()
     stats = ReplayStats()
-    node.journal.replay_file(path, store, stats)
+    node.entries.replay_file(path, store, stats)
     assert (stats.entries, stats.damaged, stats.torn, len(store)) == (50, 0, 1, 50)

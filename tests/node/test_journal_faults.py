@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from node.journal import Journal, JournalError, ReplayStats, encode_entry
+from node.entries import ReplayStats, encode_entry
+from node.journal import Journal, JournalError
 from node.store import ClientStore, Record, make_record
 from tests.node.disk import FlakyDisk
 
@@ -287,14 +288,14 @@ async def test_a_failed_compaction_removes_its_temp_file_and_waits_before_retryi
 def test_an_endless_entry_without_lf_is_skipped_without_holding_it_in_memory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import node.journal
+    import node.entries
 
-    monkeypatch.setattr(node.journal, "MAX_ENTRY", 100)
-    monkeypatch.setattr(node.journal, "REPLAY_CHUNK", 64)
+    monkeypatch.setattr(node.entries, "MAX_ENTRY", 100)
+    monkeypatch.setattr(node.entries, "REPLAY_CHUNK", 64)
     path = tmp_path / "wal-00000001.log"
     path.write_bytes(entry(b"a", b"1") + b"x" * 1000 + b"\n" + entry(b"b", b"2"))
     store = ClientStore()
     stats = ReplayStats()
-    node.journal.replay_file(path, store, stats)
+    node.entries.replay_file(path, store, stats)
     assert len(store) == 2 and stats.damaged == 1
     assert stats.damage[0].reason == "overlong"
