@@ -12,9 +12,6 @@ from collections.abc import Mapping
 
 from node.config import PlacesConfig
 from node.places.base import PlacesProvider
-from node.places.google import GooglePlaces
-from node.places.google_legacy import GoogleLegacyPlaces
-from node.places.http import redact
 from node.places.offline import OfflinePlaces
 
 
@@ -33,21 +30,27 @@ def choose_provider(
     if config.provider == "auto":
         if not key:
             return OfflinePlaces(), f"auto: ${var} is not set"
-        return _google(GooglePlaces, key, config, f"auto: ${var} is set")
+        return _google("google", key, config, f"auto: ${var} is set")
     if config.provider in ("google", "google-legacy"):
         if not key:
             raise ProviderError(
                 f"places provider {config.provider!r} needs a Google API key in the environment"
                 f" variable {var}, which is not set (or empty)"
             )
-        kind = GooglePlaces if config.provider == "google" else GoogleLegacyPlaces
-        return _google(kind, key, config, f"configured: {config.provider}, ${var} is set")
+        why = f"configured: {config.provider}, ${var} is set"
+        return _google(config.provider, key, config, why)
     raise ProviderError(f"places provider {config.provider!r} is not available in this version")
 
 
-def _google(
-    kind: type[GooglePlaces] | type[GoogleLegacyPlaces], key: str, config: PlacesConfig, why: str
-) -> tuple[PlacesProvider, str]:
+def _google(name: str, key: str, config: PlacesConfig, why: str) -> tuple[PlacesProvider, str]:
+    # Imported here: aiohttp takes half of a node's start-up, and offline nodes never need it.
+    from node.places.google import GooglePlaces
+    from node.places.google_legacy import GoogleLegacyPlaces
+    from node.places.http import redact
+
+    kind: type[GooglePlaces] | type[GoogleLegacyPlaces] = (
+        GooglePlaces if name == "google" else GoogleLegacyPlaces
+    )
     provider = kind(key, endpoint=config.endpoint, timeout=config.timeout)
     reason = f"{why}; endpoint {provider.endpoint}, timeout {config.timeout:g} s"
     return provider, redact(reason, key)
