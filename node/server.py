@@ -31,22 +31,17 @@ from node.config import HerdConfig
 from node.handshake import HandshakeError, Responder, redact
 from node.ingest import (
     Batch,
-    take_changeloc_block,
-    take_changelocs,
     take_iamat_block,
     take_iamats,
 )
 from node.journal import JournalLike, NullJournal, errno_name
 from node.logbook import LogBook, RateLimited, show
-from node.peers import Peers
+from node.peers import PeerConnection, Peers
 from node.places.base import PlacesProvider, failure_response
 from node.protocol import (
-    PING_LINE,
     LineSplitter,
     Message,
     PeerLine,
-    Ping,
-    Synced,
     WhatsAt,
     format_invalid,
     parse_line,
@@ -66,7 +61,6 @@ SWEEP_SLICE = 100  # connections checked per loop turn during a sweep: a 50 µs 
 SHUTDOWN_GRACE = 3.0  # seconds in-flight replies get to finish at shutdown
 MAX_PENDING_REPLIES = 1000  # per connection; beyond it the node stops reading that client
 LINES_PER_TURN = 256  # per connection per event-loop turn, so one bulk client cannot stall others
-PEER_LINES_PER_TURN = 8192  # per authenticated neighbour link per turn
 
 
 class StartupError(Exception):
@@ -119,8 +113,8 @@ class NodeServer:
         self.neighbours = frozenset(n.encode() for n in config.neighbours(name))
         self.known_servers = frozenset(n.encode() for n in config.nodes)
         self.peers = Peers(self)
-        self.connections: set[Connection] = set()
-        self.admission: Admission[Connection] = Admission(
+        self.connections: set[ClientConnection] = set()
+        self.admission: Admission[ClientConnection] = Admission(
             self.limits.max_connections,
             self.limits.max_connections_total,
             reserve_for(len(self.neighbours)),
@@ -153,7 +147,11 @@ class NodeServer:
         await self.places.start()
         try:
             self._server = await loop.create_server(
-                lambda: Connection(self), self.spec.bind, want, reuse_address=True, backlog=1024
+                lambda: ClientConnection(self),
+                self.spec.bind,
+                want,
+                reuse_address=True,
+                backlog=1024,
             )
         except OSError as e:
             if e.errno == errno.EADDRINUSE:
@@ -274,7 +272,7 @@ class NodeServer:
             "state": self.state,
             "started_at": self.started_at,
             "clients": len(self.store),
-            "connections": sum(1 for c in self.connections if c.peer is None),
+            "connections": len(self.connections),
             "links": self.peers.status(),
             "journal_error": None if failing is None else errno_name(failing),
         }
@@ -304,16 +302,14 @@ class NodeServer:
             now = time.monotonic()
             self.refusals.flush()
             self.loop_errors.flush()
+            self.peers.heartbeat(now, limits.peer_timeout)
             for i, conn in enumerate(list(self.connections), 1):
-                if conn.peer is not None:
-                    conn.heartbeat(now, limits.peer_timeout)
-                else:
-                    conn.check_deadlines(now, limits.line_deadline, limits.idle_timeout)
+                conn.check_deadlines(now, limits.line_deadline, limits.idle_timeout)
                 if i % SWEEP_SLICE == 0:
                     await asyncio.sleep(0)  # ten thousand idle clients: let the busy ones in
 
 
-class Connection(asyncio.Protocol):
+class ClientConnection(asyncio.Protocol):
     """One accepted TCP connection: a client, or a neighbour's inbound link after HELLO/AUTH."""
 
     def __init__(self, node: NodeServer) -> None:
@@ -321,7 +317,7 @@ class Connection(asyncio.Protocol):
         self.id = node.next_conn_id()
         self.transport: asyncio.Transport | None = None
         self.splitter = LineSplitter(node.limits.max_line_bytes)
-        self.peer: bytes | None = None  # the neighbour's name once authenticated
+        self._authenticated: bytes | None = None  # a neighbour's name, after a good AUTH
         self._responder: Responder | None = None
         # Replies in line order: bytes ready to send, or a task still computing one.
         self._queue: deque[bytes | asyncio.Task[bytes]] = deque()
@@ -335,8 +331,6 @@ class Connection(asyncio.Protocol):
         self._batch = Batch()  # reused by every read
         self._probation: asyncio.TimerHandle | None = None  # its deadline, while on probation
         self._over = ""  # the client cap it arrived over, while on probation
-        self._stalled: asyncio.TimerHandle | None = None  # a peer batch waits for the journal
-        self._stall_delay = 0.0  # its current retry delay; 0 while the journal takes ours
         self._closing_after_flush = False
         self._eof = False  # the client closed its side
         self._lingering: float | None = None  # half-closed by us at; reading to the client's EOF
@@ -415,8 +409,7 @@ class Connection(asyncio.Protocol):
         the read to the general path.
         """
         if (
-            self.peer is not None
-            or self._probation is not None
+            self._probation is not None
             or self._queue
             or self._backlog
             or self._closing_after_flush
@@ -469,9 +462,6 @@ class Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
-        if self._stalled is not None:
-            self._stalled.cancel()
-            self._stalled = None
         node = self.node
         if self._queue:
             # Replies are logged as OUT when made; say which of them never went out.
@@ -493,11 +483,8 @@ class Connection(asyncio.Protocol):
         node.admission.release(self)
         if self in node.connections:
             node.connections.discard(self)
-            who = f" peer={self.peer.decode()}" if self.peer else ""
             reason = f" error={exc}" if exc else ""
-            node.log.event(f"CONN_CLOSE conn={self.id}{who}{reason}")
-            if self.peer is not None:
-                node.peers.inbound_lost(self.peer, self)
+            node.log.event(f"CONN_CLOSE conn={self.id}{reason}")
         if self._finished is not None and not self._finished.done():
             self._finished.set_result(None)
 
@@ -536,9 +523,6 @@ class Connection(asyncio.Protocol):
         the rest handled on later turns, so other connections are served in between. Runs
         of valid IAMATs go through `ingest` as one batch; any other line is parsed alone.
         """
-        if self.peer is not None:
-            self._work_peer(self.peer)
-            return
         node = self.node
         log = node.log
         queue = self._queue
@@ -578,8 +562,8 @@ class Connection(asyncio.Protocol):
             else:
                 self._tasks += 1
             queue.append(reply)
-            if self.peer is not None:  # that line was a good AUTH: the rest is the flood
-                self._work_peer(self.peer)
+            if self._authenticated is not None:  # a good AUTH: the rest is the neighbour's
+                self._hand_over(self._authenticated)
                 return
         if not backlog and self._overlong_reply is not None:
             self._log_out(self._overlong_reply)
@@ -587,91 +571,6 @@ class Connection(asyncio.Protocol):
             self._overlong_reply = None
         if self._read_paused or backlog:  # else reading is on and stays on
             self._set_reading()
-
-    def _work_peer(self, peer: bytes) -> None:
-        """Apply a neighbour's lines, logging one summary per batch rather than per line.
-
-        A backlog of nothing but CHANGELOCs, which is what a neighbour sends between two
-        PINGs, is taken as one block.
-
-        A neighbour's updates get a bigger share of each turn than any one client, so the
-        flood does not queue behind client traffic.
-        """
-        if self._stalled is not None:
-            return  # the journal refused this link's records: `_retry_stalled` goes on
-        node = self.node
-        store = node.store
-        known = node.known_servers
-        backlog = self._backlog
-        budget = PEER_LINES_PER_TURN
-        batch = self._batch
-        batch.received = batch.applied = batch.duplicates = 0
-        lines = len(backlog)
-        if lines <= budget and take_changeloc_block(_LF.join(backlog), lines, store, known, batch):
-            backlog.clear()
-        while backlog:
-            if budget <= 0:
-                self._schedule_resume()
-                break
-            taken = take_changelocs(backlog, budget, store, known, batch)
-            if taken:
-                budget -= taken
-                continue
-            if not self._commit_peer(batch, peer):  # its events go before this line's
-                return
-            budget -= 1
-            line = backlog.popleft()
-            fields = line.split()
-            if len(fields) == 6 and fields[0] == b"CHANGELOC":
-                batch.received += 1  # a malformed one: counted, then it drops the link
-            msg = parse_line(line, peer=True)  # anything but a good CHANGELOC
-            if msg is not None and not self._handle_peer_line(msg, line, peer):
-                backlog.clear()  # the link was dropped for a bad line
-                break
-        if not self._commit_peer(batch, peer):
-            return
-        if self._stall_delay:
-            self._stall_delay = 0.0
-            node.log.event(f"PEER_IN_RESUMED peer={peer.decode()} conn={self.id}")
-        if batch.received:
-            node.log.event(
-                f"PEER_IN peer={peer.decode()} changelocs={batch.received}"
-                f" applied={batch.applied} duplicates={batch.duplicates}"
-            )
-        self._set_reading()
-
-    def _commit_peer(self, batch: Batch, peer: bytes) -> bool:
-        """Commit a neighbour's batch; when the journal refuses it, put its records back at
-        the head of the backlog and stop reading this link until a retry with backoff.
-
-        The link stays up (we keep sending PINGs and do not time it out): dropping it would
-        make the neighbour resend its whole state in a loop while the disk is full.
-        """
-        if self.node.commit(batch, None, peer):
-            return True
-        self._backlog.extendleft(line[:-1] for line in reversed(batch.refused))
-        records = len(batch.refused)
-        batch.refused.clear()
-        limits = self.node.limits
-        first = not self._stall_delay
-        self._stall_delay = min(
-            limits.peer_backoff_max, self._stall_delay * 2 or limits.peer_backoff_initial
-        )
-        if first:  # once per episode: the journal logged the error itself
-            self.node.log.event(
-                f"PEER_IN_PAUSED peer={peer.decode()} conn={self.id} records={records}"
-                " reason=journal write failed (retrying with backoff)"
-            )
-        self._stalled = asyncio.get_running_loop().call_later(
-            self._stall_delay, self._retry_stalled
-        )
-        self._set_reading()
-        return False
-
-    def _retry_stalled(self) -> None:
-        self._stalled = None
-        if not self._closed:
-            self._work()
 
     def _reply(self, msg: Message, line: bytes) -> bytes | asyncio.Task[bytes]:
         node = self.node
@@ -700,31 +599,43 @@ class Connection(asyncio.Protocol):
             ends = msg.keyword == b"AUTH" or self._probation is not None
             self._refused = self._closing_after_flush = ends
             return format_invalid(line)
-        peer = self._responder.peer
-        assert peer is not None
-        self.peer = peer
-        node.admission.authenticated(self)  # a neighbour: no client cap counts it
+        self._authenticated = self._responder.peer
+        return reply
+
+    def _hand_over(self, peer: bytes) -> None:
+        """After WELCOME the connection is a neighbour's link: write what is answered, then
+        give the transport, and the lines read after AUTH, to the peer side."""
+        node = self.node
+        self._flush()  # WELCOME goes out first
+        transport = self.transport
+        assert transport is not None
+        self._closed = True  # as a client connection, this one is done
+        for item in self._queue:
+            if isinstance(item, asyncio.Task):
+                item.cancel()
         if self._probation is not None:
             self._probation.cancel()
             self._probation = None
+        node.admission.release(self)  # a neighbour: no client cap counts it
+        node.connections.discard(self)
         # A CHANGELOC is longer than the IAMAT it came from (time_received, server name).
         self.splitter.max_line = node.limits.max_line_bytes + 64 + max(map(len, node.known_servers))
+        link = PeerConnection(
+            node,
+            node.peers,
+            transport,
+            peer=peer,
+            conn_id=self.id,
+            where=self._where,
+            splitter=self.splitter,
+            read_paused=self._read_paused,
+            write_paused=self._write_paused,
+        )
+        transport.set_protocol(link)
         node.log.event(f"PEER_IN_UP conn={self.id} peer={peer.decode()} from={self._where}")
-        node.peers.inbound_up(peer, self)
-        return reply
-
-    def _handle_peer_line(self, msg: Message, line: bytes, peer: bytes) -> bool:
-        """Apply a neighbour's line; a malformed one drops the link (it will reconnect)."""
-        node = self.node
-        if isinstance(msg, Ping):
-            return True  # its arrival already counted as activity
-        if isinstance(msg, Synced):
-            node.log.event(f"PEER_SYNCED peer={peer.decode()} records={msg.count}")
-            node.peers.inbound_synced(peer, self)
-            return True
-        node.log.event(f"PEER_BAD_LINE peer={peer.decode()} conn={self.id} {show(redact(line))}")
-        self.abort("bad peer line")
-        return False
+        node.peers.inbound_up(peer, link)
+        link.start(self._backlog)
+        self._backlog.clear()
 
     # -- writing ----------------------------------------------------------------------
 
@@ -807,20 +718,9 @@ class Connection(asyncio.Protocol):
 
     # -- lifecycle --------------------------------------------------------------------
 
-    def heartbeat(self, now: float, timeout: float) -> None:
-        """On a neighbour's inbound link: drop it if silent too long, else send our PING."""
-        if self._closed or self.transport is None:
-            return
-        if self._stalled is not None:
-            self._last_activity = now  # we stopped reading it, so its silence says nothing
-        if now - self._last_activity > timeout:
-            self.abort(f"peer silent for {timeout:g}s")
-        else:
-            self.transport.write(PING_LINE)
-
     def check_deadlines(self, now: float, line_deadline: float, idle_timeout: float) -> None:
         """Cut off a client holding a half-sent line too long, or idle past the timeout."""
-        if self.peer is not None or self._closed:
+        if self._closed:
             return
         if self._lingering is not None and now - self._lingering > line_deadline:
             self.abort("no EOF after the last reply")
@@ -852,12 +752,6 @@ class Connection(asyncio.Protocol):
         self._closed = True
         self.node.log.event(f"CONN_CUT conn={self.id} from={self._where} reason={reason}")
         self.transport.abort()
-        self.peer_dropped()
-
-    def peer_dropped(self) -> None:
-        if self.peer is not None:
-            peer, self.peer = self.peer, None
-            self.node.peers.inbound_lost(peer, self)
 
     def finish(self) -> asyncio.Future[None]:
         """Close once the queued replies are written; resolves when the connection is gone."""

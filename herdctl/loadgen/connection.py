@@ -8,13 +8,24 @@ import itertools
 import time
 from array import array
 from collections import deque
-from typing import TYPE_CHECKING, cast
+from typing import Protocol, cast
 
 from herdctl.loadgen.meter import clock
 from herdctl.loadgen.result import Address, BenchError, Mode
 
-if TYPE_CHECKING:
-    from herdctl.loadgen.load import Load
+
+class Owner(Protocol):
+    """What a connection needs of the run that owns it (`load.Load` is one)."""
+
+    closed_loop: bool
+    warm_end: float
+    end: float
+    stopping: bool
+
+    def conn_lost(self, conn: Conn) -> None: ...
+
+    def drained(self, conn: Conn) -> None: ...
+
 
 WHATSAT_EVERY = 10  # mixed: every tenth request is a WHATSAT
 WHATSAT_ARGS = b" 10 5\n"  # radius 10 km, at most 5 places
@@ -137,7 +148,7 @@ class _Batch:
 class Conn(asyncio.Protocol):
     """One load connection: sends from its Requests, frames replies, records latencies."""
 
-    def __init__(self, load: Load, requests: Requests) -> None:
+    def __init__(self, load: Owner, requests: Requests) -> None:
         self.load = load
         self.requests = requests
         self.framed = requests.mode != Mode.IAMAT  # WHATSAT replies span lines

@@ -1,4 +1,4 @@
-"""Stand-ins for driving a node's Connection in process: a log that keeps its events, a
+"""Stand-ins for driving a node's ClientConnection in process: a log that keeps its events, a
 transport that keeps what is written, places that answer at once."""
 
 from __future__ import annotations
@@ -8,7 +8,6 @@ from typing import Any
 
 from node.logbook import LogBook, show
 from node.places.base import success_response
-from node.server import Connection
 
 
 class CapturedLog(LogBook):
@@ -29,7 +28,7 @@ class CapturedLog(LogBook):
 
 
 class FakeTransport:
-    def __init__(self, protocol: Connection) -> None:
+    def __init__(self, protocol: asyncio.Protocol | None) -> None:
         self.out = b""
         self.closed = False
         self.protocol = protocol
@@ -39,6 +38,9 @@ class FakeTransport:
 
     def write(self, data: bytes) -> None:
         self.out += data
+
+    def set_protocol(self, protocol: asyncio.Protocol) -> None:
+        self.protocol = protocol  # a neighbour's link handed over after AUTH
 
     def pause_reading(self) -> None:
         pass
@@ -55,7 +57,8 @@ class FakeTransport:
     def abort(self) -> None:
         if not self.closed:
             self.closed = True
-            asyncio.get_running_loop().call_soon(self.protocol.connection_lost, None)
+            if self.protocol is not None:
+                asyncio.get_running_loop().call_soon(self.protocol.connection_lost, None)
 
 
 class InstantPlaces:

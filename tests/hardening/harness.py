@@ -13,7 +13,7 @@ from node.config import HerdConfig, load_config
 from node.handshake import Initiator
 from node.logbook import LogBook
 from node.places.base import success_response
-from node.server import Connection, NodeServer
+from node.server import ClientConnection, NodeServer
 from tests.support import write_topology
 
 SECRET = b"test-secret"
@@ -93,7 +93,7 @@ async def eventually(predicate: Callable[[], bool], what: str, timeout: float = 
         await asyncio.sleep(0.01)
 
 
-async def only_connection(node: NodeServer) -> Connection:
+async def only_connection(node: NodeServer) -> ClientConnection:
     await eventually(lambda: len(node.connections) == 1, "exactly one connection")
     return next(iter(node.connections))
 

@@ -17,7 +17,9 @@ import pytest
 
 from node.config import load_config
 from node.journal import Journal
-from node.server import Connection, NodeServer
+from node.peers import PeerConnection
+from node.protocol import LineSplitter
+from node.server import ClientConnection, NodeServer
 from node.store import ClientStore
 from tests.fakes.server import CapturedLog, FakeTransport, InstantPlaces
 from tests.node.disk import FlakyDisk
@@ -29,7 +31,7 @@ DEADLINE = 10.0
 
 
 class EofTransport(FakeTransport):
-    def __init__(self, protocol: Connection) -> None:
+    def __init__(self, protocol: asyncio.Protocol | None) -> None:
         super().__init__(protocol)
         self.eof = False
         self.reading = True
@@ -78,14 +80,29 @@ class Herd:
             (lines, exclude)
         )
 
-    def connect(self, peer: bytes | None = None) -> tuple[Connection, EofTransport]:
-        conn = Connection(self.node)
+    def connect(self) -> tuple[ClientConnection, EofTransport]:
+        conn = ClientConnection(self.node)
         transport = EofTransport(conn)
         conn.connection_made(transport)  # type: ignore[arg-type]
-        if peer is not None:  # as after a good AUTH: the handshake has its own tests
-            conn.peer = peer
-            self.node.peers.inbound[peer] = conn
         return conn, transport
+
+    def link_in(self, peer: bytes) -> tuple[PeerConnection, EofTransport]:
+        """A neighbour's link as after a good AUTH (the handshake has its own tests)."""
+        transport = EofTransport(None)
+        link = PeerConnection(
+            self.node,
+            self.node.peers,
+            transport,  # type: ignore[arg-type]
+            peer=peer,
+            conn_id=99,
+            where="127.0.0.1:1",
+            splitter=LineSplitter(),
+            read_paused=False,
+            write_paused=False,
+        )
+        transport.protocol = link
+        self.node.peers.inbound[peer] = link
+        return link, transport
 
     def journalled(self) -> dict[bytes, bytes]:
         store = ClientStore()
@@ -206,7 +223,7 @@ async def test_a_neighbours_batch_waits_for_the_journal_without_dropping_the_lin
     tmp_path: Path, spacing: str
 ) -> None:
     herd = Herd(tmp_path)
-    conn, transport = herd.connect(peer=b"Peer")
+    conn, transport = herd.link_in(b"Peer")
     herd.disk.fail("ENOSPC")
     data = changelocs(b"p1", b"p2", b"p3") + b"SYNCED 3\n"
     if spacing != "block":
@@ -234,7 +251,7 @@ async def test_a_neighbours_batch_waits_for_the_journal_without_dropping_the_lin
 
 async def test_a_stalled_link_keeps_what_arrives_meanwhile_in_order(tmp_path: Path) -> None:
     herd = Herd(tmp_path)
-    conn, _ = herd.connect(peer=b"Peer")
+    conn, _ = herd.link_in(b"Peer")
     herd.disk.fail("EIO")
     conn.data_received(changelocs(b"x", t=b"100"))
     conn.data_received(changelocs(b"x", t=b"200") + changelocs(b"y"))  # already in the pipe

@@ -1,6 +1,6 @@
 """The plain-read shortcut answers exactly as the general path does.
 
-A read of whole lines from a waiting client takes `Connection._plain_read`; the same bytes
+A read of whole lines from a waiting client takes `ClientConnection._plain_read`; the same bytes
 fed one at a time always take the general path. Both must write the same replies and
 leave the same store, journal queue and log.
 """
@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from node.config import load_config
 from node.journal import NullJournal
 from node.protocol import LineSplitter
-from node.server import Connection, NodeServer
+from node.server import ClientConnection, NodeServer
 from tests.fakes.server import CapturedLog, FakeTransport, InstantPlaces
 from tests.support import write_topology
 
@@ -65,7 +65,7 @@ async def run(tmp_path: Path, reads: list[bytes]) -> tuple[bytes, dict[bytes, by
         journal=journal,
         clock_ns=lambda: NOW_NS,
     )
-    conn = Connection(node)
+    conn = ClientConnection(node)
     transport = FakeTransport(conn)
     conn.connection_made(transport)  # type: ignore[arg-type]
     for data in reads:

@@ -1,6 +1,6 @@
 """What a connection logs, in the order it happened, when lines are batched.
 
-A Connection is driven in process with a fake transport; the log keeps each event's text.
+A ClientConnection is driven in process with a fake transport; the log keeps each event's text.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 from node import handshake
 from node.config import load_config
 from node.places.base import success_response
-from node.server import Connection, NodeServer
+from node.server import ClientConnection, NodeServer
 from tests.fakes.server import CapturedLog, FakeTransport
 from tests.support import write_topology
 
@@ -38,7 +38,9 @@ class GatedPlaces:
         pass
 
 
-def connect(tmp_path: Path, max_line: int = 65536) -> tuple[Connection, FakeTransport, CapturedLog]:
+def connect(
+    tmp_path: Path, max_line: int = 65536
+) -> tuple[ClientConnection, FakeTransport, CapturedLog]:
     config = load_config(
         write_topology(
             tmp_path,
@@ -49,7 +51,7 @@ def connect(tmp_path: Path, max_line: int = 65536) -> tuple[Connection, FakeTran
     )
     log = CapturedLog()
     node = NodeServer(config, "Solo", secret=SECRET, places=GatedPlaces(), log=log)
-    conn = Connection(node)
+    conn = ClientConnection(node)
     transport = FakeTransport(conn)
     conn.connection_made(transport)  # type: ignore[arg-type]
     return conn, transport, log

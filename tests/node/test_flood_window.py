@@ -7,7 +7,7 @@ import time
 from types import SimpleNamespace
 from typing import Any, cast
 
-from node.peers import FLOOD_BURST_GAP, FLOOD_WINDOW, PeerLink
+from node.peers.outbound import FLOOD_BURST_GAP, FLOOD_WINDOW, PeerLink
 
 DEADLINE = 5.0  # seconds: generous for a loaded machine; the assertions bound from below
 
@@ -76,7 +76,7 @@ class FakeClock:
 def fake_clock(monkeypatch: Any) -> FakeClock:
     clock = FakeClock()
     monkeypatch.setattr(
-        "node.peers.time", SimpleNamespace(monotonic=clock.monotonic, time=time.time)
+        "node.peers.outbound.time", SimpleNamespace(monotonic=clock.monotonic, time=time.time)
     )
     return clock
 

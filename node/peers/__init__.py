@@ -1,0 +1,97 @@
+"""Links between neighbours: both halves, and the registry that ties them to the node.
+
+Each node keeps one outbound link per neighbour (`outbound.PeerLink`) and sends its updates
+only over its own links; a neighbour's inbound link (`inbound.PeerConnection`) carries the
+neighbour's updates to us. When a neighbour links in to us, we wake our link to it at once,
+so both ends have sent their whole state. The node is seen through `host.PeerHost` only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from node.peers.host import PeerHost
+from node.peers.inbound import PEER_LINES_PER_TURN, PeerConnection
+from node.peers.outbound import FLOOD_BURST_GAP, FLOOD_WINDOW, MAX_LINK_BUFFER, PeerLink
+
+__all__ = [
+    "FLOOD_BURST_GAP",
+    "FLOOD_WINDOW",
+    "MAX_LINK_BUFFER",
+    "PEER_LINES_PER_TURN",
+    "PeerConnection",
+    "PeerHost",
+    "PeerLink",
+    "Peers",
+]
+
+
+class Peers:
+    """Both halves of every link of a node: our outbound links, their inbound ones."""
+
+    def __init__(self, node: PeerHost) -> None:
+        self.node = node
+        self.links: dict[bytes, PeerLink] = {}
+        self.inbound: dict[bytes, PeerConnection] = {}
+        self.synced_from: set[bytes] = set()  # neighbours whose whole state we have received
+
+    def start(self) -> None:
+        node = self.node
+        for name in node.config.neighbours(node.name):
+            link = PeerLink(node, node.config.node(name))
+            self.links[link.name_bytes] = link
+            link.start()
+
+    async def stop(self) -> None:
+        """Close every link, both halves."""
+        await asyncio.gather(*(link.stop() for link in self.links.values()))
+        for conn in list(self.inbound.values()):
+            conn.abort("shutdown")
+
+    def heartbeat(self, now: float, timeout: float) -> None:
+        """PING every inbound link, and drop those silent past `timeout`."""
+        for conn in list(self.inbound.values()):
+            conn.heartbeat(now, timeout)
+
+    def flood(self, lines: bytes, exclude: bytes | None) -> None:
+        """Send the CHANGELOC lines (each with LF) of records this node just applied to
+        every neighbour but the one they came from."""
+        for name, link in self.links.items():
+            if name != exclude:
+                link.send(lines)
+
+    def status(self) -> dict[str, dict[str, Any]]:
+        """Per neighbour: our link to it, its link to us, and whether it has synced us."""
+        return {
+            link.name: {
+                "out": link.up,
+                "out_since": link.since,
+                "in": name in self.inbound,
+                "synced": name in self.synced_from,
+                "buffered": link.buffered(),
+            }
+            for name, link in self.links.items()
+        }
+
+    def inbound_up(self, peer: bytes, conn: PeerConnection) -> None:
+        """A neighbour linked in: drop its stale link, and make sure ours to it is up."""
+        old = self.inbound.get(peer)
+        self.inbound[peer] = conn
+        replaced = old is not None and old is not conn
+        self.synced_from.discard(peer)  # until this link's own SYNCED arrives
+        if old is not None and replaced:
+            old.abort("replaced by a new link from the same peer")
+        link = self.links.get(peer)
+        if link is not None:
+            link.wake(resync=replaced)
+
+    def inbound_lost(self, peer: bytes, conn: PeerConnection) -> None:
+        if self.inbound.get(peer) is conn:
+            del self.inbound[peer]
+            self.synced_from.discard(peer)
+
+    def inbound_synced(self, peer: bytes, conn: PeerConnection) -> None:
+        """The neighbour finished sending us its whole state: we have caught up with it."""
+        if self.inbound.get(peer) is conn:
+            self.synced_from.add(peer)

@@ -1,0 +1,207 @@
+"""The outbound half of a link: connect, handshake, stream the whole state, then flood;
+reconnect with backoff.
+
+When a link comes up the sender first streams its whole state, so a node that was down or
+cut off catches up without any client resending.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from typing import TYPE_CHECKING
+
+from node.handshake import HandshakeError, Initiator, redact
+from node.logbook import show
+from node.protocol import PING_LINE, format_synced
+from node.store import changeloc_from_packed
+
+if TYPE_CHECKING:
+    from node.config import NodeSpec
+    from node.peers.host import PeerHost
+
+CONNECT_TIMEOUT = 3.0
+HANDSHAKE_TIMEOUT = 5.0
+SYNC_CHUNK = 5000  # records per write while streaming the whole state
+# A link whose peer stops reading is dropped rather than buffered without bound; the full
+# sync on reconnect makes up for whatever was in the buffer.
+MAX_LINK_BUFFER = 64 * 1024 * 1024
+# An update for a link that wrote less than FLOOD_BURST_GAP ago is part of a burst: it waits
+# until FLOOD_WINDOW after that write and shares the next one. A link seeing the odd update
+# sends each at once; a busy one writes at most once per window, which spares every node
+# downstream a wakeup and a read per update.
+FLOOD_BURST_GAP = 0.00025  # seconds
+FLOOD_WINDOW = 0.002  # seconds
+
+
+class PeerLink:
+    """The outbound link from this node to one neighbour."""
+
+    def __init__(self, node: PeerHost, spec: NodeSpec) -> None:
+        self.node = node
+        self.spec = spec
+        self.name = spec.name
+        self.name_bytes = spec.name.encode()
+        self._writer: asyncio.StreamWriter | None = None
+        self._outbox: list[bytes] = []
+        self._flush_scheduled = False
+        self._last_write = 0.0  # time.monotonic() of the last flood write
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.up = False
+        self._stopping = False
+        self.since = 0.0  # when `up` last changed (POSIX time)
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"link-{self.name}")
+
+    async def stop(self) -> None:
+        self._stopping = True  # belt and braces: a lost cancellation still ends the loop
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self._close_writer()
+
+    def wake(self, *, resync: bool = False) -> None:
+        """Reconnect now instead of waiting out the backoff (the neighbour just came back)."""
+        self._wake.set()
+        if resync and self.up and self._writer is not None:
+            self._writer.transport.abort()  # the neighbour lost its state: send ours again
+
+    def send(self, lines: bytes) -> None:
+        """Queue lines for the neighbour; what is queued in one loop tick goes in one write."""
+        if not self.up:
+            return  # the full sync when the link comes back covers it
+        self._outbox.append(lines)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            loop = asyncio.get_running_loop()
+            # time.monotonic, not loop.time: uvloop's clock moves in whole milliseconds.
+            since = time.monotonic() - self._last_write
+            if since >= FLOOD_BURST_GAP:
+                loop.call_soon(self._flush)
+            else:
+                loop.call_later(FLOOD_WINDOW - since, self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        self._last_write = time.monotonic()
+        writer = self._writer
+        if not self._outbox or writer is None:
+            self._outbox.clear()
+            return
+        data = b"".join(self._outbox)
+        self._outbox.clear()
+        writer.write(data)
+        if writer.transport.get_write_buffer_size() > MAX_LINK_BUFFER:
+            self.node.log.event(f"LINK_OVERFLOW peer={self.name} buffered>{MAX_LINK_BUFFER}")
+            writer.transport.abort()
+
+    async def _run(self) -> None:
+        limits = self.node.config.limits
+        log = self.node.log
+        delay = limits.peer_backoff_initial
+        while not self._stopping:
+            self._wake.clear()
+            reason = "closed"
+            try:
+                await self._connect_and_serve()
+            except HandshakeError as e:
+                reason = f"handshake: {e}"
+            except Exception as e:  # any failure drops the link; only cancellation ends it
+                reason = str(e) or type(e).__name__
+            finally:
+                was_up = self.up
+                self.up = False
+                if was_up:
+                    # Only a link that stayed up a while earns a fast reconnect; one that the
+                    # neighbour drops at once must not resync the whole state in a tight loop.
+                    if time.time() - self.since >= limits.peer_backoff_max:
+                        delay = limits.peer_backoff_initial
+                    self.since = time.time()
+                self._close_writer()
+            if was_up:
+                log.event(f"LINK_DOWN peer={self.name} reason={reason}")
+            else:
+                log.event(f"LINK_FAILED peer={self.name} retry_in={delay:.2f}s reason={reason}")
+            # Jitter keeps five restarted nodes from reconnecting in lockstep.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay * random.uniform(0.5, 1.0)):
+                    await self._wake.wait()
+            delay = min(delay * 2, limits.peer_backoff_max)
+
+    async def _connect_and_serve(self) -> None:
+        node = self.node
+        async with asyncio.timeout(CONNECT_TIMEOUT):
+            reader, writer = await asyncio.open_connection(
+                self.spec.host, self.spec.port, limit=node.limits.max_line_bytes + 2
+            )
+        self._writer = writer
+        hs = Initiator(node.secret, node.name_bytes, self.name_bytes)
+        writer.write(hs.hello())
+        async with asyncio.timeout(HANDSHAKE_TIMEOUT):
+            challenge = await reader.readline()
+            writer.write(hs.on_challenge(_strip(challenge)))
+            welcome = await reader.readline()
+            hs.on_welcome(_strip(welcome))
+        self.up = True
+        self.since = time.time()
+        node.log.event(f"LINK_UP peer={self.name} addr={self.spec.host}:{self.spec.port}")
+        pinger = asyncio.get_running_loop().create_task(self._ping(writer))
+        try:
+            await self._send_state(writer)
+            await self._listen(reader)
+        finally:
+            pinger.cancel()
+
+    async def _ping(self, writer: asyncio.StreamWriter) -> None:
+        """Tell the neighbour we are alive, so it can tell a dead link from a quiet one."""
+        interval = self.node.limits.peer_heartbeat
+        while True:
+            await asyncio.sleep(interval)
+            writer.write(PING_LINE)
+
+    async def _listen(self, reader: asyncio.StreamReader) -> None:
+        """After WELCOME the neighbour sends only PINGs; silence past the timeout is a dead link."""
+        timeout = self.node.limits.peer_timeout
+        while True:
+            try:
+                async with asyncio.timeout(timeout):
+                    line = await reader.readline()
+            except TimeoutError:
+                raise ConnectionError(f"peer silent for {timeout:g}s") from None
+            if not line:
+                return  # closed
+            if line != PING_LINE:
+                raise ConnectionError(f"unexpected data from peer: {show(redact(line)[:80])}")
+
+    async def _send_state(self, writer: asyncio.StreamWriter) -> None:
+        records = self.node.sync_state()
+        for i in range(0, len(records), SYNC_CHUNK):
+            chunk = records[i : i + SYNC_CHUNK]
+            writer.write(b"".join([changeloc_from_packed(c, p) for c, p in chunk]))
+            await writer.drain()
+        writer.write(format_synced(len(records)))
+        self.node.log.event(f"LINK_SYNC_SENT peer={self.name} records={len(records)}")
+
+    def buffered(self) -> int:
+        """Bytes written to the link but not yet sent: how far the neighbour lags behind us."""
+        writer = self._writer
+        if writer is None or not self.up:
+            return 0
+        return writer.transport.get_write_buffer_size() + sum(map(len, self._outbox))
+
+    def _close_writer(self) -> None:
+        writer, self._writer = self._writer, None
+        self._outbox.clear()
+        if writer is not None:
+            writer.transport.abort()
+
+
+def _strip(line: bytes) -> bytes:
+    if not line.endswith(b"\n"):
+        raise HandshakeError("connection closed during handshake")
+    return line.rstrip(b"\r\n")
