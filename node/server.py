@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import errno
 import itertools
 import json
@@ -309,6 +310,28 @@ class NodeServer:
                     await asyncio.sleep(0)  # ten thousand idle clients: let the busy ones in
 
 
+class Phase(enum.Enum):
+    """A client connection's life. It only moves down this list, and any phase may go
+    straight to CLOSED:
+
+    OPEN       reads, and answers every line in order.
+    CLOSING    answers the lines it has, drops what it reads; entered on the client's EOF,
+               an overlong line, a failed AUTH, a refusing journal, or shutdown. When the
+               last reply is written: close (the client sent EOF) or half-close -> LINGERING.
+    LINGERING  half-closed by us; waits for the client's EOF (at most `line_deadline`), so
+               the client reads every reply before the connection goes.
+    CLOSED     gone: closed, cut, refused, or handed over to the peer side.
+    """
+
+    OPEN = "open"
+    CLOSING = "closing"
+    LINGERING = "lingering"
+    CLOSED = "closed"
+
+
+_ENDING = (Phase.CLOSING, Phase.LINGERING)
+
+
 class ClientConnection(asyncio.Protocol):
     """One accepted TCP connection: a client, or a neighbour's inbound link after HELLO/AUTH."""
 
@@ -325,16 +348,14 @@ class ClientConnection(asyncio.Protocol):
         self._backlog: deque[bytes] = deque()  # lines read but not yet handled
         self._resume_scheduled = False
         self._overlong_reply: bytes | None = None  # goes out after the backlog
-        self._refused = False  # a failed AUTH: no further line is handled
         self._write_paused = False
         self._read_paused = False
         self._batch = Batch()  # reused by every read
         self._probation: asyncio.TimerHandle | None = None  # its deadline, while on probation
         self._over = ""  # the client cap it arrived over, while on probation
-        self._closing_after_flush = False
-        self._eof = False  # the client closed its side
-        self._lingering: float | None = None  # half-closed by us at; reading to the client's EOF
-        self._closed = False
+        self._phase = Phase.OPEN
+        self._eof = False  # the client closed its side (input; `_phase` is ours)
+        self._lingering_since = 0.0  # when LINGERING began
         self._finished: asyncio.Future[None] | None = None
         self._last_activity = time.monotonic()
         self._pending_since: float | None = None
@@ -372,7 +393,7 @@ class ClientConnection(asyncio.Protocol):
         if self._plain_read(data):
             return
         self._last_activity = time.monotonic()
-        if self._closing_after_flush:
+        if self._phase is not Phase.OPEN:
             return  # answered its last line; read and drop the rest so close() is not a reset
         splitter = self.splitter
         lines = splitter.feed(data)
@@ -381,7 +402,7 @@ class ClientConnection(asyncio.Protocol):
         if splitter.overlong is not None:
             self.node.log.event(f"LINE_TOO_LONG conn={self.id} limit={splitter.max_line}")
             self._overlong_reply = format_invalid(splitter.overlong)
-            self._closing_after_flush = True
+            self._close_after_replies()
             self._pending_since = None
             self._work()  # the lines before it are answered first
             self._flush()
@@ -412,8 +433,7 @@ class ClientConnection(asyncio.Protocol):
             self._probation is not None
             or self._queue
             or self._backlog
-            or self._closing_after_flush
-            or self._closed
+            or self._phase is not Phase.OPEN
         ):
             return False
         if not self.splitter.is_whole(data):
@@ -447,21 +467,21 @@ class ClientConnection(asyncio.Protocol):
 
     def _write_now(self, replies: list[bytes]) -> None:
         """Write replies at once: the plain read's, when nothing else is queued."""
-        if self.transport is not None and not self._closed:
+        if self.transport is not None and self._phase is not Phase.CLOSED:
             self.transport.write(replies[0] if len(replies) == 1 else b"".join(replies))
 
     def eof_received(self) -> bool:
         self._eof = True
         lines = self.splitter.feed_eof()
-        if lines:
+        if lines and self._phase is Phase.OPEN:
             self._handle_lines(lines)
-        self._closing_after_flush = True
+        self._close_after_replies()
         self._pending_since = None
         self._flush()
         return True  # keep our side open until every reply is written
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._closed = True
+        self._phase = Phase.CLOSED
         node = self.node
         if self._queue:
             # Replies are logged as OUT when made; say which of them never went out.
@@ -500,7 +520,7 @@ class ClientConnection(asyncio.Protocol):
     def _set_reading(self) -> None:
         """Read only while replies drain, the backlog is empty and the client may send more."""
         t = self.transport
-        if t is None or self._closed:
+        if t is None or self._phase is Phase.CLOSED:
             return
         paused = self._write_paused or bool(self._backlog)
         if paused != self._read_paused:
@@ -533,9 +553,6 @@ class ClientConnection(asyncio.Protocol):
         while backlog and len(queue) < MAX_PENDING_REPLIES:
             if budget <= 0:
                 self._schedule_resume()
-                break
-            if self._refused:
-                backlog.clear()  # a failed AUTH ends the conversation
                 break
             if self._probation is not None and not backlog[0].startswith(_HANDSHAKE):
                 self.refuse(self._over)
@@ -596,8 +613,9 @@ class ClientConnection(asyncio.Protocol):
         except HandshakeError as e:
             node.log.event(f"PEER_AUTH_FAILED conn={self.id} from={self._where} reason={e}")
             # A failed AUTH ends the conversation; so does any failure over a client cap.
-            ends = msg.keyword == b"AUTH" or self._probation is not None
-            self._refused = self._closing_after_flush = ends
+            if msg.keyword == b"AUTH" or self._probation is not None:
+                self._backlog.clear()  # no further line is handled
+                self._close_after_replies()
             return format_invalid(line)
         self._authenticated = self._responder.peer
         return reply
@@ -609,7 +627,7 @@ class ClientConnection(asyncio.Protocol):
         self._flush()  # WELCOME goes out first
         transport = self.transport
         assert transport is not None
-        self._closed = True  # as a client connection, this one is done
+        self._phase = Phase.CLOSED  # as a client connection, this one is done
         for item in self._queue:
             if isinstance(item, asyncio.Task):
                 item.cancel()
@@ -655,7 +673,7 @@ class ClientConnection(asyncio.Protocol):
     def _flush(self) -> None:
         """Write every reply at the head of the queue that is ready, in one write."""
         transport = self.transport
-        if transport is None or self._closed:
+        if transport is None or self._phase is Phase.CLOSED:
             return
         queue = self._queue
         ready: list[bytes]
@@ -680,13 +698,14 @@ class ClientConnection(asyncio.Protocol):
             self._schedule_resume()  # room for more replies: handle the lines held back
         if ready:
             transport.write(b"".join(ready))
-        if not queue and not self._backlog and self._closing_after_flush:
+        if not queue and not self._backlog and self._phase in _ENDING:
             if self._eof:
-                transport.close()
-            elif self._lingering is None:
+                transport.close()  # connection_lost follows
+            elif self._phase is Phase.CLOSING:
                 # Half-close: the client still reads every reply, then sends its EOF.
-                self._lingering = time.monotonic()
-                transport.write_eof()  # idempotent; _closed waits for connection_lost or abort()
+                self._phase = Phase.LINGERING
+                self._lingering_since = time.monotonic()
+                transport.write_eof()
 
     def _schedule_resume(self) -> None:
         if not self._resume_scheduled:
@@ -695,7 +714,7 @@ class ClientConnection(asyncio.Protocol):
 
     def _resume(self) -> None:
         self._resume_scheduled = False
-        if not self._closed:
+        if self._phase is not Phase.CLOSED:
             self._work()
             self._flush()
 
@@ -711,7 +730,7 @@ class ClientConnection(asyncio.Protocol):
         )
         self._backlog.clear()
         self._overlong_reply = None
-        self._closing_after_flush = True
+        self._close_after_replies()
         self._pending_since = None
         self._set_reading()
         self._flush()
@@ -720,9 +739,9 @@ class ClientConnection(asyncio.Protocol):
 
     def check_deadlines(self, now: float, line_deadline: float, idle_timeout: float) -> None:
         """Cut off a client holding a half-sent line too long, or idle past the timeout."""
-        if self._closed:
+        if self._phase is Phase.CLOSED:
             return
-        if self._lingering is not None and now - self._lingering > line_deadline:
+        if self._phase is Phase.LINGERING and now - self._lingering_since > line_deadline:
             self.abort("no EOF after the last reply")
             return
         if self._pending_since is not None and now - self._pending_since > line_deadline:
@@ -732,12 +751,12 @@ class ClientConnection(asyncio.Protocol):
 
     def refuse(self, reason: str) -> None:
         """Refuse a connection over a client cap: logged (rate-limited), then reset."""
-        if self._closed or self.transport is None:
+        if self._phase is Phase.CLOSED or self.transport is None:
             return
         self.node.refusals.event(
             "CONN_REFUSED", f"CONN_REFUSED conn={self.id} from={self._where} reason={reason}"
         )
-        self._closed = True
+        self._phase = Phase.CLOSED
         if self._probation is not None:
             self._probation.cancel()
             self._probation = None
@@ -747,21 +766,26 @@ class ClientConnection(asyncio.Protocol):
 
     def abort(self, reason: str) -> None:
         """Drop the connection now, logging why."""
-        if self._closed or self.transport is None:
+        if self._phase is Phase.CLOSED or self.transport is None:
             return
-        self._closed = True
+        self._phase = Phase.CLOSED
         self.node.log.event(f"CONN_CUT conn={self.id} from={self._where} reason={reason}")
         self.transport.abort()
+
+    def _close_after_replies(self) -> None:
+        """OPEN -> CLOSING: answer what was read, read nothing more, then close."""
+        if self._phase is Phase.OPEN:
+            self._phase = Phase.CLOSING
 
     def finish(self) -> asyncio.Future[None]:
         """Close once the queued replies are written; resolves when the connection is gone."""
         if self._finished is None:
             self._finished = asyncio.get_running_loop().create_future()
-        if self._closed or self.transport is None:
+        if self._phase is Phase.CLOSED or self.transport is None:
             if not self._finished.done():
                 self._finished.set_result(None)
             return self._finished
-        self._closing_after_flush = True
+        self._close_after_replies()
         self._set_reading()
         self._flush()
         return self._finished

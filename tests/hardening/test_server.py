@@ -105,7 +105,7 @@ async def test_half_closed_non_reading_client_is_still_cut_off(tmp_path: Path) -
             await loop.sock_sendall(sock, b"IAMAT c +1+1 1\n" + b"WHATSAT c 1 20\n" * 150)
             sock.shutdown(socket.SHUT_WR)  # half-close, and never read a byte
             conn = await only_connection(node)
-            await eventually(lambda: conn._closing_after_flush, "the node to see EOF")
+            await eventually(lambda: conn._eof, "the node to see EOF")
             places.gate.set()
             transport = conn.transport
             assert transport is not None
@@ -157,7 +157,7 @@ async def test_eof_ends_the_half_line_deadline(tmp_path: Path) -> None:
             writer.write(b"WHATSAT c 1 1")  # the last line, without LF ...
             await eventually(lambda: conn.splitter.pending > 0, "the half line")
             writer.write_eof()  # ... then EOF: it is a complete message now
-            await eventually(lambda: conn._closing_after_flush, "the node to see EOF")
+            await eventually(lambda: conn._eof, "the node to see EOF")
             conn.check_deadlines(time.monotonic() + 3600, 30.0, 0.0)  # a later sweep
             places.gate.set()
             reply = await read_all(reader)
