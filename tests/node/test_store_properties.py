@@ -7,54 +7,13 @@ order, holding for each client the record that is greatest in the ordering of PR
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from node.protocol import format_ns
 from node.store import ClientStore, OrderKey, Record, make_record
-from tests.node.strategies import VALID_LOCATIONS, valid_times
-
-_WHITESPACE = b" \t\n\r\x0b\x0c"
-# Clients: any bytes but the six field separators, valid UTF-8 or not.
-_CLIENTS = st.binary(min_size=1, max_size=6).map(
-    lambda raw: bytes(b if b not in _WHITESPACE else 0x5F for b in raw)
-)
-_SERVERS = st.sampled_from([b"Goloman", b"Hands", b"Holiday", b"Welsh", b"Wilkes", b"\xffodd"])
-
-
-@st.composite
-def _records(draw: st.DrawFn, clients: Sequence[bytes]) -> Record:
-    return make_record(
-        draw(st.sampled_from(clients)),
-        draw(VALID_LOCATIONS),
-        draw(valid_times()),
-        format_ns(draw(st.integers(0, 2**63))),
-        draw(_SERVERS),
-    )
-
-
-@st.composite
-def _updates(draw: st.DrawFn) -> list[Record]:
-    """Distinct updates to a few clients: one record per ordering key, as a herd makes them.
-
-    The node that hears an IAMAT stores at most one record per key (an equal key is the same
-    record and is dropped), so two different records never share a key in a herd.
-    """
-    clients = draw(st.lists(_CLIENTS, min_size=1, max_size=4, unique=True))
-    records = draw(st.lists(_records(clients), min_size=1, max_size=30))
-    by_key: dict[tuple[bytes, OrderKey], Record] = {}
-    for record in records:
-        by_key.setdefault((record.client, record.key), record)
-    return list(by_key.values())
-
-
-@st.composite
-def _deliveries(draw: st.DrawFn, updates: list[Record]) -> list[Record]:
-    """The updates in any order, each at least once, some several times."""
-    extra = draw(st.lists(st.sampled_from(updates), max_size=2 * len(updates)))
-    return draw(st.permutations([*updates, *extra]))
+from tests.node.strategies import STORE_CLIENTS, deliveries, store_records, store_updates
 
 
 def _state(records: Iterable[Record]) -> dict[bytes, tuple[OrderKey, Record]]:
@@ -68,10 +27,10 @@ def _state(records: Iterable[Record]) -> dict[bytes, tuple[OrderKey, Record]]:
 @settings(max_examples=200, deadline=None, database=None)
 @given(data=st.data())
 def test_any_interleaving_and_duplication_ends_in_the_same_state(data: st.DataObject) -> None:
-    updates = data.draw(_updates(), label="updates")
+    updates = data.draw(store_updates(), label="updates")
     reference = _state(updates)
     for i in range(3):
-        delivered = data.draw(_deliveries(updates), label=f"delivery {i}")
+        delivered = data.draw(deliveries(updates), label=f"delivery {i}")
         assert _state(delivered) == reference
     # The survivor of each client is its greatest record in the protocol's order.
     for client, (key, record) in reference.items():
@@ -89,11 +48,11 @@ def test_any_interleaving_and_duplication_ends_in_the_same_state(data: st.DataOb
 @given(data=st.data())
 def test_the_order_key_converges_for_any_records(data: st.DataObject) -> None:
     """Even records that tie on the key (`1.5` / `1.50`) leave every store on the same key."""
-    clients = data.draw(st.lists(_CLIENTS, min_size=1, max_size=3, unique=True))
-    records = data.draw(st.lists(_records(clients), min_size=1, max_size=30))
+    clients = data.draw(st.lists(STORE_CLIENTS, min_size=1, max_size=3, unique=True))
+    records = data.draw(st.lists(store_records(clients), min_size=1, max_size=30))
     first = _state(records)
     for i in range(2):
-        delivered = data.draw(_deliveries(records), label=f"delivery {i}")
+        delivered = data.draw(deliveries(records), label=f"delivery {i}")
         assert {c: k for c, (k, _r) in _state(delivered).items()} == {
             c: k for c, (k, _r) in first.items()
         }
