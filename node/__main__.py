@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import signal
 import sys
@@ -16,7 +15,6 @@ from node.eventloop import loop_factory, loop_name
 from node.journal import Journal, JournalError
 from node.logbook import LogBook, rotate_stderr
 from node.places.choose import ProviderError, choose_provider
-from node.private import private_dir
 from node.secret import SecretError, load_secret
 from node.server import NodeServer, StartupError
 
@@ -60,8 +58,6 @@ async def run_node(config: HerdConfig, name: str) -> int:
         log=log.event,
     )
     node = NodeServer(config, name, secret=secret, places=places, log=log, journal=journal)
-    with contextlib.suppress(OSError):  # journal.open says why it cannot use the folder
-        private_dir(journal.folder)  # 0700, and data_dir with it when it is new
     try:
         stats = journal.open(node.store)
         log.event(

@@ -18,7 +18,7 @@ import resource
 from typing import Generic, Literal, TypeVar
 
 K = TypeVar("K")
-Kind = Literal["client", "probation", "peer"]
+Kind = Literal["client", "probation"]
 
 FD_HEADROOM = 128  # fds a node needs besides connections: journal, logs, listener, links, HTTP
 PROBATION_DEADLINE = 5.0  # seconds a connection on probation has to authenticate
@@ -75,26 +75,16 @@ class Admission(Generic[K]):
         self._slots[key] = ("probation", host)
         return "probation", evicted
 
-    def kind(self, key: K) -> Kind | None:
-        slot = self._slots.get(key)
-        return None if slot is None else slot[0]
-
-    def authenticated(self, key: K) -> None:
-        """A neighbour finished its handshake: it leaves every client count."""
-        slot = self._slots.get(key)
-        if slot is not None:
-            self.release(key)
-            self._slots[key] = ("peer", slot[1])
-
     def release(self, key: K) -> None:
-        """The connection is gone (or refused): its slot is free."""
+        """The connection is gone, refused, or handed to the peer side (an authenticated
+        neighbour counts against no client cap): its slot is free."""
         slot = self._slots.pop(key, None)
         if slot is None:
             return
         kind, host = slot
         if kind == "probation":
             del self.probation[key]
-        elif kind == "client":
+        else:
             self.clients -= 1
             self.by_host[host] -= 1
             if self.by_host[host] <= 0:

@@ -286,7 +286,8 @@ class NodeServer:
 
     def _loop_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         """What the event loop could not handle (accept() out of fds, a callback's error):
-        into our log, at most once a second per message, never a flood on stderr."""
+        into our log, one line a second at most with a count of the rest, never a flood on
+        stderr."""
         message = str(context.get("message", "?"))
         error = context.get("exception")
         self.loop_errors.event(
@@ -333,7 +334,8 @@ _ENDING = (Phase.CLOSING, Phase.LINGERING)
 
 
 class ClientConnection(asyncio.Protocol):
-    """One accepted TCP connection: a client, or a neighbour's inbound link after HELLO/AUTH."""
+    """One accepted TCP connection as a client's; a neighbour's, after its HELLO and AUTH,
+    is handed over to `peers.PeerConnection`."""
 
     def __init__(self, node: NodeServer) -> None:
         self.node = node
@@ -497,12 +499,7 @@ class ClientConnection(asyncio.Protocol):
                 f"PEER_AUTH_FAILED conn={self.id} from={self._where} peer={show(waiting)}"
                 " reason=closed before AUTH (does it have another secret?)"
             )
-        if self._probation is not None:
-            self._probation.cancel()
-            self._probation = None
-        node.admission.release(self)
-        if self in node.connections:
-            node.connections.discard(self)
+        if self._leave_node():
             reason = f" error={exc}" if exc else ""
             node.log.event(f"CONN_CLOSE conn={self.id}{reason}")
         if self._finished is not None and not self._finished.done():
@@ -631,11 +628,7 @@ class ClientConnection(asyncio.Protocol):
         for item in self._queue:
             if isinstance(item, asyncio.Task):
                 item.cancel()
-        if self._probation is not None:
-            self._probation.cancel()
-            self._probation = None
-        node.admission.release(self)  # a neighbour: no client cap counts it
-        node.connections.discard(self)
+        self._leave_node()  # a neighbour: no client cap counts it
         # A CHANGELOC is longer than the IAMAT it came from (time_received, server name).
         self.splitter.max_line = node.limits.max_line_bytes + 64 + max(map(len, node.known_servers))
         link = PeerConnection(
@@ -757,11 +750,7 @@ class ClientConnection(asyncio.Protocol):
             "CONN_REFUSED", f"CONN_REFUSED conn={self.id} from={self._where} reason={reason}"
         )
         self._phase = Phase.CLOSED
-        if self._probation is not None:
-            self._probation.cancel()
-            self._probation = None
-        self.node.admission.release(self)
-        self.node.connections.discard(self)
+        self._leave_node()
         self.transport.abort()
 
     def abort(self, reason: str) -> None:
@@ -771,6 +760,19 @@ class ClientConnection(asyncio.Protocol):
         self._phase = Phase.CLOSED
         self.node.log.event(f"CONN_CUT conn={self.id} from={self._where} reason={reason}")
         self.transport.abort()
+
+    def _leave_node(self) -> bool:
+        """Give back this connection's slot (and its probation deadline); True when the
+        node still counted it among its connections."""
+        if self._probation is not None:
+            self._probation.cancel()
+            self._probation = None
+        node = self.node
+        node.admission.release(self)
+        if self in node.connections:
+            node.connections.discard(self)
+            return True
+        return False
 
     def _close_after_replies(self) -> None:
         """OPEN -> CLOSING: answer what was read, read nothing more, then close."""

@@ -93,8 +93,7 @@ class PeerConnection(asyncio.Protocol):
         if self._stalled is not None:
             self._stalled.cancel()
             self._stalled = None
-        if not self._closed:
-            self._closed = True
+        self._closed = True
         reason = f" error={exc}" if exc else ""
         self.host.log.event(f"CONN_CLOSE conn={self.id} peer={self.peer.decode()}{reason}")
         self.peers.inbound_lost(self.peer, self)

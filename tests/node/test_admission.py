@@ -28,24 +28,24 @@ def test_a_full_probation_pool_evicts_its_oldest_member() -> None:
         assert slots.admit(i, "h") == ("probation", None)
     assert slots.admit(4, "h") == ("probation", 1)
     assert slots.admit(5, "h") == ("probation", 2)
-    assert list(slots.probation) == [3, 4, 5] and slots.kind(1) is None
+    assert list(slots.probation) == [3, 4, 5] and 1 not in slots.probation
 
 
 def test_an_authenticated_neighbour_counts_against_no_client_cap() -> None:
     slots: Admission[str] = Admission(per_host=1, total=1, reserve=2)
     slots.admit("client", "127.0.0.1")
     assert slots.admit("neighbour", "127.0.0.1") == ("probation", None)
-    slots.authenticated("neighbour")
-    assert slots.kind("neighbour") == "peer" and not slots.probation
+    slots.release("neighbour")  # what the hand-over to the peer side does
+    assert not slots.probation
     slots.admit("link-in-as-client", "127.0.0.2")  # total cap reached: probation
     slots.release("client")
     assert slots.clients == 0 and slots.admit("next", "127.0.0.1") == ("client", None)
-    slots.release("neighbour")
-    assert slots.kind("neighbour") is None
+    slots.release("neighbour")  # a second release (the link's connection_lost) changes nothing
+    assert slots.clients == 1 and list(slots.probation) == ["link-in-as-client"]
     # A neighbour that came in under the caps also leaves the counts when it authenticates.
     roomy: Admission[str] = Admission(per_host=5, total=5, reserve=2)
     roomy.admit("n", "h")
-    roomy.authenticated("n")
+    roomy.release("n")
     assert roomy.clients == 0 and roomy.by_host["h"] == 0
 
 
