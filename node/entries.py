@@ -15,30 +15,19 @@ from pathlib import Path
 
 from node.logbook import show
 from node.protocol import CLIENT_RECORD
-from node.store import ClientStore, Record, newer_than_packed, shared_name
+from node.store import ClientStore, Offer
 
 DAMAGE_NAMED = 20  # damaged entries described one by one per replay; the rest counted
 
 
-def encode_entry(record: Record) -> bytes:
-    """One journal entry, with its LF."""
-    body = b"%s %s %s %s %s" % (
-        record.client,
-        record.location,
-        record.time_sent,
-        record.time_received,
-        record.server,
-    )
-    return ENTRY_FORMAT % (zlib.crc32(body), body)
-
-
 def encode_packed(client: bytes, packed: bytes) -> bytes:
-    """The same entry as `encode_entry`, from a record as the store keeps it."""
+    """The entry of a record as the store keeps it, with its LF."""
     return encode_body(b"%s %s" % (client, packed))
 
 
-# An entry: the CRC-32 of its body in 8 hex digits, a space, the body, LF. The hot path
-# (`node.ingest`) formats entries with this directly, to spare a call per record.
+# An entry: the CRC-32 of its body in 8 hex digits, a space, the body, LF. The one
+# definition; the hot path (`node.ingest`) formats with it directly, to spare a call per
+# record.
 ENTRY_FORMAT = b"%08x %s\n"
 
 
@@ -61,16 +50,6 @@ def check_entry(line: bytes) -> tuple[bytes, bytes] | str:
     if m is None:
         return "record"
     return m.group(1), m.group(2)
-
-
-def decode_entry(line: bytes) -> Record | None:
-    """The record in one entry (LF removed), or None when it is damaged."""
-    checked = check_entry(line)
-    if isinstance(checked, str):
-        return None
-    client, packed = checked
-    location, time_sent, time_received, server = packed.split(b" ")
-    return Record(client, location, time_sent, time_received, shared_name(server))
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +132,8 @@ class _Replayer:
 
     def _apply(self, lines: list[bytes]) -> None:
         stats = self.stats
-        table = self.store.table
+        offer = self.store.offer
+        kept = Offer.KEPT
         offset = self.offset
         entries = applied = 0
         for line in lines:
@@ -163,10 +143,8 @@ class _Replayer:
             else:
                 entries += 1
                 client, packed = checked
-                held = table.get(client)
                 location, sent, received, server = packed.split(b" ")
-                if held is None or newer_than_packed(location, sent, received, server, held):
-                    table[client] = packed
+                if offer(client, packed, location, sent, received, server, None) is kept:
                     applied += 1
             offset += len(line) + 1
         self.offset = offset

@@ -1,34 +1,107 @@
-"""The node's hot path, sans-IO: a whole read of IAMATs or CHANGELOCs applied in one pass.
+"""The node's hot path, sans-IO: the IAMATs or CHANGELOCs of a read applied in one pass.
 
-The general path (`protocol.parse_line`, one message object per line) stays for every other
-line. These functions take the two kinds of line that arrive by the thousand, check them
-by exactly the same rules, and hand back everything the I/O layer must write for the batch:
-the AT replies, the journal entries, the flood and the log lines. One read then costs one
-journal write, one reply write and one write per link, whatever number of lines it held.
+Those two lines arrive by the thousand; every other line goes through
+`protocol.parse_line`, one message object per line. `take_iamats` and `take_changelocs`
+take the lines of their kind from the head of a `LineBacklog` and hand back, in a `Batch`,
+everything the I/O layer must write for them: the AT replies, the journal entries, the
+flood and the log lines. One read then costs one journal write, one reply write and one
+write per link, whatever number of lines it held.
 
-`take_iamats` and `take_changelocs` pop lines off the left of a backlog while they are of
-their kind, and put back the first line that is not, so the caller's general path meets it
-next, in order. `take_iamat_block` and `take_changeloc_block` take a whole block of lines or
-nothing: one regex pass cuts and checks every line of a read that is all of one kind and
-spelled with single spaces, as well-behaved clients and every neighbour send them.
+Each take first tries the read whole: one regex pass (`protocol.IAMAT_LINES`,
+`protocol.CHANGELOC_LINES`) cuts and checks every line of a block that is all of one kind
+and spelled with single spaces, as well-behaved clients and every neighbour send them.
+Else it goes line by line (`protocol.iamat_fields`, `protocol.changeloc_fields`, the same
+rules for any spacing) and stops at the first line of another kind, which stays at the
+head of the backlog for the caller's general path, in order.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from zlib import crc32
 
 from node.entries import ENTRY_FORMAT
 from node.protocol import (
+    AT_LINE,
+    CHANGELOC_LINE,
     CHANGELOC_LINES,
     IAMAT_LINES,
-    LOCATION_AND_TIME,
-    PACKED_RECORD,
+    ChangeLocFields,
+    IAmAtFields,
+    Lines,
+    changeloc_fields,
     format_diff,
     format_ns,
+    iamat_fields,
 )
-from node.store import ClientStore, newer_than_packed
+from node.store import ClientStore, Offer, Undo
+
+_LF = b"\n"
+
+
+class LineBacklog:
+    """Lines read but not yet handled, oldest first.
+
+    The lines of a read come in as the block `LineSplitter.feed` made of them, and stay
+    that block while nothing else is waiting: a take may then check it whole. They are cut
+    into single lines only when someone needs them one by one.
+    """
+
+    __slots__ = ("_block", "_count", "_lines")
+
+    def __init__(self) -> None:
+        self._block = b""  # uncut lines, before any in `_lines`...
+        self._count = 0  # ... and how many (0: no block)
+        self._lines: deque[bytes] = deque()
+
+    def __len__(self) -> int:
+        return self._count + len(self._lines)
+
+    def __bool__(self) -> bool:
+        return bool(self._count or self._lines)
+
+    def add(self, lines: Lines) -> None:
+        """Append a block of lines, as `LineSplitter.feed` hands them over."""
+        block, count = lines
+        if not count:
+            return
+        if self._lines:
+            self._lines.extend(block.split(_LF))
+        elif self._count:
+            self._block += _LF + block
+            self._count += count
+        else:
+            self._block, self._count = block, count
+
+    def whole(self, limit: int) -> Lines | None:
+        """Every waiting line as one block, when they are still uncut and at most `limit`."""
+        if self._count and not self._lines and self._count <= limit:
+            return self._block, self._count
+        return None
+
+    def lines(self) -> deque[bytes]:
+        """The waiting lines, one by one, for the caller to pop from the left (and put
+        back what it does not take)."""
+        if self._count:
+            self._lines.extendleft(reversed(self._block.split(_LF)))
+            self._block, self._count = b"", 0
+        return self._lines
+
+    def head(self) -> bytes:
+        """The oldest waiting line."""
+        return self.lines()[0]
+
+    def popleft(self) -> bytes:
+        return self.lines().popleft()
+
+    def put_back(self, lines: Iterable[bytes]) -> None:
+        """Put lines back at the head, in the order given."""
+        self.lines().extendleft(reversed(list(lines)))
+
+    def clear(self) -> None:
+        self._block, self._count = b"", 0
+        self._lines.clear()
 
 
 class Batch:
@@ -56,7 +129,7 @@ class Batch:
         self.replies: list[bytes] = []  # AT lines, one per IAMAT handled
         self.entries: list[bytes] = []  # journal entries of the records kept
         self.flood: list[bytes] = []  # CHANGELOC lines of the records kept
-        self.undo: list[tuple[bytes, bytes | None]] = []  # (client, what it held before)
+        self.undo: Undo = []
         self.log: list[bytes] = []  # one raw event per IAMAT, for LogBook.raw_events
         self.received = 0  # CHANGELOC lines taken
         self.applied = 0  # ... of which were newer than what we held
@@ -74,13 +147,8 @@ class Batch:
         self.received = self.applied = self.duplicates = 0
 
 
-IAmAtFields = tuple[bytes, bytes, bytes]  # client, location, time_sent
-# client, packed record, and the packed record's location, time_sent, time_received, server
-ChangeLocFields = tuple[bytes, bytes, bytes, bytes, bytes, bytes]
-
-
 def take_iamats(
-    backlog: deque[bytes],
+    backlog: LineBacklog,
     limit: int,
     store: ClientStore,
     server: bytes,
@@ -88,43 +156,27 @@ def take_iamats(
     conn_id: int,
     out: Batch,
 ) -> int:
-    """Handle up to `limit` valid IAMAT lines from the left of `backlog`, all heard at
+    """Handle up to `limit` valid IAMAT lines from the head of `backlog`, all heard at
     `received_ns` by `server`; return how many. Stops at the first line that is not a valid
     IAMAT and leaves it at the head of the backlog."""
-    fields_ok = LOCATION_AND_TIME.fullmatch
+    whole = backlog.whole(limit)
+    if whole is not None:
+        block, count = whole
+        found: list[IAmAtFields] = IAMAT_LINES.findall(block)
+        if len(found) == count:
+            backlog.clear()
+            _apply_iamats(found, store, server, received_ns, conn_id, out)
+            return count
+    lines = backlog.lines()
     taken: list[IAmAtFields] = []
-    while len(taken) < limit and backlog:
-        line = backlog.popleft()
-        fields = line.split()
-        if (
-            len(fields) != 4
-            or fields[0] != b"IAMAT"
-            or fields_ok(b"%s %s" % (fields[2], fields[3])) is None
-        ):
-            backlog.appendleft(line)
+    while len(taken) < limit and lines:
+        fields = iamat_fields(lines[0])
+        if fields is None:
             break
-        taken.append((fields[1], fields[2], fields[3]))
+        lines.popleft()
+        taken.append(fields)
     _apply_iamats(taken, store, server, received_ns, conn_id, out)
     return len(taken)
-
-
-def take_iamat_block(
-    block: bytes,
-    lines: int,
-    store: ClientStore,
-    server: bytes,
-    received_ns: int,
-    conn_id: int,
-    out: Batch,
-) -> bool:
-    """`take_iamats` for a block of `lines` lines joined by LF, when every one of them is a
-    valid IAMAT spelled with single spaces; else False, and nothing is done. A whole read
-    of a well-behaved client is such a block: one regex pass then cuts and checks it all."""
-    found: list[IAmAtFields] = IAMAT_LINES.findall(block)
-    if len(found) != lines:
-        return False
-    _apply_iamats(found, store, server, received_ns, conn_id, out)
-    return True
 
 
 def _apply_iamats(
@@ -135,22 +187,20 @@ def _apply_iamats(
     conn_id: int,
     out: Batch,
 ) -> None:
-    table = store.table
+    offer = store.offer
+    kept_ = Offer.KEPT
     received = format_ns(received_ns)
     tail = b" %s %s" % (received, server)
     replies, log, entries, flood, undo = out.replies, out.log, out.entries, out.flood, out.undo
     for client, location, sent in taken:
         packed = location + b" " + sent + tail
-        held = table.get(client)
-        kept = held is None or newer_than_packed(location, sent, received, server, held)
+        kept = offer(client, packed, location, sent, received, server, undo) is kept_
         if kept:
-            table[client] = packed
-            undo.append((client, held))
             body = b"%s %s" % (client, packed)
             entries.append(ENTRY_FORMAT % (crc32(body), body))
-            flood.append(b"CHANGELOC %s\n" % body)
+            flood.append(CHANGELOC_LINE % (client, packed))
         diff = format_diff(received_ns, sent)
-        replies.append(b"AT %s %s %s %s %s\n" % (server, diff, client, location, sent))
+        replies.append(AT_LINE % (server, diff, client, location, sent))
         log.append(
             b"IAMAT conn=%d client=%s location=%s sent=%s diff=%s kept=%s"
             % (conn_id, client, location, sent, diff, b"yes" if kept else b"no")
@@ -158,73 +208,58 @@ def _apply_iamats(
 
 
 def take_changelocs(
-    backlog: deque[bytes],
+    backlog: LineBacklog,
     limit: int,
     store: ClientStore,
     known_servers: Collection[bytes],
     out: Batch,
 ) -> int:
-    """Apply up to `limit` valid CHANGELOC lines from the left of `backlog`; return how many
-    were taken (`out` counts the applied and the duplicates). Stops at the first line that
-    is not a valid CHANGELOC and leaves it at the head of the backlog.
-
-    Lines of any spacing are taken here; `take_changeloc_block` is the fast way for the
-    single-spaced lines neighbours send.
-    """
-    record_ok = PACKED_RECORD.fullmatch
+    """Apply up to `limit` valid CHANGELOC lines from the head of `backlog`; return how
+    many were taken (`out` counts the applied and the duplicates). Stops at the first line
+    that is not a valid CHANGELOC and leaves it at the head of the backlog."""
+    whole = backlog.whole(limit)
+    if whole is not None:
+        block, count = whole
+        found: list[ChangeLocFields] = CHANGELOC_LINES.findall(block)
+        if len(found) == count:
+            backlog.clear()
+            out.received += count
+            _apply_changelocs(found, store, known_servers, out)
+            return count
+    lines = backlog.lines()
     taken: list[ChangeLocFields] = []
-    while len(taken) < limit and backlog:
-        line = backlog.popleft()
-        fields = line.split()
-        if len(fields) != 6 or fields[0] != b"CHANGELOC":
-            backlog.appendleft(line)
+    while len(taken) < limit and lines:
+        fields = changeloc_fields(lines[0])
+        if fields is None:
             break
-        packed = b" ".join(fields[2:])
-        if record_ok(packed) is None:
-            backlog.appendleft(line)
-            break
-        taken.append((fields[1], packed, fields[2], fields[3], fields[4], fields[5]))
+        lines.popleft()
+        taken.append(fields)
     out.received += len(taken)
     _apply_changelocs(taken, store, known_servers, out)
     return len(taken)
 
 
-def take_changeloc_block(
-    block: bytes,
-    lines: int,
-    store: ClientStore,
-    known_servers: Collection[bytes],
-    out: Batch,
-) -> bool:
-    """`take_changelocs` for a block of `lines` lines joined by LF, when every one of them
-    is a valid CHANGELOC spelled with single spaces, as neighbours send them; else False,
-    and nothing is done."""
-    found: list[ChangeLocFields] = CHANGELOC_LINES.findall(block)
-    if len(found) != lines:
-        return False
-    out.received += lines
-    _apply_changelocs(found, store, known_servers, out)
-    return True
-
-
 def _apply_changelocs(
     taken: list[ChangeLocFields], store: ClientStore, known_servers: Collection[bytes], out: Batch
 ) -> None:
-    table = store.table
+    offer = store.offer
+    kept, same = Offer.KEPT, Offer.SAME
     entries, flood, undo = out.entries, out.flood, out.undo
     applied = duplicates = 0
     for client, packed, location, sent, received, server in taken:
-        held = table.get(client)
-        if held == packed:  # a flood's second copy: most nodes get each record twice
-            duplicates += 1
-        elif server not in known_servers:
-            out.unknown.append((server, client))
-        elif held is None or newer_than_packed(location, sent, received, server, held):
-            table[client] = packed
-            undo.append((client, held))
+        if server not in known_servers:
+            if store.holds(client, packed):
+                duplicates += 1
+            else:
+                out.unknown.append((server, client))
+            continue
+        outcome = offer(client, packed, location, sent, received, server, undo)
+        if outcome is kept:
             body = b"%s %s" % (client, packed)
             entries.append(ENTRY_FORMAT % (crc32(body), body))
-            flood.append(b"CHANGELOC %s\n" % body)
+            flood.append(CHANGELOC_LINE % (client, packed))
             applied += 1
+        elif outcome is same:
+            duplicates += 1
     out.applied += applied
     out.duplicates += duplicates

@@ -7,7 +7,7 @@ Every rule quoted from PROTOCOL.md is enforced here, byte for byte.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import MAX_EMAX, MIN_EMIN, ROUND_HALF_EVEN, Context, Decimal
 
 # Field separators: ASCII space, tab, CR, LF, FF, VT. bytes.split() with no argument
@@ -59,34 +59,12 @@ TimeKey = tuple[int, bytes, bytes]
 
 
 @dataclass(frozen=True, slots=True)
-class IAmAt:
-    """`IAMAT <client> <location> <time>` from a client."""
-
-    client: bytes
-    location: bytes
-    time: bytes
-    tkey: TimeKey | None = field(default=None, compare=False)  # computed once, by the parser
-
-
-@dataclass(frozen=True, slots=True)
 class WhatsAt:
     """`WHATSAT <client> <radius> <bound>` from a client; radius in km."""
 
     client: bytes
     radius_km: float
     bound: int
-
-
-@dataclass(frozen=True, slots=True)
-class ChangeLoc:
-    """`CHANGELOC <client> <location> <time_sent> <time_received> <server>` between peers."""
-
-    client: bytes
-    location: bytes
-    time_sent: bytes
-    time_received: bytes
-    server: bytes
-    tkey: TimeKey | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +94,7 @@ class Invalid:
     line: bytes
 
 
-Message = IAmAt | WhatsAt | ChangeLoc | Synced | Ping | PeerLine | Invalid
+Message = WhatsAt | Synced | Ping | PeerLine | Invalid
 
 PEER_KEYWORDS = frozenset({b"HELLO", b"AUTH"})
 
@@ -144,31 +122,55 @@ def time_key(field: bytes) -> TimeKey | None:
     return len(whole), whole, (m.group(2) or b"").rstrip(b"0")
 
 
-def changeloc_time_key(fields: list[bytes]) -> TimeKey | None:
-    """For the six fields of a CHANGELOC line: the key of its time when every field is
-    valid, else None. (The flood's hot path, node/ingest.py, checks the same rule with one
-    match of PACKED_RECORD.)"""
-    tkey = time_key(fields[3])
-    if tkey is None or not valid_location(fields[2]) or not TIME_RECEIVED.fullmatch(fields[4]):
+IAmAtFields = tuple[bytes, bytes, bytes]  # client, location, time_sent
+# client, the packed record, and the packed record's location, time_sent, time_received, server
+ChangeLocFields = tuple[bytes, bytes, bytes, bytes, bytes, bytes]
+
+
+def iamat_fields(line: bytes) -> IAmAtFields | None:
+    """`IAMAT <client> <location> <time>`, fields split by any white space: the client,
+    location and time when every field is valid, else None. The one check of an IAMAT
+    line; `IAMAT_LINES` is the same check for a block of single-spaced lines."""
+    fields = line.split()
+    if (
+        len(fields) != 4
+        or fields[0] != b"IAMAT"
+        or LOCATION_AND_TIME.fullmatch(b"%s %s" % (fields[2], fields[3])) is None
+    ):
         return None
-    return tkey
+    return fields[1], fields[2], fields[3]
+
+
+def changeloc_fields(line: bytes) -> ChangeLocFields | None:
+    """`CHANGELOC <client> <location> <time_sent> <time_received> <server>`, fields split
+    by any white space: the client, the record packed as the store keeps it, and its four
+    fields, when every field is valid (whether the server is known is the caller's check);
+    else None. The one check of a CHANGELOC line; `CHANGELOC_LINES` is the same check for
+    a block of single-spaced lines."""
+    fields = line.split()
+    if len(fields) != 6 or fields[0] != b"CHANGELOC":
+        return None
+    packed = b" ".join(fields[2:])
+    if PACKED_RECORD.fullmatch(packed) is None:
+        return None
+    return fields[1], packed, fields[2], fields[3], fields[4], fields[5]
 
 
 def parse_line(line: bytes, *, peer: bool = False) -> Message | None:
-    """Parse one line (terminator already removed); None for a blank line.
+    """Parse one line (terminator already removed) that is not a valid IAMAT or CHANGELOC;
+    None for a blank line.
 
-    `peer` says the connection has authenticated as a peer; only then is CHANGELOC valid.
+    Those two arrive by the thousand and are taken by `node.ingest`, checked by
+    `iamat_fields` and `changeloc_fields`; a line of theirs that reaches here failed that
+    check and is Invalid. `peer` says the connection has authenticated as a peer; only
+    then are PING and SYNCED valid.
     """
     fields = line.split()
     if not fields:
         return None
     keyword = fields[0]
     n = len(fields)
-    if keyword == b"IAMAT" and n == 4:
-        tkey = time_key(fields[3])
-        if tkey is not None and valid_location(fields[2]):
-            return IAmAt(fields[1], fields[2], fields[3], tkey)
-    elif keyword == b"WHATSAT" and n == 4:
+    if keyword == b"WHATSAT" and n == 4:
         radius, bound = fields[2], fields[3]
         digits = bound.lstrip(b"0")
         if _RADIUS.fullmatch(radius) and _BOUND.fullmatch(bound) and len(digits) <= 2:
@@ -176,10 +178,6 @@ def parse_line(line: bytes, *, peer: bool = False) -> Message | None:
             bound_n = int(digits or b"0")
             if radius_km <= MAX_RADIUS_KM and 1 <= bound_n <= MAX_BOUND:
                 return WhatsAt(fields[1], float(radius_km), bound_n)
-    elif keyword == b"CHANGELOC" and n == 6 and peer:
-        tkey = changeloc_time_key(fields)
-        if tkey is not None:
-            return ChangeLoc(fields[1], fields[2], fields[3], fields[4], fields[5], tkey)
     elif keyword == b"PING" and n == 1 and peer:
         return Ping()
     elif keyword == b"SYNCED" and n == 2 and peer and _BOUND.fullmatch(fields[1]):
@@ -249,16 +247,19 @@ def _exact_diff(time_received: bytes, time_sent: bytes) -> bytes:
     return (b"-" if diff < 0 else b"+") + format(diff.copy_abs(), "f").encode()
 
 
+# The two lines a node writes by the thousand, one definition each; the hot path
+# (`node.ingest`) formats with them directly, to spare a call per record.
+AT_LINE = b"AT %s %s %s %s %s\n"  # server, diff, client, location, time_sent
+# client, then its record as the store packs it: `location time_sent time_received server`
+CHANGELOC_LINE = b"CHANGELOC %s %s\n"
+
+
 def format_at(server: bytes, diff: bytes, client: bytes, location: bytes, time: bytes) -> bytes:
     """The AT line, with its LF."""
-    return b"AT %s %s %s %s %s\n" % (server, diff, client, location, time)
+    return AT_LINE % (server, diff, client, location, time)
 
 
-def format_changeloc(
-    client: bytes, location: bytes, time_sent: bytes, time_received: bytes, server: bytes
-) -> bytes:
-    """The CHANGELOC line a node floods, with its LF."""
-    return b"CHANGELOC %s %s %s %s %s\n" % (client, location, time_sent, time_received, server)
+Lines = tuple[bytes, int]  # complete lines joined by LF (no LF after the last), and how many
 
 
 class LineSplitter:
@@ -267,6 +268,10 @@ class LineSplitter:
     A line ends at LF; a CR right before the LF belongs to the terminator. At EOF a last
     line without LF is still a line. A pending line longer than `max_line` is an error:
     `overlong` then holds its first bytes and the caller should answer and close.
+
+    The complete lines of a feed come out as one block, as they arrived: a read of whole
+    lines is handed over without a copy, and cut into single lines only by whoever needs
+    them one by one (`node.ingest.LineBacklog`).
     """
 
     __slots__ = ("_buf", "max_line", "overlong")
@@ -282,17 +287,18 @@ class LineSplitter:
         """Bytes of a line received but not yet terminated."""
         return len(self._buf)
 
-    def feed(self, data: bytes) -> list[bytes]:
-        """Add received bytes; return every line they complete, terminators removed."""
+    def feed(self, data: bytes) -> Lines:
+        """Add received bytes; return the lines they complete, terminators removed, as one
+        block and its line count (0: none yet)."""
         if self.overlong is not None:
-            return []
+            return b"", 0
         buf = self._buf
         if not buf and data.endswith(b"\n"):
             complete = data[:-1]  # whole lines only, the common case: nothing is kept
         elif b"\n" not in data:
             buf += data
             self._check_overlong()
-            return []
+            return b"", 0
         elif buf:
             buf += data
             end = buf.rfind(b"\n")
@@ -302,32 +308,20 @@ class LineSplitter:
             end = data.rfind(b"\n")
             complete = data[:end]
             buf += data[end + 1 :]
-        lines = complete.split(b"\n")
         if b"\r" in complete:
-            lines = [_strip_cr(x) for x in lines]
+            complete = b"\n".join([_strip_cr(x) for x in complete.split(b"\n")])
         if len(complete) > self.max_line:  # else no line in it can be too long
+            lines = complete.split(b"\n")
             for i, line in enumerate(lines):
                 if len(line) > self.max_line:
                     self.overlong = line[: self.max_line]
                     buf.clear()
-                    return lines[:i]
+                    return b"\n".join(lines[:i]), i
         if buf:
             self._check_overlong()
-        return lines
+        return complete, complete.count(b"\n") + 1
 
-    def is_whole(self, data: bytes) -> bool:
-        """Whether `feed(data)` would just cut `data` at each LF: nothing is buffered, `data`
-        ends at an LF, holds no CR and is no longer than one line may be. The caller may
-        then take the lines straight from `data` instead of feeding it."""
-        return not (
-            self._buf
-            or data[-1:] != b"\n"
-            or len(data) > self.max_line
-            or b"\r" in data
-            or self.overlong is not None
-        )
-
-    def feed_eof(self) -> list[bytes]:
+    def feed_eof(self) -> bytes | None:
         """The client closed its side: the unterminated rest, if any, is a last line.
 
         It has no terminator, so nothing is stripped from it.
@@ -335,8 +329,8 @@ class LineSplitter:
         rest = bytes(self._buf)
         self._buf.clear()
         if self.overlong is not None or not rest:
-            return []
-        return [rest]
+            return None
+        return rest
 
     def _check_overlong(self) -> None:
         buf = self._buf

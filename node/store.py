@@ -2,31 +2,25 @@
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from node.protocol import (
+    CHANGELOC_LINE,
     TimeKey,
     diff_from_received,
     format_at,
-    format_changeloc,
-    time_key,
 )
-
-# PROTOCOL.md's order is (time, server, location). Two records equal on those but spelled
-# differently (time "1.5" vs "1.50", or another time_received after a node lost its state)
-# are ordered by those bytes too, so every node keeps the same one whatever the arrival order.
-OrderKey = tuple[TimeKey, bytes, bytes, bytes, bytes]
 
 
 @dataclass(frozen=True, slots=True)
 class Record:
     """Where a client said it was, and which node heard it when.
 
-    `key` orders records: client time as an exact decimal, then the receiving server's
-    name, then the location bytes, then (tie-breaks PROTOCOL.md leaves open) the time's own
-    bytes and the receive time. Equal keys are the same record. The key is computed when
-    needed rather than stored: a node holding a million clients keeps only the bytes.
+    Records are ordered as PROTOCOL.md says, by (time, server, location), and on a tie
+    that PROTOCOL.md leaves open by the time's own bytes and the receive time, so every
+    node keeps the same one whatever the arrival order (`newer_than_packed`).
     """
 
     client: bytes
@@ -35,34 +29,18 @@ class Record:
     time_received: bytes  # the receiving node's POSIX time, exactly 9 decimals
     server: bytes
 
-    @property
-    def key(self) -> OrderKey:
-        return order_key(self, None)
-
     def at_line(self) -> bytes:
         """The AT line the receiving node produced, rebuilt exactly, with its LF."""
         diff = diff_from_received(self.time_received, self.time_sent)
         return format_at(self.server, diff, self.client, self.location, self.time_sent)
 
+    def packed(self) -> bytes:
+        """The record as the store keeps it: `location time_sent time_received server`."""
+        return b"%s %s %s %s" % (self.location, self.time_sent, self.time_received, self.server)
+
     def changeloc(self) -> bytes:
         """This record as the CHANGELOC line peers flood, with its LF."""
-        return format_changeloc(
-            self.client, self.location, self.time_sent, self.time_received, self.server
-        )
-
-
-def make_record(
-    client: bytes,
-    location: bytes,
-    time_sent: bytes,
-    time_received: bytes,
-    server: bytes,
-    tkey: TimeKey | None = None,
-) -> Record:
-    """A record from already validated fields (`tkey`: the parser's key of time_sent)."""
-    if tkey is None and time_key(time_sent) is None:
-        raise ValueError(f"invalid time {time_sent!r}")
-    return Record(client, location, time_sent, time_received, shared_name(server))
+        return CHANGELOC_LINE % (self.client, self.packed())
 
 
 _SERVERS: dict[bytes, bytes] = {}
@@ -76,20 +54,20 @@ def shared_name(server: bytes) -> bytes:
     return shared
 
 
-def order_key(record: Record, tkey: TimeKey | None) -> OrderKey:
-    """`record.key`, reusing `tkey` (the key of its time) when the caller has it."""
-    if tkey is None:
-        tkey = time_key(record.time_sent)
-        assert tkey is not None  # records are validated when made
-    return (tkey, record.server, record.location, record.time_sent, record.time_received)
-
-
 Packed = tuple[bytes, bytes]  # (client, b"location time_sent time_received server")
+Undo = list[tuple[bytes, bytes | None]]  # (client, the record it held before, or None)
 
 
-def changeloc_from_packed(client: bytes, packed: bytes) -> bytes:
-    """A stored record as its CHANGELOC line, with LF, straight from its packed bytes."""
-    return b"CHANGELOC %s %s\n" % (client, packed)
+class Offer(enum.IntEnum):
+    """What `ClientStore.offer` did with a record."""
+
+    OLDER = 0  # not newer than the record held: dropped
+    KEPT = 1  # newer, or the first of its client: now the record held
+    SAME = 2  # exactly the record held (a flood's second copy)
+
+
+# As globals, for `offer` to return without looking into the enum class per record.
+_OLDER, _KEPT, _SAME = Offer.OLDER, Offer.KEPT, Offer.SAME
 
 
 class ClientStore:
@@ -105,35 +83,46 @@ class ClientStore:
     def __init__(self) -> None:
         self._packed: dict[bytes, bytes] = {}
 
-    def apply(self, record: Record, tkey: TimeKey | None = None) -> bool:
-        """Keep `record` if it is newer than what we hold; True when it was kept.
+    def offer(
+        self,
+        client: bytes,
+        packed: bytes,
+        location: bytes,
+        time_sent: bytes,
+        time_received: bytes,
+        server: bytes,
+        undo: Undo | None,
+    ) -> Offer:
+        """Keep a valid record, `packed` and also given as its fields, if it comes after
+        the one held; when kept, note in `undo` (unless None) what it replaced, for
+        `restore` to put back.
 
-        `tkey`, the key of the record's time when the parser already computed it, saves
-        computing it again; the held record's key is computed only when there is one.
+        The one last-writer-wins decision of the node: every batch (`node.ingest`) and
+        every replayed journal entry goes through it.
         """
-        packed = b"%s %s %s %s" % (
-            record.location,
-            record.time_sent,
-            record.time_received,
-            record.server,
-        )
-        return self.apply_packed(record.client, packed, order_key(record, tkey))
+        table = self._packed
+        held = table.get(client)
+        if held is not None:
+            if held == packed:  # a flood's second copy: most nodes get each record twice
+                return _SAME
+            if not newer_than_packed(location, time_sent, time_received, server, held):
+                return _OLDER
+        table[client] = packed
+        if undo is not None:
+            undo.append((client, held))
+        return _KEPT
 
-    def apply_packed(self, client: bytes, packed: bytes, key: OrderKey) -> bool:
-        """`apply` for a record already packed, with its order key."""
-        held = self._packed.get(client)
-        if held is not None and packed_key(held) >= key:
-            return False
-        self._packed[client] = packed
-        return True
+    def apply(self, record: Record) -> bool:
+        """`offer` for one record; True when it was kept."""
+        r = record
+        fields = (r.location, r.time_sent, r.time_received, r.server)
+        return self.offer(r.client, r.packed(), *fields, None) is Offer.KEPT
 
-    @property
-    def table(self) -> dict[bytes, bytes]:
-        """The packed records by client, for `node.ingest`'s batches: they write it only
-        after `newer_than_packed` says so, which is what `apply_packed` does one at a time."""
-        return self._packed
+    def holds(self, client: bytes, packed: bytes) -> bool:
+        """Whether `packed` is exactly the record held for `client`."""
+        return self._packed.get(client) == packed
 
-    def restore(self, undo: list[tuple[bytes, bytes | None]]) -> None:
+    def restore(self, undo: Undo) -> None:
         """Put back what a batch replaced: `undo` holds (client, record held before, or
         None), in the order the batch applied them."""
         table = self._packed
@@ -161,14 +150,6 @@ class ClientStore:
     def packed(self) -> list[Packed]:
         """Every record still packed, as a list that later updates do not change."""
         return list(self._packed.items())
-
-
-def packed_key(packed: bytes) -> OrderKey:
-    """The order key of a packed record, without unpacking it into a Record."""
-    location, time_sent, time_received, server = packed.split(b" ")
-    tkey = time_key(time_sent)
-    assert tkey is not None  # records are validated before they are stored
-    return (tkey, server, location, time_sent, time_received)
 
 
 def newer_than_packed(

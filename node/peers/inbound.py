@@ -12,24 +12,22 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import deque
-from collections.abc import Iterable
 from typing import TYPE_CHECKING, cast
 
 from node.handshake import redact
-from node.ingest import Batch, take_changeloc_block, take_changelocs
+from node.ingest import Batch, LineBacklog, take_changelocs
 from node.logbook import show
 from node.protocol import PING_LINE, LineSplitter, Ping, Synced, parse_line
+from node.reader import LineReader
 
 if TYPE_CHECKING:
     from node.peers import Peers
     from node.peers.host import PeerHost
 
-_LF = b"\n"
 PEER_LINES_PER_TURN = 8192  # per link per event-loop turn: the flood never queues behind clients
 
 
-class PeerConnection(asyncio.Protocol):
+class PeerConnection(LineReader):
     """A neighbour's authenticated inbound link."""
 
     def __init__(
@@ -45,27 +43,28 @@ class PeerConnection(asyncio.Protocol):
         read_paused: bool,
         write_paused: bool,
     ) -> None:
+        super().__init__(read_paused=read_paused, write_paused=write_paused)
         self.host = host
         self.peers = peers
         # uvloop's transports are not asyncio.Transport subclasses, but speak the same API.
-        self.transport = cast(asyncio.Transport, transport)
+        self.transport: asyncio.Transport = cast(asyncio.Transport, transport)
         self.peer = peer
         self.id = conn_id
         self._where = where
         self.splitter = splitter
-        self._backlog: deque[bytes] = deque()
         self._batch = Batch()
-        self._read_paused = read_paused
-        self._write_paused = write_paused
-        self._resume_scheduled = False
         self._stalled: asyncio.TimerHandle | None = None  # a batch waits for the journal
         self._stall_delay = 0.0  # its current retry delay; 0 while the journal takes ours
         self._closed = False
         self._last_activity = time.monotonic()
 
-    def start(self, backlog: Iterable[bytes]) -> None:
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def start(self, backlog: LineBacklog) -> None:
         """Take over: handle what the client side had read after AUTH, then read on."""
-        self._backlog.extend(backlog)
+        self._backlog = backlog
         self._work()
         self._set_reading()
 
@@ -75,17 +74,17 @@ class PeerConnection(asyncio.Protocol):
         self._last_activity = time.monotonic()
         splitter = self.splitter
         lines = splitter.feed(data)
-        if lines:
-            self._backlog.extend(lines)
+        if lines[1]:
+            self._backlog.add(lines)
             self._work()
         if splitter.overlong is not None and not self._closed:
             self.host.log.event(f"LINE_TOO_LONG conn={self.id} limit={splitter.max_line}")
             self.abort("line too long")
 
     def eof_received(self) -> bool:
-        lines = self.splitter.feed_eof()
-        if lines:
-            self._backlog.extend(lines)
+        last = self.splitter.feed_eof()
+        if last is not None:
+            self._backlog.add((last, 1))
             self._work()
         return False  # nothing to answer: close
 
@@ -98,22 +97,15 @@ class PeerConnection(asyncio.Protocol):
         self.host.log.event(f"CONN_CLOSE conn={self.id} peer={self.peer.decode()}{reason}")
         self.peers.inbound_lost(self.peer, self)
 
-    def pause_writing(self) -> None:
-        self._write_paused = True
-        self._set_reading()
-
-    def resume_writing(self) -> None:
-        self._write_paused = False
-        self._set_reading()
-
     # -- the neighbour's lines ----------------------------------------------------------
 
     def _work(self) -> None:
         """Apply the neighbour's lines, logging one summary per batch rather than per line.
 
-        A backlog of nothing but CHANGELOCs, which is what a neighbour sends between two
-        PINGs, is taken as one block. A link gets a bigger share of each turn than any one
-        client, so the flood does not queue behind client traffic.
+        A read of nothing but CHANGELOCs, which is what a neighbour sends between two
+        PINGs, is taken as one block (`ingest.take_changelocs`). A link gets a bigger
+        share of each turn than any one client, so the flood does not queue behind client
+        traffic.
         """
         if self._stalled is not None or self._closed:
             return  # the journal refused our records: `_retry_stalled` goes on
@@ -124,9 +116,6 @@ class PeerConnection(asyncio.Protocol):
         budget = PEER_LINES_PER_TURN
         batch = self._batch
         batch.received = batch.applied = batch.duplicates = 0
-        lines = len(backlog)
-        if lines <= budget and take_changeloc_block(_LF.join(backlog), lines, store, known, batch):
-            backlog.clear()
         while backlog:
             if budget <= 0:
                 self._schedule_resume()
@@ -182,7 +171,7 @@ class PeerConnection(asyncio.Protocol):
         """
         if self.host.commit(batch, None, self.peer):
             return True
-        self._backlog.extendleft(line[:-1] for line in reversed(batch.refused))
+        self._backlog.put_back(line[:-1] for line in batch.refused)
         records = len(batch.refused)
         batch.refused.clear()
         limits = self.host.limits
@@ -204,27 +193,6 @@ class PeerConnection(asyncio.Protocol):
     def _retry_stalled(self) -> None:
         self._stalled = None
         self._work()
-
-    def _schedule_resume(self) -> None:
-        if not self._resume_scheduled:
-            self._resume_scheduled = True
-            asyncio.get_running_loop().call_soon(self._resume)
-
-    def _resume(self) -> None:
-        self._resume_scheduled = False
-        self._work()
-
-    def _set_reading(self) -> None:
-        """Read while the backlog is empty and our PINGs drain."""
-        if self._closed:
-            return
-        paused = self._write_paused or bool(self._backlog)
-        if paused != self._read_paused:
-            self._read_paused = paused
-            if paused:
-                self.transport.pause_reading()
-            else:
-                self.transport.resume_reading()
 
     # -- lifecycle --------------------------------------------------------------------
 

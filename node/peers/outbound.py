@@ -15,8 +15,7 @@ from typing import TYPE_CHECKING
 
 from node.handshake import HandshakeError, Initiator, redact
 from node.logbook import show
-from node.protocol import PING_LINE, format_synced
-from node.store import changeloc_from_packed
+from node.protocol import CHANGELOC_LINE, PING_LINE, format_synced
 
 if TYPE_CHECKING:
     from node.config import NodeSpec
@@ -182,7 +181,7 @@ class PeerLink:
         records = self.node.sync_state()
         for i in range(0, len(records), SYNC_CHUNK):
             chunk = records[i : i + SYNC_CHUNK]
-            writer.write(b"".join([changeloc_from_packed(c, p) for c, p in chunk]))
+            writer.write(b"".join([CHANGELOC_LINE % record for record in chunk]))
             await writer.drain()
         writer.write(format_synced(len(records)))
         self.node.log.event(f"LINK_SYNC_SENT peer={self.name} records={len(records)}")

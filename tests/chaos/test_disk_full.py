@@ -86,7 +86,7 @@ def journalled(folder: Path) -> dict[bytes, bytes]:
     for path in sorted(folder.glob("*.log")):
         replay_file(path, store, stats)
     assert stats.damaged == stats.torn == 0, stats.damage
-    return dict(store.table)
+    return dict(store.packed())
 
 
 def acked_records(lines: list[bytes]) -> dict[bytes, tuple[bytes, bytes]]:

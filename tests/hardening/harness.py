@@ -9,11 +9,12 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+from node.client import ClientConnection
 from node.config import HerdConfig, load_config
 from node.handshake import Initiator
 from node.logbook import LogBook
 from node.places.base import success_response
-from node.server import ClientConnection, NodeServer
+from node.server import NodeServer
 from tests.support import write_topology
 
 SECRET = b"test-secret"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-import node.server
+import node.client
 from tests.hardening.harness import eventually, link_in, make_config, node_running, read_all
 from tests.support import exchange
 
@@ -78,7 +78,7 @@ async def test_a_neighbour_links_in_past_a_full_client_cap(tmp_path: Path) -> No
 async def test_a_connection_on_probation_must_finish_its_handshake_in_time(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(node.server, "PROBATION_DEADLINE", 0.2)
+    monkeypatch.setattr(node.client, "PROBATION_DEADLINE", 0.2)
     config = make_config(tmp_path, ("Solo", "Buddy"), limits={"max_connections": 1})
     async with node_running(config, "Solo", tmp_path) as solo, clients(
         solo.port, 1, register=True

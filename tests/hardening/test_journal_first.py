@@ -15,11 +15,12 @@ from pathlib import Path
 
 import pytest
 
+from node.client import ClientConnection
 from node.config import load_config
 from node.journal import Journal
 from node.peers import PeerConnection
 from node.protocol import LineSplitter
-from node.server import ClientConnection, NodeServer
+from node.server import NodeServer
 from node.store import ClientStore
 from tests.fakes.server import CapturedLog, FakeTransport, InstantPlaces
 from tests.node.disk import FlakyDisk
@@ -107,7 +108,7 @@ class Herd:
     def journalled(self) -> dict[bytes, bytes]:
         store = ClientStore()
         Journal(self.folder).open(store)
-        return dict(store.table)
+        return dict(store.packed())
 
     def events(self, kind: str) -> list[str]:
         return [e for e in self.log.events if e.startswith(kind + " ")]
@@ -138,7 +139,7 @@ async def test_plain_read_refused_by_the_journal_gets_no_at_and_keeps_nothing(
 ) -> None:
     herd = Herd(tmp_path)
     known(herd)
-    before = dict(herd.node.store.table)
+    before = dict(herd.node.store.packed())
     conn, transport = herd.connect()
     herd.disk.fail(mode)
     conn.data_received(
@@ -147,7 +148,7 @@ async def test_plain_read_refused_by_the_journal_gets_no_at_and_keeps_nothing(
     await settle()
     assert transport.out == b""  # no AT for any line of the refused batch
     assert transport.eof  # closed after what was answered before
-    assert dict(herd.node.store.table) == before  # nothing kept in memory...
+    assert dict(herd.node.store.packed()) == before  # nothing kept in memory...
     assert herd.floods == []  # ...or told to a neighbour
     assert herd.journalled() == before  # and nothing half-written on disk
     assert not [e for e in herd.events("IAMAT") if "conn=2 " in e]
@@ -204,12 +205,12 @@ async def test_a_refused_batch_puts_back_what_its_records_replaced(tmp_path: Pat
     herd = Herd(tmp_path)
     conn, _ = herd.connect()
     conn.data_received(b"IAMAT a +1+1 5\nIAMAT b +1+1 5\n")
-    before = dict(herd.node.store.table)
+    before = dict(herd.node.store.packed())
     herd.disk.fail("ENOSPC")
     conn2, _ = herd.connect()
     # The same client twice in one batch, a stale one and a new one: all undone.
     conn2.data_received(b"IAMAT a +2+2 6\nIAMAT a +3+3 7\nIAMAT b +1+1 1\nIAMAT c +1+1 1\n")
-    assert dict(herd.node.store.table) == before
+    assert dict(herd.node.store.packed()) == before
 
 
 def changelocs(*clients: bytes, t: bytes = b"1720023934") -> bytes:

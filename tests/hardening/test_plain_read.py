@@ -1,8 +1,9 @@
-"""The plain-read shortcut answers exactly as the general path does.
+"""A whole read answers exactly as the same bytes fed one at a time.
 
-A read of whole lines from a waiting client takes `ClientConnection._plain_read`; the same bytes
-fed one at a time always take the general path. Both must write the same replies and
-leave the same store, journal queue and log.
+A read of whole lines from a waiting client is taken as one block where it can be
+(`ingest.take_iamats`) and its replies written at once; the same bytes fed one at a time
+are cut into lines one by one. Both must write the same replies and leave the same
+store, journal and log.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from node.client import ClientConnection
 from node.config import load_config
 from node.journal import NullJournal
-from node.protocol import LineSplitter
-from node.server import ClientConnection, NodeServer
+from node.server import NodeServer
 from tests.fakes.server import CapturedLog, FakeTransport, InstantPlaces
 from tests.support import write_topology
 
@@ -75,7 +76,7 @@ async def run(tmp_path: Path, reads: list[bytes]) -> tuple[bytes, dict[bytes, by
     for _ in range(5):
         await asyncio.sleep(0)
     kept = [e for e in log.events if not e.startswith("CONN_")]
-    return transport.out, dict(node.store.table), journal.entries, kept
+    return transport.out, dict(node.store.packed()), journal.entries, kept
 
 
 @settings(
@@ -102,19 +103,3 @@ async def test_whole_reads_answer_as_byte_by_byte_reads(
     assert [e for e in fast[3] if e.startswith("IAMAT")] == [
         e for e in general[3] if e.startswith("IAMAT")
     ]
-
-
-def test_is_whole_means_feed_just_cuts_at_each_lf() -> None:
-    cases = [b"a\n", b"a\nb\n", b"\n", b"a", b"a\r\n", b"a\nb", b"x" * 20 + b"\n", b""]
-    for data in cases:
-        fed = LineSplitter(max_line=16)
-        if LineSplitter(max_line=16).is_whole(data):
-            assert data[:-1].split(b"\n") == fed.feed(data)
-            assert not fed.pending and fed.overlong is None
-    assert not LineSplitter(16).is_whole(b"a\r\n")  # a CR: feed strips it
-    assert not LineSplitter(16).is_whole(b"x" * 20 + b"\n")  # too long for a line
-    assert not LineSplitter(16).is_whole(b"a")  # no LF
-    assert LineSplitter(16).is_whole(b"a\nb\n")
-    partial = LineSplitter(16)
-    partial.feed(b"IAM")
-    assert not partial.is_whole(b"AT\n")  # something buffered

@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from node import handshake
+from node.client import ClientConnection
 from node.config import load_config
 from node.places.base import success_response
-from node.server import ClientConnection, NodeServer
+from node.server import NodeServer
 from tests.fakes.server import CapturedLog, FakeTransport
 from tests.support import write_topology
 

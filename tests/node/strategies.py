@@ -9,7 +9,8 @@ from typing import TypeVar
 from hypothesis import strategies as st
 
 from node.protocol import format_ns
-from node.store import OrderKey, Record, make_record
+from node.store import Record
+from tests.node.records import OrderKey, make_record, order_key
 
 # Valid locations only: few of them, so records with equal times tie on them.
 VALID_LOCATIONS = st.one_of(
@@ -285,7 +286,7 @@ def store_updates(draw: st.DrawFn) -> list[Record]:
     records = draw(st.lists(store_records(clients), min_size=1, max_size=30))
     by_key: dict[tuple[bytes, OrderKey], Record] = {}
     for record in records:
-        by_key.setdefault((record.client, record.key), record)
+        by_key.setdefault((record.client, order_key(record)), record)
     return list(by_key.values())
 
 

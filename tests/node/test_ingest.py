@@ -9,41 +9,46 @@ The references here are deliberately the slow, obvious ones: `parse_line` for ac
 from __future__ import annotations
 
 import re
-from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from decimal import MAX_EMAX, MIN_EMIN, ROUND_HALF_EVEN, Context, Decimal
 
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from node.entries import decode_entry, encode_body, encode_entry, encode_packed
+from node.entries import encode_body, encode_packed
 from node.ingest import (
     Batch,
-    take_changeloc_block,
+    LineBacklog,
     take_changelocs,
-    take_iamat_block,
     take_iamats,
 )
 from node.protocol import (
     LOCATION_IN_RANGE,
-    ChangeLoc,
-    IAmAt,
     format_at,
     format_diff,
     format_ns,
-    parse_line,
     parse_location,
     valid_location,
 )
 from node.store import (
     ClientStore,
     Record,
-    make_record,
     newer_than_packed,
-    packed_key,
 )
-from tests.node.records import record_from_changeloc
+from tests.node.records import (
+    ChangeLoc,
+    IAmAt,
+    decode_entry,
+    encode_entry,
+    make_record,
+    order_key,
+    packed_key,
+    record_from_changeloc,
+)
+from tests.node.records import (
+    parse as parse_line,
+)
 from tests.node.strategies import (
     _CLIENTS,
     _WS,
@@ -109,6 +114,20 @@ def changeloc_line(record: Record) -> bytes:
     return record.changeloc().removesuffix(b"\n")
 
 
+def cut(lines: Sequence[bytes]) -> LineBacklog:
+    """A backlog holding `lines` one by one, as after a read that mixed kinds."""
+    backlog = LineBacklog()
+    backlog.put_back(lines)
+    return backlog
+
+
+def uncut(lines: Sequence[bytes]) -> LineBacklog:
+    """A backlog holding `lines` as one block, as `LineSplitter` hands over a read."""
+    backlog = LineBacklog()
+    backlog.add((b"\n".join(lines), len(lines)))
+    return backlog
+
+
 def run_iamats(
     lines: Sequence[bytes],
     store: ClientStore,
@@ -117,11 +136,12 @@ def run_iamats(
     received_ns: int = 1520023935182837383,
     limit: int = 1_000_000,
     conn_id: int = 7,
-) -> tuple[int, deque[bytes], Batch]:
-    backlog = deque(lines)
+    backlog_of: Callable[[Sequence[bytes]], LineBacklog] = cut,
+) -> tuple[int, list[bytes], Batch]:
+    backlog = backlog_of(lines)
     batch = Batch()
     n = take_iamats(backlog, limit, store, server, received_ns, conn_id, batch)
-    return n, backlog, batch
+    return n, list(backlog.lines()), batch
 
 
 def run_changelocs(
@@ -130,11 +150,12 @@ def run_changelocs(
     *,
     known: frozenset[bytes] = KNOWN,
     limit: int = 1_000_000,
-) -> tuple[int, deque[bytes], Batch]:
-    backlog = deque(lines)
+    backlog_of: Callable[[Sequence[bytes]], LineBacklog] = cut,
+) -> tuple[int, list[bytes], Batch]:
+    backlog = backlog_of(lines)
     batch = Batch()
     n = take_changelocs(backlog, limit, store, known, batch)
-    return n, backlog, batch
+    return n, list(backlog.lines()), batch
 
 
 def prefix_length(lines: Sequence[bytes], kind: type, *, peer: bool) -> int:
@@ -504,11 +525,11 @@ def test_newer_than_packed_is_apply_packed(
     location, time = msg
     received = format_ns(received_ns)
     store = store_of([held])
-    held_packed = store.table[b"c"]
-    assert packed_key(held_packed) == held.key
+    held_packed = dict(store.packed())[b"c"]
+    assert packed_key(held_packed) == order_key(held)
     new = make_record(b"c", location, time, received, server)
     newer = newer_than_packed(location, time, received, server, held_packed)
-    assert newer is (new.key > held.key)
+    assert newer is (order_key(new) > order_key(held))
     assert store.apply(new) is newer
     # And take_iamats agrees on the same record.
     store = store_of([held])
@@ -614,13 +635,13 @@ def test_take_changelocs_leaves_the_first_other_line_at_the_head(stop: bytes) ->
 def test_take_changelocs_counts_received_across_calls() -> None:
     store = ClientStore()
     batch = Batch()
-    backlog = deque([b"CHANGELOC a +1+1 1 1.000000000 Hill", b"PING"])
+    backlog = uncut([b"CHANGELOC a +1+1 1 1.000000000 Hill", b"PING"])
     assert take_changelocs(backlog, 10, store, KNOWN, batch) == 1
-    backlog.popleft()
-    backlog.extend([b"CHANGELOC a +1+1 1 1.000000000 Hill", b"CHANGELOC b +1+1 1 1.0 Hill"])
+    assert backlog.popleft() == b"PING"
+    backlog.add((b"CHANGELOC a +1+1 1 1.000000000 Hill\nCHANGELOC b +1+1 1 1.0 Hill", 2))
     assert take_changelocs(backlog, 10, store, KNOWN, batch) == 1
     assert (batch.received, batch.applied, batch.duplicates) == (2, 1, 1)
-    assert list(backlog) == [b"CHANGELOC b +1+1 1 1.0 Hill"]
+    assert list(backlog.lines()) == [b"CHANGELOC b +1+1 1 1.0 Hill"]
 
 
 # -- take_changelocs: what it applies -----------------------------------------------------
@@ -668,7 +689,7 @@ def test_take_changelocs_does_not_apply_an_older_record() -> None:
 def test_take_changelocs_tie_on_time_server_location_is_ordered_by_bytes() -> None:
     a = make_record(b"c", b"+1+1", b"1.5", format_ns(2 * NS), b"Hill")
     b = make_record(b"c", b"+1+1", b"1.50", format_ns(3 * NS), b"Hill")
-    winner = max(a, b, key=lambda r: r.key)
+    winner = max(a, b, key=order_key)
     for order in ([a, b], [b, a]):
         store = ClientStore()
         run_changelocs([changeloc_line(r) for r in order], store)
@@ -689,7 +710,7 @@ def test_take_changelocs_equals_apply_one_at_a_time(data: st.DataObject) -> None
     store, reference = store_of(prior), store_of(prior)
     limit = data.draw(st.integers(1, len(lines)))
     total = Batch()
-    backlog = deque(lines)
+    backlog = cut(lines)
     while backlog:
         batch = Batch()
         n = take_changelocs(backlog, limit, store, KNOWN, batch)
@@ -702,7 +723,7 @@ def test_take_changelocs_equals_apply_one_at_a_time(data: st.DataObject) -> None
     expected = Batch()
     for record in delivered:
         expected.received += 1
-        if reference.table.get(record.client) == changeloc_line(record).split(b" ", 2)[2]:
+        if reference.holds(record.client, record.packed()):
             expected.duplicates += 1
         elif record.server not in KNOWN:
             expected.unknown.append((record.server, record.client))
@@ -736,7 +757,7 @@ def test_take_changelocs_any_interleaving_and_duplication_ends_in_the_same_store
     for record in updates:
         if record.server in KNOWN:
             held = greatest.get(record.client)
-            if held is None or record.key > held.key:
+            if held is None or order_key(record) > order_key(held):
                 greatest[record.client] = record
     expected = {c: r.changeloc().split(b" ", 2)[2].removesuffix(b"\n") for c, r in greatest.items()}
     for i in range(3):
@@ -744,7 +765,7 @@ def test_take_changelocs_any_interleaving_and_duplication_ends_in_the_same_store
         delivered = data.draw(st.permutations(updates + extra), label=f"delivery {i}")
         limit = data.draw(st.integers(1, len(delivered)), label=f"limit {i}")
         store = ClientStore()
-        backlog = deque(changeloc_line(r) for r in delivered)
+        backlog = cut([changeloc_line(r) for r in delivered])
         applied = duplicates = 0
         while backlog:
             batch = Batch()
@@ -756,12 +777,12 @@ def test_take_changelocs_any_interleaving_and_duplication_ends_in_the_same_store
         # A copy of a record already held, delivered again, is always seen as a duplicate.
         again = Batch()
         take_changelocs(
-            deque(changeloc_line(r) for r in greatest.values()), 100, store, KNOWN, again
+            cut([changeloc_line(r) for r in greatest.values()]), 100, store, KNOWN, again
         )
         assert again.duplicates == len(greatest) and again.applied == 0 and again.flood == []
 
 
-# -- the block forms: all the lines or none -----------------------------------------------
+# -- a whole read: the block form, or line by line ------------------------------------------
 
 
 def batch_state(batch: Batch) -> tuple[object, ...]:
@@ -792,32 +813,28 @@ _SPACED_CHANGELOCS = CHANGELOC_POOL.map(lambda line: b" ".join(line.split()))
         weighted((6, _SPACED_IAMATS), (1, IAMAT_POOL), (1, iamat_ish())), min_size=1, max_size=8
     ).filter(lambda lines: not any(b"\n" in line for line in lines)),
     held=st.lists(st.sampled_from([b"IAMAT a +1+1 1", b"IAMAT b +0+0 2"]), max_size=2),
-    final_lf=st.booleans(),
+    limit=st.integers(1, 10),
 )
-@example(lines=[b"IAMAT a +1+1 1"], held=[], final_lf=True)
-@example(lines=[b"IAMAT a +1+1 1", b"IAMAT a +1+1 1 "], held=[], final_lf=False)
-@example(lines=[b"IAMAT a +1+1 1", b""], held=[], final_lf=True)
-@example(lines=[b"IAMAT a\x1c +1+1 1", b"IAMAT a\xa0 -0+0 0"], held=[], final_lf=True)
-@example(lines=[b"IAMAT a +1+1 1\r"], held=[], final_lf=True)
-def test_take_iamat_block_is_take_iamats_when_every_line_is_a_single_spaced_iamat(
-    lines: list[bytes], held: list[bytes], final_lf: bool
+@example(lines=[b"IAMAT a +1+1 1"], held=[], limit=1)
+@example(lines=[b"IAMAT a +1+1 1", b"IAMAT a +1+1 1 "], held=[], limit=5)
+@example(lines=[b"IAMAT a +1+1 1", b""], held=[], limit=5)
+@example(lines=[b"IAMAT a\x1c +1+1 1", b"IAMAT a\xa0 -0+0 0"], held=[], limit=5)
+@example(lines=[b"IAMAT a +1+1 1\r"], held=[], limit=5)
+@example(lines=[b"IAMAT a +1+1 1", b"IAMAT a +1+1 2"], held=[], limit=1)
+def test_take_iamats_takes_a_whole_read_as_it_takes_the_same_lines_one_by_one(
+    lines: list[bytes], held: list[bytes], limit: int
 ) -> None:
-    block = b"\n".join(lines) + (b"\n" if final_lf else b"")
-    whole = all(isinstance(parse_line(x), IAmAt) and single_spaced(x) for x in lines)
     store, reference = ClientStore(), ClientStore()
     for x in held:
         run_iamats([x], store, received_ns=NS)
         run_iamats([x], reference, received_ns=NS)
-    batch = Batch()
-    taken = take_iamat_block(block, len(lines), store, SERVER, 2 * NS, 7, batch)
-    assert taken is whole
-    if whole:
-        n, _backlog, expected = run_iamats(lines, reference, received_ns=2 * NS)
-        assert n == len(lines)
-    else:
-        expected = Batch()
+    n, rest, batch = run_iamats(lines, store, received_ns=2 * NS, limit=limit, backlog_of=uncut)
+    n_ref, rest_ref, expected = run_iamats(lines, reference, received_ns=2 * NS, limit=limit)
+    assert (n, rest) == (n_ref, rest_ref)
     assert batch_state(batch) == batch_state(expected)
     assert state(store) == state(reference)
+    if all(isinstance(parse_line(x), IAmAt) and single_spaced(x) for x in lines):
+        assert n == min(limit, len(lines))
 
 
 @FAST
@@ -828,49 +845,59 @@ def test_take_iamat_block_is_take_iamats_when_every_line_is_a_single_spaced_iama
         max_size=8,
     ).filter(lambda lines: not any(b"\n" in line for line in lines)),
     held=st.lists(_SPACED_CHANGELOCS, max_size=3),
+    limit=st.integers(1, 10),
 )
-@example(lines=[b"CHANGELOC a +1+1 1 1.000000000 Hill"] * 2, held=[])
+@example(lines=[b"CHANGELOC a +1+1 1 1.000000000 Hill"] * 2, held=[], limit=5)
 @example(
-    lines=[b"CHANGELOC a +1+1 1 1.000000000 Hill"], held=[b"CHANGELOC a +1+1 2 1.000000000 Hill"]
+    lines=[b"CHANGELOC a +1+1 1 1.000000000 Hill"],
+    held=[b"CHANGELOC a +1+1 2 1.000000000 Hill"],
+    limit=5,
 )
-@example(lines=[b"CHANGELOC a +1+1 1 1.000000000 Nobody"], held=[])
-@example(lines=[b"CHANGELOC a +1+1 1 1.000000000 Hill", b"PING"], held=[])
-@example(lines=[b"CHANGELOC a\x1c +1+1 1 1.000000000 Hill\xff"], held=[])
-def test_take_changeloc_block_is_take_changelocs_when_every_line_is_a_single_spaced_changeloc(
-    lines: list[bytes], held: list[bytes]
+@example(lines=[b"CHANGELOC a +1+1 1 1.000000000 Nobody"], held=[], limit=5)
+@example(lines=[b"CHANGELOC a +1+1 1 1.000000000 Hill", b"PING"], held=[], limit=5)
+@example(lines=[b"CHANGELOC a\x1c +1+1 1 1.000000000 Hill\xff"], held=[], limit=5)
+def test_take_changelocs_takes_a_whole_read_as_it_takes_the_same_lines_one_by_one(
+    lines: list[bytes], held: list[bytes], limit: int
 ) -> None:
-    block = b"\n".join(lines)
-    whole = all(isinstance(parse_line(x, peer=True), ChangeLoc) and single_spaced(x) for x in lines)
     store, reference = ClientStore(), ClientStore()
     run_changelocs(held, store)
     run_changelocs(held, reference)
-    batch = Batch()
-    taken = take_changeloc_block(block, len(lines), store, KNOWN, batch)
-    assert taken is whole
-    if whole:
-        n, _backlog, expected = run_changelocs(lines, reference)
-        assert n == len(lines)
-    else:
-        expected = Batch()
+    n, rest, batch = run_changelocs(lines, store, limit=limit, backlog_of=uncut)
+    n_ref, rest_ref, expected = run_changelocs(lines, reference, limit=limit)
+    assert (n, rest) == (n_ref, rest_ref)
     assert batch_state(batch) == batch_state(expected)
     assert state(store) == state(reference)
 
 
-def test_block_forms_take_a_long_single_spaced_read_like_the_line_forms() -> None:
+def test_a_long_single_spaced_read_is_taken_whole_like_its_lines() -> None:
     iamats = [iamat_line(b"c%d" % (i % 7), b"+1+1", b"%d.5" % (i % 5)) for i in range(300)]
     store, reference = ClientStore(), ClientStore()
-    batch = Batch()
-    assert take_iamat_block(b"\n".join(iamats) + b"\n", 300, store, SERVER, 9 * NS, 3, batch)
-    n, _backlog, expected = run_iamats(iamats, reference, received_ns=9 * NS, conn_id=3)
-    assert n == 300 and batch_state(batch) == batch_state(expected)
+    n, rest, batch = run_iamats(iamats, store, received_ns=9 * NS, conn_id=3, backlog_of=uncut)
+    n_ref, _rest, expected = run_iamats(iamats, reference, received_ns=9 * NS, conn_id=3)
+    assert n == n_ref == 300 and rest == [] and batch_state(batch) == batch_state(expected)
     assert state(store) == state(reference)
     # The flood those IAMATs made, twice over and shuffled, into a node holding none of it.
     flood = [line.removesuffix(b"\n") for line in batch.flood] * 2
     flood = flood[1::2] + flood[::2]
     store, reference = ClientStore(), ClientStore()
-    batch = Batch()
-    assert take_changeloc_block(b"\n".join(flood), len(flood), store, KNOWN, batch)
-    n, _backlog, expected = run_changelocs(flood, reference)
-    assert n == len(flood) and batch_state(batch) == batch_state(expected)
+    n, rest, batch = run_changelocs(flood, store, backlog_of=uncut)
+    n_ref, _rest, expected = run_changelocs(flood, reference)
+    assert n == n_ref == len(flood) and batch_state(batch) == batch_state(expected)
     assert batch.duplicates > 0 and batch.applied > 0
     assert state(store) == state(reference)
+
+
+def test_a_backlog_keeps_reads_whole_until_someone_needs_single_lines() -> None:
+    backlog = LineBacklog()
+    backlog.add((b"", 0))
+    assert not backlog and len(backlog) == 0
+    backlog.add((b"a\nb", 2))
+    backlog.add((b"c", 1))
+    assert backlog.whole(3) == (b"a\nb\nc", 3) and backlog.whole(2) is None
+    assert backlog.head() == b"a" and backlog.whole(3) is None  # cut now
+    backlog.add((b"d\ne", 2))
+    assert backlog.popleft() == b"a" and len(backlog) == 4
+    backlog.put_back([b"x", b"y"])
+    assert list(backlog.lines()) == [b"x", b"y", b"b", b"c", b"d", b"e"]
+    backlog.clear()
+    assert not backlog

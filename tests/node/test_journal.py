@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from node.entries import ReplayStats, decode_entry, encode_entry, replay_bytes
+from node.entries import ReplayStats, replay_bytes
 from node.journal import Journal
-from node.store import ClientStore, Record, make_record
+from node.store import ClientStore, Record
+from tests.node.records import decode_entry, encode_entry, make_record
 
 
 def rec(client: bytes, t: bytes, server: bytes = b"Hands", loc: bytes = b"+1+1") -> Record:

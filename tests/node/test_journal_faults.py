@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from node.entries import ReplayStats, encode_entry
+from node.entries import ReplayStats
 from node.journal import Journal, JournalError
-from node.store import ClientStore, Record, make_record
+from node.store import ClientStore, Record
 from tests.node.disk import FlakyDisk
+from tests.node.records import encode_entry, make_record
 
 
 def rec(client: bytes, t: bytes, loc: bytes = b"+1+1") -> Record:

@@ -13,8 +13,6 @@ from fractions import Fraction
 import pytest
 
 from node.protocol import (
-    ChangeLoc,
-    IAmAt,
     Invalid,
     LineSplitter,
     PeerLine,
@@ -22,14 +20,15 @@ from node.protocol import (
     WhatsAt,
     diff_from_received,
     format_at,
-    format_changeloc,
     format_diff,
     format_invalid,
     format_ns,
-    parse_line,
     parse_location,
     time_key,
 )
+from node.store import Record
+from tests.node.records import ChangeLoc, IAmAt
+from tests.node.records import parse as parse_line
 
 NS = 1_000_000_000
 DIFF_FORM = re.compile(rb"[+-]\d+\.\d{9}")
@@ -464,8 +463,8 @@ def test_format_at_joins_fields_with_single_spaces():
     )
 
 
-def test_format_changeloc_round_trips_through_parse_line():
-    line = format_changeloc(b"c\xc2\xa0", b"+1-2", b"1.5", b"2.000000000", b"Bailey")
+def test_a_records_changeloc_round_trips_through_parse():
+    line = Record(b"c\xc2\xa0", b"+1-2", b"1.5", b"2.000000000", b"Bailey").changeloc()
     assert line == b"CHANGELOC c\xc2\xa0 +1-2 1.5 2.000000000 Bailey\n"
     assert parse_line(line[:-1], peer=True) == ChangeLoc(
         b"c\xc2\xa0", b"+1-2", b"1.5", b"2.000000000", b"Bailey"
@@ -475,6 +474,19 @@ def test_format_changeloc_round_trips_through_parse_line():
 def test_format_invalid_is_question_mark_space_line_lf():
     assert format_invalid(b"BOGUS 1 2 3 4") == b"? BOGUS 1 2 3 4\n"
     assert format_invalid(b"\xff\x00") == b"? \xff\x00\n"
+
+
+def feed(splitter: LineSplitter, data: bytes) -> list[bytes]:
+    """The lines a feed completes, one by one."""
+    block, count = splitter.feed(data)
+    lines = block.split(b"\n") if count else []
+    assert len(lines) == count
+    return lines
+
+
+def eof(splitter: LineSplitter) -> list[bytes]:
+    last = splitter.feed_eof()
+    return [] if last is None else [last]
 
 
 # -- LineSplitter -----------------------------------------------------------------------
@@ -496,9 +508,9 @@ STREAM_LINES = [b"IAMAT a +1+1 1", b"WHATSAT a 10 5", b"", b"x\r", b"a\rb", b"",
 
 def test_splitter_cuts_a_whole_stream_into_lines():
     s = LineSplitter()
-    assert s.feed(STREAM) == STREAM_LINES
+    assert feed(s, STREAM) == STREAM_LINES
     assert s.pending == len(b"tail without LF")
-    assert s.feed_eof() == [b"tail without LF"]
+    assert eof(s) == [b"tail without LF"]
     assert s.pending == 0
 
 
@@ -506,9 +518,9 @@ def test_splitter_fed_one_byte_at_a_time_gives_the_same_lines():
     s = LineSplitter()
     lines: list[bytes] = []
     for i in range(len(STREAM)):
-        lines += s.feed(STREAM[i : i + 1])
+        lines += feed(s, STREAM[i : i + 1])
     assert lines == STREAM_LINES
-    assert s.feed_eof() == [b"tail without LF"]
+    assert eof(s) == [b"tail without LF"]
 
 
 def test_splitter_gives_the_same_lines_for_any_chunking():
@@ -519,54 +531,54 @@ def test_splitter_gives_the_same_lines_for_any_chunking():
         i = 0
         while i < len(STREAM):
             n = rng.randrange(0, 12)
-            lines += s.feed(STREAM[i : i + n])
+            lines += feed(s, STREAM[i : i + n])
             i += n
-        assert lines + s.feed_eof() == [*STREAM_LINES, b"tail without LF"]
+        assert lines + eof(s) == [*STREAM_LINES, b"tail without LF"]
 
 
 def test_splitter_strips_only_the_cr_right_before_lf():
     s = LineSplitter()
-    assert s.feed(b"a\r\r\n") == [b"a\r"]
-    assert s.feed(b"\rb\n") == [b"\rb"]
+    assert feed(s, b"a\r\r\n") == [b"a\r"]
+    assert feed(s, b"\rb\n") == [b"\rb"]
 
 
 def test_splitter_keeps_cr_split_from_its_lf_across_feeds_as_terminator():
     s = LineSplitter()
-    assert s.feed(b"abc\r") == []
-    assert s.feed(b"\n") == [b"abc"]
+    assert feed(s, b"abc\r") == []
+    assert feed(s, b"\n") == [b"abc"]
 
 
 def test_splitter_returns_many_lines_from_one_feed():
     s = LineSplitter()
-    assert s.feed(b"1\n2\n3\n" * 1000) == [b"1", b"2", b"3"] * 1000
+    assert feed(s, b"1\n2\n3\n" * 1000) == [b"1", b"2", b"3"] * 1000
     assert s.pending == 0
 
 
 def test_splitter_holds_a_line_without_lf_until_eof():
     s = LineSplitter()
-    assert s.feed(b"IAMAT a +1+1 1") == []
-    assert s.feed(b"") == []
+    assert feed(s, b"IAMAT a +1+1 1") == []
+    assert feed(s, b"") == []
     assert s.pending == 14
-    assert s.feed_eof() == [b"IAMAT a +1+1 1"]
+    assert eof(s) == [b"IAMAT a +1+1 1"]
 
 
 def test_splitter_eof_keeps_a_trailing_cr_without_lf():
     s = LineSplitter()
-    s.feed(b"abc\r")
-    assert s.feed_eof() == [b"abc\r"]
+    feed(s, b"abc\r")
+    assert eof(s) == [b"abc\r"]
 
 
 def test_splitter_eof_with_nothing_pending_gives_no_line():
     s = LineSplitter()
-    assert s.feed(b"a\n") == [b"a"]
-    assert s.feed_eof() == []
-    assert LineSplitter().feed_eof() == []
+    assert feed(s, b"a\n") == [b"a"]
+    assert eof(s) == []
+    assert eof(LineSplitter()) == []
 
 
 @pytest.mark.parametrize("terminator", [b"\n", b"\r\n"])
 def test_splitter_accepts_a_line_of_exactly_max_line_bytes(terminator):
     s = LineSplitter(max_line=8)
-    assert s.feed(b"12345678" + terminator) == [b"12345678"]
+    assert feed(s, b"12345678" + terminator) == [b"12345678"]
     assert s.overlong is None
 
 
@@ -574,55 +586,55 @@ def test_splitter_accepts_max_line_bytes_with_crlf_fed_byte_by_byte():
     s = LineSplitter(max_line=8)
     lines: list[bytes] = []
     for b in b"12345678\r\n":
-        lines += s.feed(bytes([b]))
+        lines += feed(s, bytes([b]))
     assert lines == [b"12345678"]
     assert s.overlong is None
 
 
 def test_splitter_accepts_max_line_bytes_at_eof():
     s = LineSplitter(max_line=8)
-    assert s.feed(b"12345678") == []
-    assert s.feed_eof() == [b"12345678"]
+    assert feed(s, b"12345678") == []
+    assert eof(s) == [b"12345678"]
     assert s.overlong is None
 
 
 def test_splitter_flags_an_overlong_line_whose_lf_is_in_the_same_feed():
     s = LineSplitter(max_line=8)
-    assert s.feed(b"ok\n" + b"x" * 20 + b"\nafter\n") == [b"ok"]
+    assert feed(s, b"ok\n" + b"x" * 20 + b"\nafter\n") == [b"ok"]
     assert s.overlong == b"x" * 8
 
 
 def test_splitter_flags_an_overlong_line_still_growing_without_lf():
     s = LineSplitter(max_line=8)
-    assert s.feed(b"ok\nxxxxx") == [b"ok"]
+    assert feed(s, b"ok\nxxxxx") == [b"ok"]
     assert s.overlong is None
-    assert s.feed(b"yyyyy") == []
+    assert feed(s, b"yyyyy") == []
     assert s.overlong == b"xxxxxyyy"
 
 
 def test_splitter_flags_an_overlong_line_fed_byte_by_byte():
     s = LineSplitter(max_line=8)
     for b in b"0123456789":
-        assert s.feed(bytes([b])) == []
+        assert feed(s, bytes([b])) == []
     assert s.overlong == b"01234567"
 
 
 def test_splitter_stops_producing_lines_after_an_overlong_one():
     s = LineSplitter(max_line=8)
-    s.feed(b"x" * 20)
+    feed(s, b"x" * 20)
     assert s.overlong == b"x" * 8
-    assert s.feed(b"\nIAMAT a +1+1 1\n") == []
-    assert s.feed_eof() == []
+    assert feed(s, b"\nIAMAT a +1+1 1\n") == []
+    assert eof(s) == []
     assert s.overlong == b"x" * 8
 
 
 def test_splitter_flags_a_line_one_byte_over_max_line():
     s = LineSplitter(max_line=8)
-    assert s.feed(b"123456789\n") == []
+    assert feed(s, b"123456789\n") == []
     assert s.overlong == b"12345678"
 
 
 def test_splitter_flags_a_pending_line_one_byte_over_max_line():
     s = LineSplitter(max_line=8)
-    assert s.feed(b"123456789") == []
+    assert feed(s, b"123456789") == []
     assert s.overlong == b"12345678"

@@ -6,13 +6,22 @@ import random
 
 import pytest
 
-from node.protocol import ChangeLoc, IAmAt, format_at, format_diff, parse_line
+from node.protocol import format_at, format_diff
 from node.store import (
     ClientStore,
     Record,
-    make_record,
 )
-from tests.node.records import record_from_changeloc, record_from_iamat
+from tests.node.records import (
+    ChangeLoc,
+    IAmAt,
+    make_record,
+    order_key,
+    record_from_changeloc,
+    record_from_iamat,
+)
+from tests.node.records import (
+    parse as parse_line,
+)
 
 RECEIVED = b"1520023935.182837383"
 
@@ -186,7 +195,7 @@ def _record_pool(rng: random.Random) -> list[Record]:
             b"%d.%09d" % (rng.randrange(3), rng.randrange(10**9)),
             rng.choice([b"Bailey", b"Bona", b"Campbell", b"Clark", b"Jaquez"]),
         )
-        pool.setdefault((client, record.key), record)
+        pool.setdefault((client, order_key(record)), record)
     return list(pool.values())
 
 
@@ -199,7 +208,7 @@ def test_any_order_of_updates_ends_in_the_same_state():
     pool = _record_pool(rng)
     expected: dict[bytes, Record] = {}
     for r in pool:
-        if r.client not in expected or r.key > expected[r.client].key:
+        if r.client not in expected or order_key(r) > order_key(expected[r.client]):
             expected[r.client] = r
     want = sorted(r.at_line() for r in expected.values())
     for _ in range(300):

@@ -1,0 +1,441 @@
+"""A client's connection: lines in, replies out in the same order, as few writes as possible.
+
+Each read's lines are answered in line order, a share per event-loop turn: runs of IAMATs
+through `node.ingest` and `NodeServer.commit` (journal, then replies, flood and log), every
+other line through `protocol.parse_line`. A neighbour's connection starts here too, and
+after its HELLO and AUTH is handed over to `peers.PeerConnection`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import time
+from collections import deque
+from typing import TYPE_CHECKING, cast
+
+from node.admission import PROBATION_DEADLINE
+from node.handshake import HandshakeError, Responder, redact
+from node.ingest import Batch, LineBacklog, take_iamats
+from node.journal import errno_name
+from node.logbook import show
+from node.peers import PeerConnection
+from node.protocol import (
+    LineSplitter,
+    Message,
+    PeerLine,
+    WhatsAt,
+    format_invalid,
+    parse_line,
+)
+from node.reader import LineReader
+
+if TYPE_CHECKING:
+    from node.server import NodeServer
+
+_LF = b"\n"
+_HANDSHAKE = (b"HELLO ", b"AUTH ")  # the only lines a connection on probation may send
+MAX_PENDING_REPLIES = 1000  # per connection; beyond it the node stops reading that client
+LINES_PER_TURN = 256  # per connection per event-loop turn, so one bulk client cannot stall others
+
+
+class Phase(enum.Enum):
+    """A client connection's life. It only moves down this list, and any phase may go
+    straight to CLOSED:
+
+    OPEN       reads, and answers every line in order.
+    CLOSING    answers the lines it has, drops what it reads; entered on the client's EOF,
+               an overlong line, a failed AUTH, a refusing journal, or shutdown. When the
+               last reply is written: close (the client sent EOF) or half-close -> LINGERING.
+    LINGERING  half-closed by us; waits for the client's EOF (at most `line_deadline`), so
+               the client reads every reply before the connection goes.
+    CLOSED     gone: closed, cut, refused, or handed over to the peer side.
+    """
+
+    OPEN = "open"
+    CLOSING = "closing"
+    LINGERING = "lingering"
+    CLOSED = "closed"
+
+
+_ENDING = (Phase.CLOSING, Phase.LINGERING)
+
+
+class ClientConnection(LineReader):
+    """One accepted TCP connection as a client's; a neighbour's, after its HELLO and AUTH,
+    is handed over to `peers.PeerConnection`."""
+
+    def __init__(self, node: NodeServer) -> None:
+        super().__init__()
+        self.node = node
+        self.id = node.next_conn_id()
+        self.transport: asyncio.Transport | None = None
+        self.splitter = LineSplitter(node.limits.max_line_bytes)
+        self._authenticated: bytes | None = None  # a neighbour's name, after a good AUTH
+        self._responder: Responder | None = None
+        # Replies in line order: bytes ready to send, or a task still computing one.
+        self._queue: deque[bytes | asyncio.Task[bytes]] = deque()
+        self._tasks = 0  # how many of the queued replies are tasks
+        self._overlong_reply: bytes | None = None  # goes out after the backlog
+        self._batch = Batch()  # reused by every read
+        self._probation: asyncio.TimerHandle | None = None  # its deadline, while on probation
+        self._over = ""  # the client cap it arrived over, while on probation
+        self._phase = Phase.OPEN
+        self._eof = False  # the client closed its side (input; `_phase` is ours)
+        self._lingering_since = 0.0  # when LINGERING began
+        self._finished: asyncio.Future[None] | None = None
+        self._last_activity = time.monotonic()
+        self._pending_since: float | None = None
+        self._where = "?"
+        self._host = "?"
+
+    # -- asyncio callbacks --------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses, but speak the same API.
+        self.transport = cast(asyncio.Transport, transport)
+        peername = transport.get_extra_info("peername")
+        if isinstance(peername, tuple):
+            self._where = f"{peername[0]}:{peername[1]}"
+            self._host = str(peername[0])
+        node = self.node
+        admission = node.admission
+        kind, evicted = admission.admit(self, self._host)
+        node.connections.add(self)
+        if evicted is not None:
+            evicted.refuse(f"{evicted._over}, made room on probation for a newer connection")
+        if kind == "probation":
+            # Over a client cap, yet maybe a neighbour: only a handshake keeps it.
+            if admission.by_host[self._host] >= admission.per_host:
+                self._over = f"max_connections({admission.per_host})"
+            else:
+                self._over = f"max_connections_total({admission.total})"
+            self._probation = asyncio.get_running_loop().call_later(
+                PROBATION_DEADLINE, self.refuse, f"{self._over}, no handshake in time"
+            )
+            return
+        node.log.event(f"CONN_OPEN conn={self.id} from={self._where}")
+
+    @property
+    def closed(self) -> bool:
+        return self._phase is Phase.CLOSED
+
+    def data_received(self, data: bytes) -> None:
+        self._last_activity = time.monotonic()
+        if self._phase is not Phase.OPEN:
+            return  # answered its last line; read and drop the rest so close() is not a reset
+        splitter = self.splitter
+        lines = splitter.feed(data)
+        if lines[1]:
+            self._backlog.add(lines)
+            self._work()
+        if splitter.overlong is not None:
+            self.node.log.event(f"LINE_TOO_LONG conn={self.id} limit={splitter.max_line}")
+            self._overlong_reply = format_invalid(splitter.overlong)
+            self._close_after_replies()
+            self._pending_since = None
+            self._work()  # the lines before it are answered first
+            self._flush()
+            return
+        self._pending_since = (
+            (self._pending_since or self._last_activity) if splitter.pending else None
+        )
+        if self._queue:
+            self._flush()
+
+    def _deliver(self, replies: list[bytes]) -> None:
+        """Replies to a run of lines, in line order: written at once when no reply before
+        them is still waiting (a waiting client's whole read, the common case), else
+        queued behind those."""
+        if self._queue:
+            self._queue.extend(replies)
+        elif self.transport is not None and self._phase is not Phase.CLOSED:
+            self.transport.write(replies[0] if len(replies) == 1 else b"".join(replies))
+
+    def eof_received(self) -> bool:
+        self._eof = True
+        last = self.splitter.feed_eof()
+        if last is not None and self._phase is Phase.OPEN:
+            self._backlog.add((last, 1))
+            self._work()
+        self._close_after_replies()
+        self._pending_since = None
+        self._flush()
+        return True  # keep our side open until every reply is written
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._phase = Phase.CLOSED
+        node = self.node
+        if self._queue:
+            # Replies are logged as OUT when made; say which of them never went out.
+            node.log.event(f"REPLIES_DROPPED conn={self.id} count={len(self._queue)}")
+        for item in self._queue:
+            if isinstance(item, asyncio.Task):
+                item.cancel()
+        self._queue.clear()
+        self._tasks = 0
+        if self._responder is not None and (waiting := self._responder.awaiting_auth) is not None:
+            # A real node that rejects our proof hangs up without AUTH: say so here too.
+            node.log.event(
+                f"PEER_AUTH_FAILED conn={self.id} from={self._where} peer={show(waiting)}"
+                " reason=closed before AUTH (does it have another secret?)"
+            )
+        if self._leave_node():
+            reason = f" error={exc}" if exc else ""
+            node.log.event(f"CONN_CLOSE conn={self.id}{reason}")
+        if self._finished is not None and not self._finished.done():
+            self._finished.set_result(None)
+
+    # -- lines ------------------------------------------------------------------------
+
+    def _work(self) -> None:
+        """Handle backlog lines while fewer than MAX_PENDING_REPLIES replies are pending.
+
+        At most LINES_PER_TURN lines per loop turn: a client that sends a huge batch gets
+        the rest handled on later turns, so other connections are served in between. Runs
+        of valid IAMATs go through `ingest` as one batch; any other line is parsed alone.
+        """
+        node = self.node
+        log = node.log
+        queue = self._queue
+        backlog = self._backlog
+        budget = LINES_PER_TURN
+        batch = self._batch
+        received_ns = node.clock_ns()  # the lines of one read arrived together
+        while backlog and len(queue) < MAX_PENDING_REPLIES:
+            if budget <= 0:
+                self._schedule_resume()
+                break
+            if self._probation is not None and not backlog.head().startswith(_HANDSHAKE):
+                self.refuse(self._over)
+                return
+            room = min(budget, MAX_PENDING_REPLIES - len(queue))
+            taken = take_iamats(
+                backlog, room, node.store, node.name_bytes, received_ns, self.id, batch
+            )
+            if taken:
+                budget -= taken
+                if not node.commit(batch, self._deliver, None):
+                    self._journal_refused()
+                    return
+                continue
+            budget -= 1
+            line = backlog.popleft()
+            msg = parse_line(line)
+            if msg is None:
+                continue
+            log.event(f"IN conn={self.id} {show(redact(line))}")  # no nonce or proof
+            reply = self._reply(msg, line)
+            if isinstance(reply, bytes):
+                self._log_out(reply)
+            else:
+                self._tasks += 1
+            queue.append(reply)
+            if self._authenticated is not None:  # a good AUTH: the rest is the neighbour's
+                self._hand_over(self._authenticated)
+                return
+        if not backlog and self._overlong_reply is not None:
+            self._log_out(self._overlong_reply)
+            queue.append(self._overlong_reply)
+            self._overlong_reply = None
+        if self._read_paused or backlog:  # else reading is on and stays on
+            self._set_reading()
+
+    def _reply(self, msg: Message, line: bytes) -> bytes | asyncio.Task[bytes]:
+        node = self.node
+        if isinstance(msg, WhatsAt):
+            record = node.store.get(msg.client)
+            if record is None:
+                return format_invalid(line)
+            task = asyncio.get_running_loop().create_task(node.whatsat(record, msg))
+            task.add_done_callback(self._reply_done)
+            return task
+        if isinstance(msg, PeerLine):
+            return self._handshake(msg, line)
+        return format_invalid(line)
+
+    def _handshake(self, msg: PeerLine, line: bytes) -> bytes:
+        node = self.node
+        if self._responder is None:
+            self._responder = Responder(node.secret, node.name_bytes, node.neighbours)
+        try:
+            if msg.keyword == b"HELLO":
+                return self._responder.on_hello(msg.fields)
+            reply = self._responder.on_auth(msg.fields)
+        except HandshakeError as e:
+            node.log.event(f"PEER_AUTH_FAILED conn={self.id} from={self._where} reason={e}")
+            # A failed AUTH ends the conversation; so does any failure over a client cap.
+            if msg.keyword == b"AUTH" or self._probation is not None:
+                self._backlog.clear()  # no further line is handled
+                self._close_after_replies()
+            return format_invalid(line)
+        self._authenticated = self._responder.peer
+        return reply
+
+    def _hand_over(self, peer: bytes) -> None:
+        """After WELCOME the connection is a neighbour's link: write what is answered, then
+        give the transport, and the lines read after AUTH, to the peer side."""
+        node = self.node
+        self._flush()  # WELCOME goes out first
+        transport = self.transport
+        assert transport is not None
+        self._phase = Phase.CLOSED  # as a client connection, this one is done
+        for item in self._queue:
+            if isinstance(item, asyncio.Task):
+                item.cancel()
+        self._leave_node()  # a neighbour: no client cap counts it
+        # A CHANGELOC is longer than the IAMAT it came from (time_received, server name).
+        self.splitter.max_line = node.limits.max_line_bytes + 64 + max(map(len, node.known_servers))
+        link = PeerConnection(
+            node,
+            node.peers,
+            transport,
+            peer=peer,
+            conn_id=self.id,
+            where=self._where,
+            splitter=self.splitter,
+            read_paused=self._read_paused,
+            write_paused=self._write_paused,
+        )
+        transport.set_protocol(link)
+        node.log.event(f"PEER_IN_UP conn={self.id} peer={peer.decode()} from={self._where}")
+        node.peers.inbound_up(peer, link)
+        link.start(self._backlog)
+        self._backlog = LineBacklog()  # the lines read after AUTH are the link's now
+
+    # -- writing ----------------------------------------------------------------------
+
+    def _reply_done(self, task: asyncio.Task[bytes]) -> None:
+        if not task.cancelled() and task.exception() is None:
+            self._log_out(task.result())
+        self._flush()
+
+    def _log_out(self, reply: bytes) -> None:
+        # A WHATSAT's JSON is summarised: the log is for operators, not a copy. A handshake
+        # reply keeps its names only: a nonce or a proof in a log would let its readers
+        # guess the secret offline.
+        line, _, body = reply.rstrip(_LF).partition(_LF)
+        more = f" (+{len(body)} bytes of JSON)" if body else ""
+        self.node.log.event(f"OUT conn={self.id} {show(redact(line))}{more}")
+
+    def _flush(self) -> None:
+        """Write every reply at the head of the queue that is ready, in one write."""
+        transport = self.transport
+        if transport is None or self._phase is Phase.CLOSED:
+            return
+        queue = self._queue
+        ready: list[bytes]
+        if not self._tasks:  # every queued reply is bytes
+            ready = cast(list[bytes], list(queue))
+            queue.clear()
+        else:
+            ready = []
+            while queue:
+                head = queue[0]
+                if not isinstance(head, bytes):
+                    if not head.done():
+                        break
+                    self._tasks -= 1  # counted out before result() can raise
+                    queue.popleft()
+                    if not head.cancelled():
+                        ready.append(head.result())
+                    continue
+                ready.append(head)
+                queue.popleft()
+        if self._backlog and len(queue) < MAX_PENDING_REPLIES:
+            self._schedule_resume()  # room for more replies: handle the lines held back
+        if ready:
+            transport.write(b"".join(ready))
+        if not queue and not self._backlog and self._phase in _ENDING:
+            if self._eof:
+                transport.close()  # connection_lost follows
+            elif self._phase is Phase.CLOSING:
+                # Half-close: the client still reads every reply, then sends its EOF.
+                self._phase = Phase.LINGERING
+                self._lingering_since = time.monotonic()
+                transport.write_eof()
+
+    def _resume(self) -> None:
+        super()._resume()
+        self._flush()
+
+    def _journal_refused(self) -> None:
+        """The journal could not take this client's IAMATs: they get no AT. The replies to
+        the lines before them still go out, then the connection closes; the lines after
+        them are not handled. The client may reconnect and retry."""
+        failing = self.node.journal.failing
+        why = f" ({errno_name(failing)})" if failing is not None else ""
+        self.node.log.event(
+            f"CONN_CUT conn={self.id} from={self._where} reason=journal write failed{why},"
+            f" {len(self._backlog)} later lines unanswered"
+        )
+        self._backlog.clear()
+        self._overlong_reply = None
+        self._close_after_replies()
+        self._pending_since = None
+        self._set_reading()
+        self._flush()
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    def check_deadlines(self, now: float, line_deadline: float, idle_timeout: float) -> None:
+        """Cut off a client holding a half-sent line too long, or idle past the timeout."""
+        if self._phase is Phase.CLOSED:
+            return
+        if self._phase is Phase.LINGERING and now - self._lingering_since > line_deadline:
+            self.abort("no EOF after the last reply")
+            return
+        if self._pending_since is not None and now - self._pending_since > line_deadline:
+            self.abort(f"line_deadline({line_deadline:g}s)")
+        elif idle_timeout > 0 and not self._queue and now - self._last_activity > idle_timeout:
+            self.abort(f"idle_timeout({idle_timeout:g}s)")
+
+    def refuse(self, reason: str) -> None:
+        """Refuse a connection over a client cap: logged (rate-limited), then reset."""
+        if self._phase is Phase.CLOSED or self.transport is None:
+            return
+        self.node.refusals.event(
+            "CONN_REFUSED", f"CONN_REFUSED conn={self.id} from={self._where} reason={reason}"
+        )
+        self._phase = Phase.CLOSED
+        self._leave_node()
+        self.transport.abort()
+
+    def abort(self, reason: str) -> None:
+        """Drop the connection now, logging why."""
+        if self._phase is Phase.CLOSED or self.transport is None:
+            return
+        self._phase = Phase.CLOSED
+        self.node.log.event(f"CONN_CUT conn={self.id} from={self._where} reason={reason}")
+        self.transport.abort()
+
+    def _leave_node(self) -> bool:
+        """Give back this connection's slot (and its probation deadline); True when the
+        node still counted it among its connections."""
+        if self._probation is not None:
+            self._probation.cancel()
+            self._probation = None
+        node = self.node
+        node.admission.release(self)
+        if self in node.connections:
+            node.connections.discard(self)
+            return True
+        return False
+
+    def _close_after_replies(self) -> None:
+        """OPEN -> CLOSING: answer what was read, read nothing more, then close."""
+        if self._phase is Phase.OPEN:
+            self._phase = Phase.CLOSING
+
+    def finish(self) -> asyncio.Future[None]:
+        """Close once the queued replies are written; resolves when the connection is gone."""
+        if self._finished is None:
+            self._finished = asyncio.get_running_loop().create_future()
+        if self._phase is Phase.CLOSED or self.transport is None:
+            if not self._finished.done():
+                self._finished.set_result(None)
+            return self._finished
+        self._close_after_replies()
+        self._set_reading()
+        self._flush()
+        return self._finished
