@@ -75,6 +75,12 @@ class Admission(Generic[K]):
         self._slots[key] = ("probation", host)
         return "probation", evicted
 
+    def over(self, host: str) -> str:
+        """Which cap a connection from `host` went on probation over, for the log."""
+        if self.by_host[host] >= self.per_host:
+            return f"max_connections({self.per_host})"
+        return f"max_connections_total({self.total})"
+
     def release(self, key: K) -> None:
         """The connection is gone, refused, or handed to the peer side (an authenticated
         neighbour counts against no client cap): its slot is free."""

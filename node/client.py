@@ -11,13 +11,12 @@ from __future__ import annotations
 import asyncio
 import enum
 import time
-from collections import deque
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
 from node.admission import PROBATION_DEADLINE
+from node.client_host import ClientHost
 from node.handshake import HandshakeError, Responder, redact
 from node.ingest import Batch, LineBacklog, take_iamats
-from node.journal import errno_name
 from node.logbook import show
 from node.peers import PeerConnection
 from node.protocol import (
@@ -29,9 +28,7 @@ from node.protocol import (
     parse_line,
 )
 from node.reader import LineReader
-
-if TYPE_CHECKING:
-    from node.server import NodeServer
+from node.replies import ReplyQueue
 
 _LF = b"\n"
 _HANDSHAKE = (b"HELLO ", b"AUTH ")  # the only lines a connection on probation may send
@@ -65,7 +62,7 @@ class ClientConnection(LineReader):
     """One accepted TCP connection as a client's; a neighbour's, after its HELLO and AUTH,
     is handed over to `peers.PeerConnection`."""
 
-    def __init__(self, node: NodeServer) -> None:
+    def __init__(self, node: ClientHost) -> None:
         super().__init__()
         self.node = node
         self.id = node.next_conn_id()
@@ -73,9 +70,7 @@ class ClientConnection(LineReader):
         self.splitter = LineSplitter(node.limits.max_line_bytes)
         self._authenticated: bytes | None = None  # a neighbour's name, after a good AUTH
         self._responder: Responder | None = None
-        # Replies in line order: bytes ready to send, or a task still computing one.
-        self._queue: deque[bytes | asyncio.Task[bytes]] = deque()
-        self._tasks = 0  # how many of the queued replies are tasks
+        self._queue = ReplyQueue()
         self._overlong_reply: bytes | None = None  # goes out after the backlog
         self._batch = Batch()  # reused by every read
         self._probation: asyncio.TimerHandle | None = None  # its deadline, while on probation
@@ -106,10 +101,7 @@ class ClientConnection(LineReader):
             evicted.refuse(f"{evicted._over}, made room on probation for a newer connection")
         if kind == "probation":
             # Over a client cap, yet maybe a neighbour: only a handshake keeps it.
-            if admission.by_host[self._host] >= admission.per_host:
-                self._over = f"max_connections({admission.per_host})"
-            else:
-                self._over = f"max_connections_total({admission.total})"
+            self._over = admission.over(self._host)
             self._probation = asyncio.get_running_loop().call_later(
                 PROBATION_DEADLINE, self.refuse, f"{self._over}, no handshake in time"
             )
@@ -166,14 +158,9 @@ class ClientConnection(LineReader):
     def connection_lost(self, exc: Exception | None) -> None:
         self._phase = Phase.CLOSED
         node = self.node
-        if self._queue:
+        if dropped := self._queue.drop():
             # Replies are logged as OUT when made; say which of them never went out.
-            node.log.event(f"REPLIES_DROPPED conn={self.id} count={len(self._queue)}")
-        for item in self._queue:
-            if isinstance(item, asyncio.Task):
-                item.cancel()
-        self._queue.clear()
-        self._tasks = 0
+            node.log.event(f"REPLIES_DROPPED conn={self.id} count={dropped}")
         if self._responder is not None and (waiting := self._responder.awaiting_auth) is not None:
             # A real node that rejects our proof hangs up without AUTH: say so here too.
             node.log.event(
@@ -228,8 +215,6 @@ class ClientConnection(LineReader):
             reply = self._reply(msg, line)
             if isinstance(reply, bytes):
                 self._log_out(reply)
-            else:
-                self._tasks += 1
             queue.append(reply)
             if self._authenticated is not None:  # a good AUTH: the rest is the neighbour's
                 self._hand_over(self._authenticated)
@@ -275,32 +260,24 @@ class ClientConnection(LineReader):
     def _hand_over(self, peer: bytes) -> None:
         """After WELCOME the connection is a neighbour's link: write what is answered, then
         give the transport, and the lines read after AUTH, to the peer side."""
-        node = self.node
         self._flush()  # WELCOME goes out first
         transport = self.transport
         assert transport is not None
         self._phase = Phase.CLOSED  # as a client connection, this one is done
-        for item in self._queue:
-            if isinstance(item, asyncio.Task):
-                item.cancel()
+        self._queue.drop()
         self._leave_node()  # a neighbour: no client cap counts it
-        # A CHANGELOC is longer than the IAMAT it came from (time_received, server name).
-        self.splitter.max_line = node.limits.max_line_bytes + 64 + max(map(len, node.known_servers))
-        link = PeerConnection(
-            node,
-            node.peers,
+        PeerConnection.take_over(
+            self.node,
+            self.node.peers,
             transport,
             peer=peer,
             conn_id=self.id,
             where=self._where,
             splitter=self.splitter,
+            backlog=self._backlog,
             read_paused=self._read_paused,
             write_paused=self._write_paused,
         )
-        transport.set_protocol(link)
-        node.log.event(f"PEER_IN_UP conn={self.id} peer={peer.decode()} from={self._where}")
-        node.peers.inbound_up(peer, link)
-        link.start(self._backlog)
         self._backlog = LineBacklog()  # the lines read after AUTH are the link's now
 
     # -- writing ----------------------------------------------------------------------
@@ -324,24 +301,7 @@ class ClientConnection(LineReader):
         if transport is None or self._phase is Phase.CLOSED:
             return
         queue = self._queue
-        ready: list[bytes]
-        if not self._tasks:  # every queued reply is bytes
-            ready = cast(list[bytes], list(queue))
-            queue.clear()
-        else:
-            ready = []
-            while queue:
-                head = queue[0]
-                if not isinstance(head, bytes):
-                    if not head.done():
-                        break
-                    self._tasks -= 1  # counted out before result() can raise
-                    queue.popleft()
-                    if not head.cancelled():
-                        ready.append(head.result())
-                    continue
-                ready.append(head)
-                queue.popleft()
+        ready = queue.take_ready()
         if self._backlog and len(queue) < MAX_PENDING_REPLIES:
             self._schedule_resume()  # room for more replies: handle the lines held back
         if ready:
@@ -363,8 +323,8 @@ class ClientConnection(LineReader):
         """The journal could not take this client's IAMATs: they get no AT. The replies to
         the lines before them still go out, then the connection closes; the lines after
         them are not handled. The client may reconnect and retry."""
-        failing = self.node.journal.failing
-        why = f" ({errno_name(failing)})" if failing is not None else ""
+        error = self.node.journal_error()
+        why = f" ({error})" if error is not None else ""
         self.node.log.event(
             f"CONN_CUT conn={self.id} from={self._where} reason=journal write failed{why},"
             f" {len(self._backlog)} later lines unanswered"

@@ -236,7 +236,6 @@ class NodeServer:
     def status(self) -> dict[str, Any]:
         """What a supervisor shows: identity, clients known, each link's state, and the
         error of a journal that refuses writes (None while it takes them)."""
-        failing = self.journal.failing
         return {
             "name": self.name,
             "pid": os.getpid(),
@@ -247,8 +246,13 @@ class NodeServer:
             "clients": len(self.store),
             "connections": len(self.connections),
             "links": self.peers.status(),
-            "journal_error": None if failing is None else errno_name(failing),
+            "journal_error": self.journal_error(),
         }
+
+    def journal_error(self) -> str | None:
+        """Why the journal refuses writes (`ENOSPC`), or None while it takes them."""
+        failing = self.journal.failing
+        return None if failing is None else errno_name(failing)
 
     def sync_state(self) -> list[Packed]:
         """Every record we hold, packed, for a neighbour that just linked up."""

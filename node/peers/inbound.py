@@ -62,11 +62,43 @@ class PeerConnection(LineReader):
     def closed(self) -> bool:
         return self._closed
 
-    def start(self, backlog: LineBacklog) -> None:
-        """Take over: handle what the client side had read after AUTH, then read on."""
-        self._backlog = backlog
-        self._work()
-        self._set_reading()
+    @classmethod
+    def take_over(
+        cls,
+        host: PeerHost,
+        peers: Peers,
+        transport: asyncio.BaseTransport,
+        *,
+        peer: bytes,
+        conn_id: int,
+        where: str,
+        splitter: LineSplitter,
+        backlog: LineBacklog,
+        read_paused: bool,
+        write_paused: bool,
+    ) -> PeerConnection:
+        """Take a connection over from the client side after its WELCOME went out: the
+        transport, its splitter and the lines it read after AUTH; handle those, read on."""
+        # A CHANGELOC is longer than the IAMAT it came from (time_received, server name).
+        splitter.max_line = host.limits.max_line_bytes + 64 + max(map(len, host.known_servers))
+        link = cls(
+            host,
+            peers,
+            transport,
+            peer=peer,
+            conn_id=conn_id,
+            where=where,
+            splitter=splitter,
+            read_paused=read_paused,
+            write_paused=write_paused,
+        )
+        transport.set_protocol(link)
+        host.log.event(f"PEER_IN_UP conn={conn_id} peer={peer.decode()} from={where}")
+        peers.inbound_up(peer, link)
+        link._backlog = backlog
+        link._work()
+        link._set_reading()
+        return link
 
     # -- asyncio callbacks --------------------------------------------------------------
 
