@@ -127,13 +127,13 @@ class ClientConnection(LineReader):
             self._close_after_replies()
             self._pending_since = None
             self._work()  # the lines before it are answered first
-            self._flush()
+            self._write_ready()
             return
         self._pending_since = (
             (self._pending_since or self._last_activity) if splitter.pending else None
         )
         if self._queue:
-            self._flush()
+            self._write_ready()
 
     def _deliver(self, replies: list[bytes]) -> None:
         """Replies to a run of lines, in line order: written at once when no reply before
@@ -152,7 +152,7 @@ class ClientConnection(LineReader):
             self._work()
         self._close_after_replies()
         self._pending_since = None
-        self._flush()
+        self._write_ready()
         return True  # keep our side open until every reply is written
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -260,7 +260,7 @@ class ClientConnection(LineReader):
     def _hand_over(self, peer: bytes) -> None:
         """After WELCOME the connection is a neighbour's link: write what is answered, then
         give the transport, and the lines read after AUTH, to the peer side."""
-        self._flush()  # WELCOME goes out first
+        self._write_ready()  # WELCOME goes out first
         transport = self.transport
         assert transport is not None
         self._phase = Phase.CLOSED  # as a client connection, this one is done
@@ -285,7 +285,7 @@ class ClientConnection(LineReader):
     def _reply_done(self, task: asyncio.Task[bytes]) -> None:
         if not task.cancelled() and task.exception() is None:
             self._log_out(task.result())
-        self._flush()
+        self._write_ready()
 
     def _log_out(self, reply: bytes) -> None:
         # A WHATSAT's JSON is summarised: the log is for operators, not a copy. A handshake
@@ -295,7 +295,7 @@ class ClientConnection(LineReader):
         more = f" (+{len(body)} bytes of JSON)" if body else ""
         self.node.log.event(f"OUT conn={self.id} {show(redact(line))}{more}")
 
-    def _flush(self) -> None:
+    def _write_ready(self) -> None:
         """Write every reply at the head of the queue that is ready, in one write."""
         transport = self.transport
         if transport is None or self._phase is Phase.CLOSED:
@@ -317,7 +317,7 @@ class ClientConnection(LineReader):
 
     def _resume(self) -> None:
         super()._resume()
-        self._flush()
+        self._write_ready()
 
     def _journal_refused(self) -> None:
         """The journal could not take this client's IAMATs: they get no AT. The replies to
@@ -334,7 +334,7 @@ class ClientConnection(LineReader):
         self._close_after_replies()
         self._pending_since = None
         self._set_reading()
-        self._flush()
+        self._write_ready()
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -397,5 +397,5 @@ class ClientConnection(LineReader):
             return self._finished
         self._close_after_replies()
         self._set_reading()
-        self._flush()
+        self._write_ready()
         return self._finished

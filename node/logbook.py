@@ -28,7 +28,7 @@ _NEEDS_ESCAPE = re.compile("[" + "".join(re.escape(chr(c)) for c in sorted(_ESCA
 
 
 # The bytes show() would change, but for LF: raw_events joins its events with LF, deletes
-# these from the block and compares lengths (six times faster than a regex search), and
+# these from the block and compares lengths (a C-speed pass, unlike a regex search), and
 # counts the LFs, to tell whether the whole block can go out as it is.
 _RAW_NEEDS_ESCAPE = bytes([*range(0x0A), *range(0x0B, 0x20), 0x5C, *range(0x7F, 0x100)])
 
@@ -231,7 +231,7 @@ def rotate_stderr(path: Path, max_bytes: int, backups: int) -> bool:
 
 class RateLimited:
     """Events of one kind, at most `burst` per `period` seconds; the rest are counted, and
-    the count is said in one line when the next period is let through (or at `flush`).
+    the count is said in one line when the next period is let through (or at `report_ended`).
     For what an attacker or a broken environment can repeat thousands of times a second."""
 
     def __init__(
@@ -261,7 +261,7 @@ class RateLimited:
         else:
             window[2] += 1
 
-    def flush(self) -> None:
+    def report_ended(self) -> None:
         """Say the counts of every period that has ended."""
         now = self._clock()
         for kind, window in list(self._windows.items()):

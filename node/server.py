@@ -32,7 +32,7 @@ from node.status import StatusFile, status_path
 from node.store import ClientStore, Packed, Record
 
 SWEEP_INTERVAL = 1.0  # seconds between checks of line deadlines and idle connections
-SWEEP_SLICE = 100  # connections checked per loop turn during a sweep: a 50 µs pause at most
+SWEEP_SLICE = 100  # connections checked per loop turn during a sweep: a short pause at most
 SHUTDOWN_GRACE = 3.0  # seconds in-flight replies get to finish at shutdown
 
 
@@ -278,8 +278,8 @@ class NodeServer:
         while True:
             await asyncio.sleep(min(SWEEP_INTERVAL, limits.peer_heartbeat))
             now = time.monotonic()
-            self.refusals.flush()
-            self.loop_errors.flush()
+            self.refusals.report_ended()
+            self.loop_errors.report_ended()
             self.peers.heartbeat(now, limits.peer_timeout)
             for i, conn in enumerate(list(self.connections), 1):
                 conn.check_deadlines(now, limits.line_deadline, limits.idle_timeout)

@@ -45,7 +45,7 @@ class PeerLink:
         self.name_bytes = spec.name.encode()
         self._writer: asyncio.StreamWriter | None = None
         self._outbox: list[bytes] = []
-        self._flush_scheduled = False
+        self._send_scheduled = False
         self._last_write = 0.0  # time.monotonic() of the last flood write
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -75,18 +75,18 @@ class PeerLink:
         if not self.up:
             return  # the full sync when the link comes back covers it
         self._outbox.append(lines)
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
+        if not self._send_scheduled:
+            self._send_scheduled = True
             loop = asyncio.get_running_loop()
             # time.monotonic, not loop.time: uvloop's clock moves in whole milliseconds.
             since = time.monotonic() - self._last_write
             if since >= FLOOD_BURST_GAP:
-                loop.call_soon(self._flush)
+                loop.call_soon(self._send_outbox)
             else:
-                loop.call_later(FLOOD_WINDOW - since, self._flush)
+                loop.call_later(FLOOD_WINDOW - since, self._send_outbox)
 
-    def _flush(self) -> None:
-        self._flush_scheduled = False
+    def _send_outbox(self) -> None:
+        self._send_scheduled = False
         self._last_write = time.monotonic()
         writer = self._writer
         if not self._outbox or writer is None:

@@ -15,7 +15,7 @@ File format (one gzip member; all integers little-endian):
 Places are sorted by cell, then population descending, then geonameid, so a query walks each
 nearby cell from its most prominent place and stops as soon as nothing left can make the cut.
 Numeric columns are stored byte-planed (all first bytes, then all second bytes, ...), which
-makes the whole file ~18% smaller (3.3 MB, not 4.0); undoing it is a few C-speed slice
+makes the compressed file smaller (like values sit together); undoing it is a few C-speed slice
 assignments, so loading is decompress + `array.frombytes`, with no per-place Python work except
 splitting the names.
 """

@@ -126,7 +126,7 @@ async def test_accept_errors_reach_the_log_once_a_second_with_a_count(tmp_path: 
                 },
             )
         solo.loop_errors._windows["LOOP_ERROR"][0] -= 1.0  # the second is over
-        solo.loop_errors.flush()
+        solo.loop_errors.report_ended()
         solo.log.flush()
         lines = [e for e in _events(tmp_path) if "LOOP_ERROR" in e]
         assert len(lines) == 2, lines

@@ -104,10 +104,10 @@ def test_rate_limited_flush_reports_a_flood_that_stopped() -> None:
     limited = RateLimited(lines.append, burst=1, clock=clock)
     for _ in range(10):
         limited.event("LOOP_ERROR", "LOOP_ERROR accept")
-    limited.flush()  # the period has not ended: nothing yet
+    limited.report_ended()  # the period has not ended: nothing yet
     assert lines == ["LOOP_ERROR accept"]
     clock.now += 5
-    limited.flush()
+    limited.report_ended()
     assert lines == ["LOOP_ERROR accept", "LOOP_ERROR_SUPPRESSED count=9 seconds=1"]
-    limited.flush()
+    limited.report_ended()
     assert len(lines) == 2
