@@ -41,6 +41,7 @@ $(FAST_STAMP): $(STAMP)
 bench: $(FAST_STAMP)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 	$(BIN)/python bench/places_bench.py
+	$(BIN)/python bench/startup.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
