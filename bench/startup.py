@@ -34,6 +34,9 @@ NODE_TARGET = 0.2  # seconds from spawn to listening, offline places
 COMMAND_TARGET = 0.15  # seconds for `herdctl --help` and `herdctl status`
 LISTEN_TIMEOUT = 10.0
 HERDCTL = str(Path(sys.executable).with_name("herdctl"))
+# As a user's machine runs them: with byte-code caches (a CI or sandbox may turn them off,
+# which makes every start compile every module again).
+ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
 
 def spawn_to_listening(config: Path, port: int) -> float:
@@ -44,6 +47,7 @@ def spawn_to_listening(config: Path, port: int) -> float:
         cwd=REPO,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
+        env=ENV,
         start_new_session=True,
     )
     try:
@@ -70,7 +74,7 @@ def spawn_to_listening(config: Path, port: int) -> float:
 def command_time(argv: list[str], cwd: Path) -> float:
     """Seconds one whole herdctl process takes; it must succeed."""
     started = time.perf_counter()
-    done = subprocess.run(argv, cwd=cwd, capture_output=True, check=False)
+    done = subprocess.run(argv, cwd=cwd, env=ENV, capture_output=True, check=False)
     took = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(argv)} exited {done.returncode}: {done.stderr.decode()}")
@@ -90,7 +94,7 @@ def figure(name: str, runs: int, once: Callable[[], float], target: float) -> st
 
 @contextlib.contextmanager
 def running_herd(config: Path, folder: Path) -> Iterator[None]:
-    env = {**os.environ, "HERD_CONFIG": str(config)}
+    env = {**ENV, "HERD_CONFIG": str(config)}
     subprocess.run([HERDCTL, "up"], cwd=folder, env=env, capture_output=True, check=True)
     try:
         yield
@@ -103,6 +107,7 @@ def heaviest_imports(module: str, count: int = 6) -> list[str]:
     done = subprocess.run(
         [sys.executable, "-X", "importtime", "-c", f"import {module}"],
         cwd=REPO,
+        env=ENV,
         capture_output=True,
         text=True,
         check=True,
