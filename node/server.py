@@ -17,8 +17,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import psutil
-
 from node.admission import Admission, client_cap, raise_fd_limit, reserve_for
 from node.client import ClientConnection
 from node.config import HerdConfig
@@ -42,6 +40,8 @@ class StartupError(Exception):
 
 def port_holder(port: int) -> str:
     """` (held by pid N: NAME)` for the process listening on `port`, where psutil can tell."""
+    import psutil  # only when a start fails: spared from every start
+
     try:
         for conn in psutil.net_connections(kind="inet"):
             if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port:
