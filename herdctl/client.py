@@ -12,15 +12,16 @@ import errno
 import socket
 import time
 from collections.abc import Callable, Collection, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import psutil
 
+from herdctl.probe import ports_answer
 from node.config import HerdConfig
 
 READ_SIZE = 65536
+PROBE_TIMEOUT = 1.0  # seconds for each node's port to answer, when there is no supervisor
 POLL_INTERVAL = 0.2  # seconds between status polls while waiting for nodes
 
 
@@ -58,23 +59,13 @@ def exchange(host: str, port: int, data: bytes, *, timeout: float = 10.0) -> byt
             raise Unreachable(_reason(e, timeout) + suffix) from None
 
 
-def port_answers(host: str, port: int, *, timeout: float = 1.0) -> bool:
-    """Whether something accepts TCP connections at host:port."""
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
 def unsupervised_status(config: HerdConfig) -> list[dict[str, Any]]:
     """Each configured node with whether its port answers: all there is to tell without a
     supervisor. State UNMANAGED (something serves the port) or STOPPED; probes run in
     parallel so a remote host that drops packets costs one probe timeout, not one per node.
     """
     specs = list(config.nodes.values())
-    with ThreadPoolExecutor(max_workers=max(1, len(specs))) as pool:
-        answers = list(pool.map(lambda spec: port_answers(spec.host, spec.port), specs))
+    answers = ports_answer([(spec.host, spec.port) for spec in specs], PROBE_TIMEOUT)
     return [
         {
             "name": spec.name,

@@ -18,6 +18,7 @@ from pathlib import Path
 import psutil
 
 from herdctl import control
+from herdctl.logs import last_lines
 from herdctl.procs import live_process, read_json, spawn_detached
 from node.config import HerdConfig, load_config
 from node.private import private_dir
@@ -75,14 +76,11 @@ def ping(sock: Path, timeout: float = 2.0) -> int | None:
 
 
 def log_tail(path: Path, lines: int = 10) -> str:
-    """The last `lines` lines of a log file, or a note that there is none."""
+    """The last `lines` lines of a log file (of its last 16 KiB), or a note that there is none."""
     try:
-        with open(path, "rb") as f:
-            f.seek(max(0, f.seek(0, os.SEEK_END) - 16384))
-            text = f.read().decode(errors="replace")
+        return "\n".join(last_lines(path, lines, limit=16384))
     except OSError:
         return f"(no log at {path})"
-    return "\n".join(text.splitlines()[-lines:])
 
 
 def ensure_supervisor(

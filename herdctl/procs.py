@@ -11,7 +11,6 @@ Every file and folder made here is private to the user (node.private: 0600 and 0
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import ipaddress
 import json
@@ -26,12 +25,15 @@ import psutil
 
 import herdctl
 import node
+from herdctl.logs import last_lines
+from herdctl.probe import port_answers
 from node.config import HerdConfig
-from node.private import open_private, private_dir, replace_private, tighten
+from node.logbook import rotate_if_full
+from node.private import open_private, private_dir, replace_json
 from node.status import status_path
 
 STDERR_SUFFIX = ".stderr.log"
-_TAIL_BYTES = 4096
+_TAIL_BYTES = 4096  # of a node's stderr log searched for its last line
 _CREATE_TIME_SLACK = 0.05  # seconds: psutil's create_time is rounded to clock ticks
 
 
@@ -132,11 +134,6 @@ def stderr_log(log_dir: Path, name: str) -> Path:
     return log_dir / f"{name}{STDERR_SUFFIX}"
 
 
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    """Replace `path` with `data` as JSON, atomically; the file is 0600."""
-    replace_private(path, (json.dumps(data) + "\n").encode())
-
-
 def read_json(path: Path) -> dict[str, Any] | None:
     """The JSON object in `path`, or None if it is missing or not a JSON object."""
     try:
@@ -230,15 +227,12 @@ class PsProc:
         )
 
     def last_error(self) -> str | None:
-        try:
-            with open(self._stderr, "rb") as f:
-                size = _size(self._stderr)
-                start = self._stderr_from if self._stderr_from <= size else 0  # rotated since
-                f.seek(max(start, size - _TAIL_BYTES))
-                tail = f.read(_TAIL_BYTES)
+        start = self._stderr_from if self._stderr_from <= _size(self._stderr) else 0  # rotated
+        try:  # every line of the window: as many as it has bytes, at most
+            tail = last_lines(self._stderr, _TAIL_BYTES, start=start, limit=_TAIL_BYTES)
         except OSError:
             return None
-        lines = [line.strip() for line in tail.decode(errors="replace").splitlines()]
+        lines = [part.strip() for line in tail for part in line.splitlines()]
         lines = [line for line in lines if line]
         return lines[-1] if lines else None
 
@@ -256,7 +250,8 @@ class PsLauncher:
         private_dir(config.log_dir)
         private_dir(config.run_dir)
         log = stderr_log(config.log_dir, name)
-        _rotate_if_big(log, config.log_rotation.max_bytes)
+        with contextlib.suppress(OSError):  # a full disk: the log just grows
+            rotate_if_full(log, config.log_rotation.max_bytes, config.log_rotation.backups)
         cmdline = node_cmdline(name, config.path)
         popen = spawn_detached(cmdline, log, config.path.parent)
         try:  # a child that died at once is a zombie until polled, so this still works
@@ -265,7 +260,7 @@ class PsLauncher:
             popen.poll()
             raise OSError(f"cannot watch node {name} (pid {popen.pid}): {e}") from None
         info = {"pid": popen.pid, "create_time": proc.started_at, "cmdline": cmdline}
-        write_json(pid_file(config.run_dir, name), info)
+        replace_json(pid_file(config.run_dir, name), info)
         return proc
 
     def adopt(self, name: str) -> NodeProc | None:
@@ -294,7 +289,7 @@ class PsLauncher:
         path = pid_file(self.config.run_dir, name)
         info = read_json(path)
         if info is not None:
-            write_json(path, {**info, "restarts": restarts})
+            replace_json(path, {**info, "restarts": restarts})
 
     def noted_restarts(self, name: str) -> int:
         info = read_json(pid_file(self.config.run_dir, name)) or {}
@@ -309,18 +304,6 @@ class PsLauncher:
 
     async def probe(self, host: str, port: int) -> bool:
         return await port_answers(host, port, self.probe_timeout)
-
-
-async def port_answers(host: str, port: int, timeout: float) -> bool:
-    """Whether a TCP connection to host:port succeeds within `timeout` seconds."""
-    try:
-        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
-    except (OSError, TimeoutError):
-        return False
-    writer.close()
-    with contextlib.suppress(OSError):
-        await writer.wait_closed()
-    return True
 
 
 def local_addresses() -> frozenset[str]:
@@ -359,11 +342,3 @@ def _size(path: Path) -> int:
         return path.stat().st_size
     except OSError:
         return 0
-
-
-def _rotate_if_big(path: Path, max_bytes: int) -> None:
-    if _size(path) >= max_bytes:
-        with contextlib.suppress(OSError):
-            older = path.with_name(path.name + ".1")
-            os.replace(path, older)
-            tighten(older)  # it may date from before the herd made its logs 0600

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
 import threading
@@ -10,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from herdctl.client import Unreachable, exchange, port_answers, wait_ready
+from herdctl.client import Unreachable, exchange, wait_ready
+from herdctl.probe import port_answers
 from tests.support import free_ports
 
 
@@ -59,7 +61,7 @@ def test_exchange_to_a_closed_port_says_connection_refused() -> None:
     (port,) = free_ports(1)
     with pytest.raises(Unreachable, match=r"^connection refused$"):
         exchange("127.0.0.1", port, b"x\n", timeout=5)
-    assert not port_answers("127.0.0.1", port)
+    assert not asyncio.run(port_answers("127.0.0.1", port, 1.0))
 
 
 def test_exchange_times_out_when_the_node_never_closes() -> None:
