@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -42,6 +42,7 @@ from herdctl.client import (
 )
 from herdctl.control import ControlError, pid_path, request_sync, socket_path
 from herdctl.daemon import SupervisorError, ensure_supervisor
+from herdctl.messages import Answer, NodeRow, Request
 from herdctl.procs import pid_file
 from node.config import ConfigError, HerdConfig, default_config_path, load_config
 from node.secret import short_secret_warning
@@ -108,11 +109,11 @@ def _ensure(config: HerdConfig) -> int:
 
 def _ask(
     config: HerdConfig,
-    payload: dict[str, Any],
+    payload: Request,
     *,
     on_progress: Callable[[str], None] | None = None,
     timeout: float | None = 30.0,
-) -> dict[str, Any]:
+) -> Answer:
     return request_sync(
         socket_path(config.run_dir), payload, on_progress=on_progress, timeout=timeout
     )
@@ -132,7 +133,7 @@ def _left_behind(config: HerdConfig) -> bool:
     return any(path.exists() for path in files)
 
 
-def _status(config: HerdConfig) -> list[dict[str, Any]]:
+def _status(config: HerdConfig) -> list[NodeRow]:
     return list(_ask(config, {"cmd": "status"})["nodes"])
 
 
@@ -147,7 +148,7 @@ def _names(config: HerdConfig, names: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def _local(nodes: Iterable[dict[str, Any]], names: Sequence[str]) -> list[str]:
+def _local(nodes: Iterable[NodeRow], names: Sequence[str]) -> list[str]:
     """The local nodes among `names` (or all local nodes for ["all"]), in status order."""
     wanted = set(names)
     return [
@@ -164,10 +165,11 @@ def _logs_of(config: HerdConfig, name: str) -> str:
     )
 
 
-def _describe(node: dict[str, Any]) -> str:
-    state = str(node.get("state", "unknown state"))
+def _describe(node: NodeRow | None) -> str:
+    if node is None:
+        return "unknown state"
     message = node.get("message")
-    return f"{state}: {message}" if message else state
+    return f"{node['state']}: {message}" if message else node["state"]
 
 
 def _wait(
@@ -206,14 +208,14 @@ def _wait(
             sys.stdout.write("\n")
             sys.stdout.flush()
     if result.failed is not None:
-        node = result.last.get(result.failed, {})
+        node = result.last.get(result.failed)
         raise UserError(
             f"{result.failed} failed to {verb}: {_describe(node)}",
             details=_logs_of(config, result.failed),
         )
     if result.timed_out:
         waiting = ", ".join(
-            f"{name} ({_describe(result.last.get(name, {}))})" for name in result.timed_out
+            f"{name} ({_describe(result.last.get(name))})" for name in result.timed_out
         )
         raise UserError(
             f"timed out after {timeout:g}s waiting for {waiting}",
@@ -323,7 +325,7 @@ def restart(
     config = _options(ctx).load()
     wanted = _names(config, names)
     _ensure(config)
-    payload = {"cmd": "restart", "names": wanted, "rolling": rolling}
+    payload: Request = {"cmd": "restart", "names": wanted, "rolling": rolling}
     _ask(config, payload, on_progress=_out, timeout=timeout)
     local = _local(_status(config), wanted)
     _wait(config, local, timeout, "restart", announce=() if rolling else None)
@@ -339,7 +341,7 @@ def status(
 ) -> None:
     """Show every node: state, pid, port, uptime, restarts, cpu, memory, links, clients."""
     config = _options(ctx).load()
-    nodes: list[dict[str, Any]]
+    nodes: list[NodeRow]
     if _running_supervisor(config) is not None or _left_behind(config):
         _ensure(config)
         nodes = _status(config)

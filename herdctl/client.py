@@ -13,10 +13,10 @@ import socket
 import time
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 import psutil
 
+from herdctl.messages import NodeRow
 from herdctl.probe import ports_answer
 from node.config import HerdConfig
 
@@ -59,7 +59,7 @@ def exchange(host: str, port: int, data: bytes, *, timeout: float = 10.0) -> byt
             raise Unreachable(_reason(e, timeout) + suffix) from None
 
 
-def unsupervised_status(config: HerdConfig) -> list[dict[str, Any]]:
+def unsupervised_status(config: HerdConfig) -> list[NodeRow]:
     """Each configured node with whether its port answers: all there is to tell without a
     supervisor. State UNMANAGED (something serves the port) or STOPPED; probes run in
     parallel so a remote host that drops packets costs one probe timeout, not one per node.
@@ -125,7 +125,7 @@ class Readiness:
     current: list[str] = field(default_factory=list)  # ready in the latest poll
     failed: str | None = None  # the node that went FATAL
     timed_out: list[str] = field(default_factory=list)  # nodes not ready at the deadline
-    last: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> last status
+    last: dict[str, NodeRow] = field(default_factory=dict)  # name -> last status
 
     @property
     def ok(self) -> bool:
@@ -133,7 +133,7 @@ class Readiness:
 
 
 def wait_ready(
-    fetch: Callable[[], Iterable[dict[str, Any]]],
+    fetch: Callable[[], Iterable[NodeRow]],
     names: Collection[str],
     *,
     timeout: float,
@@ -153,14 +153,14 @@ def wait_ready(
     while True:
         result.last = {node["name"]: node for node in fetch() if node["name"] in names}
         for name in names:
-            node = result.last.get(name, {})
-            if node.get("state") in FAILED_STATES:
+            node = result.last.get(name)
+            if node is not None and node.get("state") in FAILED_STATES:
                 result.failed = name
                 return result
             if is_ready(node) and name not in result.ready:
                 result.ready.append(name)
                 on_change(result, name)
-        result.current = [name for name in names if is_ready(result.last.get(name, {}))]
+        result.current = [name for name in names if is_ready(result.last.get(name))]
         on_change(result, None)
         if len(result.current) == len(names):
             return result
@@ -170,6 +170,6 @@ def wait_ready(
         sleep(interval)
 
 
-def is_ready(node: dict[str, Any]) -> bool:
+def is_ready(node: NodeRow | None) -> bool:
     """RUNNING (it survived its start period), its port open and its links up."""
-    return bool(node.get("ready")) and node.get("state") == "RUNNING"
+    return node is not None and bool(node.get("ready")) and node.get("state") == "RUNNING"

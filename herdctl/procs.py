@@ -19,7 +19,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import psutil
 
@@ -30,7 +30,7 @@ from herdctl.probe import port_answers
 from node.config import HerdConfig
 from node.logbook import rotate_if_full
 from node.private import open_private, private_dir, replace_json
-from node.status import status_path
+from node.status import NodeStatus, status_path
 
 STDERR_SUFFIX = ".stderr.log"
 _TAIL_BYTES = 4096  # of a node's stderr log searched for its last line
@@ -88,7 +88,9 @@ class Launcher(Protocol):
         """The node's process is gone: remove its pid file."""
         ...
 
-    def read_status(self, name: str) -> dict[str, Any] | None: ...
+    def read_status(self, name: str) -> NodeStatus | None:
+        """The node's status file, if there is one holding a JSON object with its pid."""
+        ...
 
     def is_local(self, host: str) -> bool: ...
 
@@ -296,8 +298,11 @@ class PsLauncher:
         restarts = info.get("restarts", 0)
         return restarts if isinstance(restarts, int) and restarts >= 0 else 0
 
-    def read_status(self, name: str) -> dict[str, Any] | None:
-        return read_json(status_path(self.config.run_dir, name))
+    def read_status(self, name: str) -> NodeStatus | None:
+        status = read_json(status_path(self.config.run_dir, name))
+        if status is None or not isinstance(status.get("pid"), int):
+            return None
+        return cast(NodeStatus, status)  # the other fields are checked where they are read
 
     def is_local(self, host: str) -> bool:
         return is_local(host, self._local)

@@ -7,11 +7,12 @@ import contextlib
 import socket
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import cast
 
 import pytest
 
 from herdctl.client import Unreachable, exchange, wait_ready
+from herdctl.messages import NodeRow
 from herdctl.probe import port_answers
 from tests.support import free_ports
 
@@ -90,14 +91,15 @@ class FakeClock:
         self.now += seconds
 
 
-def scripted(*frames: dict[str, tuple[str, bool]]) -> Callable[[], list[dict[str, Any]]]:
+def scripted(*frames: dict[str, tuple[str, bool]]) -> Callable[[], list[NodeRow]]:
     """A status source replaying one frame per poll (the last one repeats)."""
     left = list(frames)
 
-    def fetch() -> list[dict[str, Any]]:
+    def fetch() -> list[NodeRow]:
         frame = left.pop(0) if len(left) > 1 else left[0]
         return [
-            {"name": name, "state": state, "ready": ready} for name, (state, ready) in frame.items()
+            cast(NodeRow, {"name": name, "state": state, "ready": ready})
+            for name, (state, ready) in frame.items()
         ]
 
     return fetch
