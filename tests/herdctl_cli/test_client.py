@@ -11,9 +11,10 @@ from typing import cast
 
 import pytest
 
-from herdctl.client import Unreachable, exchange, wait_ready
+from herdctl.client import Unreachable, exchange
 from herdctl.messages import NodeRow
 from herdctl.probe import port_answers
+from herdctl.waiting import wait_ready
 from tests.support import free_ports
 
 
