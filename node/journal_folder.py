@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from node.entries import encode_packed
@@ -80,17 +80,15 @@ def write_snapshot(folder: Path, seq: int, records: list[Packed]) -> None:
     fsync_dir(folder)  # the rename itself must survive a power cut
 
 
-def move_aside(folder: Path, paths: Iterable[Path]) -> list[tuple[str, str]]:
-    """Move damaged files into `folder/damaged/` under a free name; return each move as
-    (old name, new path relative to `folder`)."""
+def move_aside(folder: Path, paths: Iterable[Path]) -> Iterator[tuple[str, str]]:
+    """Move damaged files into `folder/damaged/` under a free name, one at a time; yield
+    each move once made, as (old name, new path relative to `folder`)."""
     aside = folder / DAMAGED_DIR
     private_dir(aside)
-    moved = []
     for path in paths:
         target = _free_name(aside / path.name)
         os.replace(path, target)
-        moved.append((path.name, f"{DAMAGED_DIR}/{target.name}"))
-    return moved
+        yield path.name, f"{DAMAGED_DIR}/{target.name}"
 
 
 def fsync_dir(path: Path) -> None:
