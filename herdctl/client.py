@@ -1,9 +1,8 @@
-"""The CLI's side of the wires: the protocol client for `send`, port probes, readiness polling.
+"""The CLI's side of the wires to the nodes: the protocol client for `send`, and the status
+it can give without a supervisor (whether each port answers).
 
 `exchange` speaks to a node the way PROTOCOL.md's clients do: send the bytes, half-close,
-read every byte until the node closes. `wait_ready` polls the supervisor's status until the
-wanted nodes are ready, one failing, or a deadline; it takes its status source, clock and
-sleep as parameters so tests replay histories without processes.
+read every byte until the node closes.
 """
 
 from __future__ import annotations
@@ -11,17 +10,13 @@ from __future__ import annotations
 import errno
 import socket
 import time
-from collections.abc import Callable, Collection, Iterable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any
 
-import psutil
-
+from herdctl.messages import NodeRow
+from herdctl.probe import ports_answer
 from node.config import HerdConfig
 
 READ_SIZE = 65536
-POLL_INTERVAL = 0.2  # seconds between status polls while waiting for nodes
+PROBE_TIMEOUT = 1.0  # seconds for each node's port to answer, when there is no supervisor
 
 
 class Unreachable(Exception):
@@ -58,23 +53,13 @@ def exchange(host: str, port: int, data: bytes, *, timeout: float = 10.0) -> byt
             raise Unreachable(_reason(e, timeout) + suffix) from None
 
 
-def port_answers(host: str, port: int, *, timeout: float = 1.0) -> bool:
-    """Whether something accepts TCP connections at host:port."""
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def unsupervised_status(config: HerdConfig) -> list[dict[str, Any]]:
+def unsupervised_status(config: HerdConfig) -> list[NodeRow]:
     """Each configured node with whether its port answers: all there is to tell without a
     supervisor. State UNMANAGED (something serves the port) or STOPPED; probes run in
     parallel so a remote host that drops packets costs one probe timeout, not one per node.
     """
     specs = list(config.nodes.values())
-    with ThreadPoolExecutor(max_workers=max(1, len(specs))) as pool:
-        answers = list(pool.map(lambda spec: port_answers(spec.host, spec.port), specs))
+    answers = ports_answer([(spec.host, spec.port) for spec in specs], PROBE_TIMEOUT)
     return [
         {
             "name": spec.name,
@@ -90,23 +75,6 @@ def unsupervised_status(config: HerdConfig) -> list[dict[str, Any]]:
     ]
 
 
-def wait_gone(pid: int, *, timeout: float, interval: float = 0.05) -> bool:
-    """Wait until process `pid` (any process, not only a child) has exited; False on timeout.
-
-    A zombie counts as gone: it holds no resources, and its reaping is its parent's job.
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
-                return True
-        except psutil.NoSuchProcess:
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(interval)
-
-
 def _reason(e: OSError, timeout: float) -> str:
     if isinstance(e, TimeoutError | socket.timeout):
         return f"no answer within {timeout:g}s"
@@ -119,66 +87,3 @@ def _reason(e: OSError, timeout: float) -> str:
     if e.errno is not None and e.errno in errno.errorcode:
         return (e.strerror or errno.errorcode[e.errno]).lower()
     return str(e) or type(e).__name__
-
-
-# --- waiting for nodes to be ready -----------------------------------------------------------
-
-FAILED_STATES = frozenset({"FATAL"})
-
-
-@dataclass(slots=True)
-class Readiness:
-    """What `wait_ready` found: which nodes became ready (in order), and why it stopped."""
-
-    ready: list[str] = field(default_factory=list)  # each node once, when first ready
-    current: list[str] = field(default_factory=list)  # ready in the latest poll
-    failed: str | None = None  # the node that went FATAL
-    timed_out: list[str] = field(default_factory=list)  # nodes not ready at the deadline
-    last: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> last status
-
-    @property
-    def ok(self) -> bool:
-        return self.failed is None and not self.timed_out
-
-
-def wait_ready(
-    fetch: Callable[[], Iterable[dict[str, Any]]],
-    names: Collection[str],
-    *,
-    timeout: float,
-    on_change: Callable[[Readiness, str | None], None] = lambda r, name: None,
-    clock: Callable[[], float] = time.monotonic,
-    sleep: Callable[[float], None] = time.sleep,
-    interval: float = POLL_INTERVAL,
-) -> Readiness:
-    """Poll `fetch()` (the status list) until every node in `names` is ready at once.
-
-    Ready means RUNNING (it survived its start period) with its port open and links up.
-    Stops early when one goes FATAL. `on_change(result, name)` is called after each poll
-    with the node that just became ready for the first time, or None (for a live display).
-    """
-    result = Readiness()
-    deadline = clock() + timeout
-    while True:
-        result.last = {node["name"]: node for node in fetch() if node["name"] in names}
-        for name in names:
-            node = result.last.get(name, {})
-            if node.get("state") in FAILED_STATES:
-                result.failed = name
-                return result
-            if is_ready(node) and name not in result.ready:
-                result.ready.append(name)
-                on_change(result, name)
-        result.current = [name for name in names if is_ready(result.last.get(name, {}))]
-        on_change(result, None)
-        if len(result.current) == len(names):
-            return result
-        if clock() >= deadline:
-            result.timed_out = [name for name in names if name not in result.current]
-            return result
-        sleep(interval)
-
-
-def is_ready(node: dict[str, Any]) -> bool:
-    """RUNNING (it survived its start period), its port open and its links up."""
-    return bool(node.get("ready")) and node.get("state") == "RUNNING"

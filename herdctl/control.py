@@ -5,9 +5,9 @@ JSON object on one line; the supervisor answers with zero or more progress lines
 `{"progress": "text"}` and then exactly one final line: `{"ok": true, ...}` or
 `{"ok": false, "error": "one clear sentence"}`. One request per connection.
 
-Requests (`cmd` and its arguments):
+Requests (`cmd` and its arguments; the types are in herdctl.messages):
     {"cmd": "ping"}                           -> {"ok", "pid", "config"}
-    {"cmd": "status"}                         -> {"ok", "nodes": [NodeStatus, ...]}
+    {"cmd": "status"}                         -> {"ok", "nodes": [NodeRow, ...]}
     {"cmd": "start",   "names": [...]}        -> {"ok"}  (returns once spawned; poll status)
     {"cmd": "stop",    "names": [...]}        -> {"ok"}  (returns once stopped)
     {"cmd": "restart", "names": [...], "rolling": bool} -> {"ok"}
@@ -21,10 +21,11 @@ import asyncio
 import contextlib
 import json
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import cast
 
+from herdctl.messages import Answer, ProgressNote, Request
 from node.private import private_dir
 
 SOCKET_NAME = "herdctl.sock"
@@ -32,7 +33,8 @@ PID_NAME = "herdctl.pid"
 MAX_MESSAGE = 16 * 1024 * 1024
 
 Progress = Callable[[str], Awaitable[None]]
-Handler = Callable[[dict[str, Any], Progress], Awaitable[dict[str, Any]]]
+# Takes the request as received (a JSON object, not yet checked: see messages.checked_request).
+Handler = Callable[[Mapping[str, object], Progress], Awaitable[Answer]]
 
 
 class ControlError(Exception):
@@ -49,11 +51,11 @@ def pid_path(run_dir: Path) -> Path:
 
 async def request(
     sock: Path,
-    payload: dict[str, Any],
+    payload: Request,
     *,
     on_progress: Callable[[str], None] | None = None,
     timeout: float | None = 30.0,
-) -> dict[str, Any]:
+) -> Answer:
     """Send one request; return the final answer when ok, else raise ControlError."""
     try:
         reader, writer = await asyncio.wait_for(
@@ -75,7 +77,7 @@ async def request(
                 continue
             if not message.get("ok"):
                 raise ControlError(str(message.get("error") or "the supervisor refused"))
-            return dict(message)
+            return cast(Answer, message)  # the supervisor's own answer, as the command gives
     except TimeoutError:
         raise ControlError(f"the supervisor did not answer within {timeout:g}s") from None
     except (OSError, ValueError) as e:
@@ -88,11 +90,11 @@ async def request(
 
 def request_sync(
     sock: Path,
-    payload: dict[str, Any],
+    payload: Request,
     *,
     on_progress: Callable[[str], None] | None = None,
     timeout: float | None = 30.0,
-) -> dict[str, Any]:
+) -> Answer:
     """`request` for synchronous callers (the CLI)."""
     return asyncio.run(request(sock, payload, on_progress=on_progress, timeout=timeout))
 
@@ -106,7 +108,8 @@ async def serve(sock: Path, handler: Handler) -> asyncio.Server:
 
     async def on_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         async def progress(text: str) -> None:
-            writer.write(json.dumps({"progress": text}).encode() + b"\n")
+            note: ProgressNote = {"progress": text}
+            writer.write(json.dumps(note).encode() + b"\n")
             await writer.drain()
 
         try:
@@ -116,7 +119,7 @@ async def serve(sock: Path, handler: Handler) -> asyncio.Server:
                 if not isinstance(payload, dict):
                     raise ValueError("request must be a JSON object")
             except ValueError as e:
-                answer: dict[str, Any] = {"ok": False, "error": f"bad request: {e}"}
+                answer: Answer = {"ok": False, "error": f"bad request: {e}"}
             else:
                 try:
                     answer = await handler(payload, progress)

@@ -1,8 +1,9 @@
-"""Finding, starting and reaching the supervisor daemon, for the CLI.
+"""Finding, starting, asking and outliving the supervisor daemon, for the CLI.
 
 `ensure_supervisor(config_path)` is the one call `herdctl` needs before any request: it
 returns the pid of a supervisor that answers `ping`, starting one (detached, in its own
-session) when none is running, and cleaning a stale pid file or socket first.
+session) when none is running, and cleaning a stale pid file or socket first. `ask` sends it
+one request; `wait_gone` sees it exit after `shutdown`.
 """
 
 from __future__ import annotations
@@ -12,13 +13,15 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import psutil
 
 from herdctl import control
-from herdctl.procs import live_process, read_json, spawn_detached
+from herdctl.logs import last_lines
+from herdctl.messages import Answer, NodeRow, Request
+from herdctl.procs import live_process, pid_file, read_json, spawn_detached
 from node.config import HerdConfig, load_config
 from node.private import private_dir
 
@@ -74,15 +77,58 @@ def ping(sock: Path, timeout: float = 2.0) -> int | None:
     return pid if isinstance(pid, int) else None
 
 
+def ask(
+    config: HerdConfig,
+    request: Request,
+    *,
+    on_progress: Callable[[str], None] | None = None,
+    timeout: float | None = 30.0,
+) -> Answer:
+    """Send `request` to `config`'s supervisor; its answer when ok, else ControlError."""
+    sock = control.socket_path(config.run_dir)
+    return control.request_sync(sock, request, on_progress=on_progress, timeout=timeout)
+
+
+def node_rows(config: HerdConfig) -> list[NodeRow]:
+    """Every node's status row, from the supervisor, in topology order."""
+    return list(ask(config, {"cmd": "status"})["nodes"])
+
+
+def answering(config: HerdConfig) -> int | None:
+    """The pid of a supervisor for `config` that answers ping, else None."""
+    return ping(control.socket_path(config.run_dir), timeout=5.0)
+
+
+def left_behind(config: HerdConfig) -> bool:
+    """Whether a supervisor ran here and ended without `down`: its nodes may still run."""
+    run_dir = config.run_dir
+    files = [control.pid_path(run_dir), *(pid_file(run_dir, name) for name in config.nodes)]
+    return any(path.exists() for path in files)
+
+
+def wait_gone(pid: int, *, timeout: float, interval: float = 0.05) -> bool:
+    """Wait until process `pid` (any process, not only a child) has exited; False on timeout.
+
+    A zombie counts as gone: it holds no resources, and its reaping is its parent's job.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)
+
+
 def log_tail(path: Path, lines: int = 10) -> str:
-    """The last `lines` lines of a log file, or a note that there is none."""
+    """The last `lines` lines of a log file (of its last 16 KiB), or a note that there is none."""
     try:
-        with open(path, "rb") as f:
-            f.seek(max(0, f.seek(0, os.SEEK_END) - 16384))
-            text = f.read().decode(errors="replace")
+        return "\n".join(last_lines(path, lines, limit=16384))
     except OSError:
         return f"(no log at {path})"
-    return "\n".join(text.splitlines()[-lines:])
 
 
 def ensure_supervisor(

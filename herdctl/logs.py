@@ -1,4 +1,5 @@
-"""Reading node logs for `herdctl tail`: the last lines, several logs merged, and following.
+"""Reading logs: the last lines of one (for `herdctl tail`, error reports and a dead node's
+last words), several merged, and following them.
 
 Pure apart from reading files: no printing, no clock except through the injected `sleep`.
 A node log line starts with an ISO timestamp (`2026-11-26T01:35:09.552723Z `); a line without
@@ -33,24 +34,39 @@ def _decode(data: bytes) -> str:
     return data.decode("utf-8", "replace")
 
 
-def last_lines(path: Path, n: int, *, block: int = BLOCK) -> list[str]:
+def last_lines(
+    path: Path, n: int, *, start: int = 0, limit: int | None = None, block: int = BLOCK
+) -> list[str]:
     """The last `n` lines of `path` (without their LF), reading backwards from the end.
 
     Costs about `n` lines of reading however big the file is. A last line without LF counts.
+    Nothing before byte offset `start` is read, nor more than `limit` bytes when given (the
+    first line returned may then be the end of a longer one).
     """
     with open(path, "rb") as f:
-        return _lines_before(f, f.seek(0, os.SEEK_END), n, block=block)
+        end = f.seek(0, os.SEEK_END)
+        return _lines_before(f, end, n, start=start, limit=limit, block=block)
 
 
-def _lines_before(f: BinaryIO, end: int, n: int, *, block: int = BLOCK) -> list[str]:
-    """The last `n` lines of `f` that end at or before byte offset `end`."""
+def _lines_before(
+    f: BinaryIO,
+    end: int,
+    n: int,
+    *,
+    start: int = 0,
+    limit: int | None = None,
+    block: int = BLOCK,
+) -> list[str]:
+    """The last `n` lines of `f` that end at or before byte offset `end`, read from no
+    further back than `start` (and `limit` bytes before `end`)."""
     if n <= 0:
         return []
+    floor = start if limit is None else max(start, end - limit)
     pos = end
     chunks: list[bytes] = []
     newlines = 0
-    while pos > 0 and newlines <= n:
-        size = min(block, pos)
+    while pos > floor and newlines <= n:
+        size = min(block, pos - floor)
         pos -= size
         f.seek(pos)
         chunk = f.read(size)

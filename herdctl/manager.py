@@ -1,5 +1,6 @@
 """The supervisor's core: one slot per node, the monitor step, and the control commands.
 
+Each node's slot and its status row are in herdctl.slot, the messages in herdctl.messages.
 `Manager` owns no sockets and reads no clock of its own: the OS is behind a `Launcher`, time
 comes from the injected `clock` (monotonic, for the policy), `wall` (uptime) and `sleep`, so
 tests replay scripted histories with fakes. The daemon (`herdctl.supervisor`) wires it up.
@@ -8,42 +9,23 @@ tests replay scripted histories with fakes. The daemon (`herdctl.supervisor`) wi
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
 
 from herdctl.control import Progress
+from herdctl.messages import Answer, NodeRow, Request, RequestError, checked_request
 from herdctl.policy import Action, NodePolicy, PolicyConfig, State
-from herdctl.procs import Launcher, NodeProc
-from node.config import HerdConfig, NodeSpec
+from herdctl.procs import Launcher
+from herdctl.slot import SERVING, Slot, describe_exit, link_of, node_row, status_links
+from node.config import HerdConfig
+from node.status import NodeStatus
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
-COMMANDS = ("ping", "status", "start", "stop", "restart", "shutdown")
-_SERVING = frozenset({State.STARTING, State.RUNNING})
 _STALE_STATUS = 15.0  # seconds: nodes refresh their status file at least every 5 s
 _POLL = 0.05  # seconds between looks while a request waits for a process
-
-
-class RequestError(Exception):
-    """A control request that cannot be carried out; str() is the one-line answer."""
-
-
-@dataclass
-class Slot:
-    """One node as the supervisor sees it."""
-
-    spec: NodeSpec
-    local: bool
-    policy: NodePolicy
-    proc: NodeProc | None = None
-    message: str | None = None
-    cpu: float | None = None
-    rss: int | None = None
 
 
 class Manager:
@@ -162,15 +144,14 @@ class Manager:
 
     # -- requests ---------------------------------------------------------------------
 
-    async def handle(self, request: dict[str, Any], progress: Progress) -> dict[str, Any]:
+    async def handle(self, raw: Mapping[str, object], progress: Progress) -> Answer:
         """Answer one control request (see herdctl.control); errors become RequestError."""
-        cmd = request.get("cmd")
+        request = checked_request(raw)
+        cmd = request["cmd"]
         if cmd == "ping":
             return {"ok": True, "pid": os.getpid(), "config": str(self.config.path)}
         if cmd == "status":
             return {"ok": True, "nodes": await self.status()}
-        if cmd not in COMMANDS:
-            raise RequestError(f"unknown command {cmd!r} (known: {', '.join(COMMANDS)})")
         names = self.local_names() if cmd == "shutdown" else self._names(request)
         self._log(f"REQUEST cmd={cmd} names={','.join(names)}")
         if cmd == "start":
@@ -178,7 +159,7 @@ class Manager:
         elif cmd == "stop":
             await self.stop(names)
         elif cmd == "restart":
-            await self.restart(names, rolling=bool(request.get("rolling")), progress=progress)
+            await self.restart(names, rolling=request.get("rolling", False), progress=progress)
         else:
             await self.stop(names)
             self.finished.set()
@@ -267,22 +248,21 @@ class Manager:
     async def _lagging(self, slot: Slot) -> list[str] | None:
         """Running neighbours not yet linked and synced with `slot`; None if it is not up."""
         status = self._node_file(slot)
-        if slot.policy.state not in _SERVING or status is None:
+        if slot.policy.state not in SERVING or status is None:
             return None
         if status.get("state") != "running":
             return None
         up = await self._reachable()
-        links = _links(status)
+        links = status_links(status)
         return [
             nb
             for nb in self.config.neighbours(slot.spec.name)
-            if up[nb] and not (links.get(nb, {}).get("out") and links.get(nb, {}).get("synced"))
+            if up[nb] and not (link_of(links, nb).get("out") and link_of(links, nb).get("synced"))
         ]
 
-    def _names(self, request: dict[str, Any]) -> list[str]:
-        raw = request.get("names")
-        if not isinstance(raw, list) or not raw or not all(isinstance(n, str) for n in raw):
-            raise RequestError("'names' must be a non-empty list of node names (or ['all'])")
+    def _names(self, request: Request) -> list[str]:
+        """The request's names, each a local node of the topology (["all"]: all of them)."""
+        raw = request.get("names", [])
         if "all" in raw and "all" not in self.slots:
             return self.local_names()
         names: list[str] = []
@@ -302,65 +282,15 @@ class Manager:
 
     # -- status -----------------------------------------------------------------------
 
-    async def status(self) -> list[dict[str, Any]]:
-        """One dict per node, in topology order (keys: see `node_status`)."""
+    async def status(self) -> list[NodeRow]:
+        """One row per node, in topology order."""
         self.step()
         up = await self._reachable()
-        return [self.node_status(slot, up) for slot in self.slots.values()]
-
-    def node_status(self, slot: Slot, up: dict[str, bool]) -> dict[str, Any]:
-        """name, state, pid, host, port, local, uptime, restarts, cpu_percent, memory_rss,
-        links_up, links_expected, clients, ready, port_open, exit_code, message."""
-        spec = slot.spec
-        neighbours = self.config.neighbours(spec.name)
-        row: dict[str, Any] = {
-            "name": spec.name,
-            "state": "REMOTE",
-            "pid": None,
-            "host": spec.host,
-            "port": spec.port,
-            "local": slot.local,
-            "uptime": None,
-            "restarts": 0,
-            "cpu_percent": None,
-            "memory_rss": None,
-            "links_up": None,
-            "links_expected": len(neighbours),
-            "clients": None,
-            "ready": up[spec.name],
-            "port_open": up[spec.name],
-            "exit_code": None,
-            "message": None,
-        }
-        if not slot.local:
-            return row
-        proc, policy = slot.proc, slot.policy
-        status = self._node_file(slot)
-        links = _links(status)
-        ready = (
-            policy.state in _SERVING
-            and up[spec.name]
-            and all(links.get(nb, {}).get("out") is True for nb in neighbours if up[nb])
-        )
-        clients = status.get("clients") if status else None
-        journal_error = status.get("journal_error") if status else None
-        message = slot.message
-        if isinstance(journal_error, str) and policy.state in _SERVING:
-            message = f"journal refusing writes: {journal_error}"
-        row.update(
-            state=str(policy.state),
-            pid=proc.pid if proc else None,
-            uptime=round(max(0.0, self._wall() - proc.started_at), 3) if proc else None,
-            restarts=policy.restarts,
-            cpu_percent=slot.cpu,
-            memory_rss=slot.rss,
-            links_up=sum(1 for nb in neighbours if links.get(nb, {}).get("out") is True),
-            clients=clients if isinstance(clients, int) else None,
-            ready=ready,
-            exit_code=policy.exit_code,
-            message=message,
-        )
-        return row
+        now = self._wall()
+        return [
+            node_row(slot, self.config.neighbours(name), up, self._node_file(slot), now)
+            for name, slot in self.slots.items()
+        ]
 
     async def _reachable(self) -> dict[str, bool]:
         """Whether each node's port accepts connections: psutil for ours, a probe for others."""
@@ -372,7 +302,7 @@ class Manager:
         spec = slot.spec
         if not slot.local:
             return await self.launcher.probe(spec.host, spec.port)
-        if slot.proc is None or slot.policy.state not in _SERVING:
+        if slot.proc is None or slot.policy.state not in SERVING:
             return False
         # psutil first: a probe connection would show up in the node's log every time.
         listening = slot.proc.listening(spec.listen_port)
@@ -380,7 +310,7 @@ class Manager:
             return await self.launcher.probe(spec.host, spec.port)
         return listening
 
-    def _node_file(self, slot: Slot) -> dict[str, Any] | None:
+    def _node_file(self, slot: Slot) -> NodeStatus | None:
         """The node's status file, if it is fresh and written by the process we watch."""
         if slot.proc is None:
             return None
@@ -391,21 +321,3 @@ class Manager:
         if isinstance(updated, int | float) and self._wall() - updated > _STALE_STATUS:
             return None
         return status
-
-
-def _links(status: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
-    links = status.get("links") if status else None
-    return links if isinstance(links, dict) else {}
-
-
-def describe_exit(code: int | None, last_line: str | None) -> str:
-    """How a process ended, for the `message` column."""
-    if code is None:
-        return "exited (status unknown: not our child)"
-    if code < 0:
-        with contextlib.suppress(ValueError):
-            return f"killed by {signal.Signals(-code).name}"
-        return f"killed by signal {-code}"
-    if code and last_line:
-        return f"exited with code {code}: {last_line}"
-    return f"exited with code {code}"

@@ -11,7 +11,6 @@ Every file and folder made here is private to the user (node.private: 0600 and 0
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import ipaddress
 import json
@@ -20,18 +19,21 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import psutil
 
 import herdctl
 import node
+from herdctl.logs import last_lines
+from herdctl.probe import port_answers
 from node.config import HerdConfig
-from node.private import open_private, private_dir, replace_private, tighten
-from node.status import status_path
+from node.logbook import rotate_if_full
+from node.private import open_private, private_dir, replace_json
+from node.status import NodeStatus, status_path
 
 STDERR_SUFFIX = ".stderr.log"
-_TAIL_BYTES = 4096
+_TAIL_BYTES = 4096  # of a node's stderr log searched for its last line
 _CREATE_TIME_SLACK = 0.05  # seconds: psutil's create_time is rounded to clock ticks
 
 
@@ -86,7 +88,9 @@ class Launcher(Protocol):
         """The node's process is gone: remove its pid file."""
         ...
 
-    def read_status(self, name: str) -> dict[str, Any] | None: ...
+    def read_status(self, name: str) -> NodeStatus | None:
+        """The node's status file, if there is one holding a JSON object with its pid."""
+        ...
 
     def is_local(self, host: str) -> bool: ...
 
@@ -130,11 +134,6 @@ def pid_file(run_dir: Path, name: str) -> Path:
 
 def stderr_log(log_dir: Path, name: str) -> Path:
     return log_dir / f"{name}{STDERR_SUFFIX}"
-
-
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    """Replace `path` with `data` as JSON, atomically; the file is 0600."""
-    replace_private(path, (json.dumps(data) + "\n").encode())
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
@@ -230,15 +229,12 @@ class PsProc:
         )
 
     def last_error(self) -> str | None:
-        try:
-            with open(self._stderr, "rb") as f:
-                size = _size(self._stderr)
-                start = self._stderr_from if self._stderr_from <= size else 0  # rotated since
-                f.seek(max(start, size - _TAIL_BYTES))
-                tail = f.read(_TAIL_BYTES)
+        start = self._stderr_from if self._stderr_from <= _size(self._stderr) else 0  # rotated
+        try:  # every line of the window: as many as it has bytes, at most
+            tail = last_lines(self._stderr, _TAIL_BYTES, start=start, limit=_TAIL_BYTES)
         except OSError:
             return None
-        lines = [line.strip() for line in tail.decode(errors="replace").splitlines()]
+        lines = [part.strip() for line in tail for part in line.splitlines()]
         lines = [line for line in lines if line]
         return lines[-1] if lines else None
 
@@ -256,7 +252,8 @@ class PsLauncher:
         private_dir(config.log_dir)
         private_dir(config.run_dir)
         log = stderr_log(config.log_dir, name)
-        _rotate_if_big(log, config.log_rotation.max_bytes)
+        with contextlib.suppress(OSError):  # a full disk: the log just grows
+            rotate_if_full(log, config.log_rotation.max_bytes, config.log_rotation.backups)
         cmdline = node_cmdline(name, config.path)
         popen = spawn_detached(cmdline, log, config.path.parent)
         try:  # a child that died at once is a zombie until polled, so this still works
@@ -265,7 +262,7 @@ class PsLauncher:
             popen.poll()
             raise OSError(f"cannot watch node {name} (pid {popen.pid}): {e}") from None
         info = {"pid": popen.pid, "create_time": proc.started_at, "cmdline": cmdline}
-        write_json(pid_file(config.run_dir, name), info)
+        replace_json(pid_file(config.run_dir, name), info)
         return proc
 
     def adopt(self, name: str) -> NodeProc | None:
@@ -294,33 +291,24 @@ class PsLauncher:
         path = pid_file(self.config.run_dir, name)
         info = read_json(path)
         if info is not None:
-            write_json(path, {**info, "restarts": restarts})
+            replace_json(path, {**info, "restarts": restarts})
 
     def noted_restarts(self, name: str) -> int:
         info = read_json(pid_file(self.config.run_dir, name)) or {}
         restarts = info.get("restarts", 0)
         return restarts if isinstance(restarts, int) and restarts >= 0 else 0
 
-    def read_status(self, name: str) -> dict[str, Any] | None:
-        return read_json(status_path(self.config.run_dir, name))
+    def read_status(self, name: str) -> NodeStatus | None:
+        status = read_json(status_path(self.config.run_dir, name))
+        if status is None or not isinstance(status.get("pid"), int):
+            return None
+        return cast(NodeStatus, status)  # the other fields are checked where they are read
 
     def is_local(self, host: str) -> bool:
         return is_local(host, self._local)
 
     async def probe(self, host: str, port: int) -> bool:
         return await port_answers(host, port, self.probe_timeout)
-
-
-async def port_answers(host: str, port: int, timeout: float) -> bool:
-    """Whether a TCP connection to host:port succeeds within `timeout` seconds."""
-    try:
-        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
-    except (OSError, TimeoutError):
-        return False
-    writer.close()
-    with contextlib.suppress(OSError):
-        await writer.wait_closed()
-    return True
 
 
 def local_addresses() -> frozenset[str]:
@@ -359,11 +347,3 @@ def _size(path: Path) -> int:
         return path.stat().st_size
     except OSError:
         return 0
-
-
-def _rotate_if_big(path: Path, max_bytes: int) -> None:
-    if _size(path) >= max_bytes:
-        with contextlib.suppress(OSError):
-            older = path.with_name(path.name + ".1")
-            os.replace(path, older)
-            tighten(older)  # it may date from before the herd made its logs 0600

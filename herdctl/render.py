@@ -1,10 +1,14 @@
-"""Human output for herdctl: units, the status table, `up` progress, the `check` summary. Pure."""
+"""Human output for herdctl: units, the status table, `up` progress, the `check` summary. Pure.
+
+Status rows (messages.NodeRow) are read with `.get`: a row from an older supervisor, or one
+made without a supervisor, lacks fields, and a missing field shows as "-" or "?".
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
 
+from herdctl.messages import NodeRow
 from node.config import HerdConfig
 
 MIB = 1024 * 1024
@@ -51,14 +55,14 @@ def _number(value: object) -> str:
     return DASH if value is None else str(value)
 
 
-def _links(node: Mapping[str, Any]) -> str:
+def _links(node: NodeRow) -> str:
     up, expected = node.get("links_up"), node.get("links_expected")
     if up is None or expected is None:
         return DASH
     return f"{up}/{expected}"
 
 
-def status_row(node: Mapping[str, Any]) -> list[str]:
+def status_row(node: NodeRow) -> list[str]:
     """One node's cells, in COLUMNS order."""
     return [
         str(node.get("name", "?")),
@@ -88,7 +92,7 @@ def table(header: Sequence[str], rows: Iterable[Sequence[str]], right: frozenset
     return "\n".join(lines)
 
 
-def status_table(nodes: Iterable[Mapping[str, Any]]) -> str:
+def status_table(nodes: Iterable[NodeRow]) -> str:
     """The `herdctl status` table; a node's message (why FATAL, BACKOFF, ...) ends its row."""
     nodes = list(nodes)
     rows = [status_row(node) for node in nodes]
@@ -100,7 +104,7 @@ def status_table(nodes: Iterable[Mapping[str, Any]]) -> str:
     return table(header, rows, _RIGHT)
 
 
-def ready_line(node: Mapping[str, Any], elapsed: float) -> str:
+def ready_line(node: NodeRow, elapsed: float) -> str:
     """`up`'s line for a node that just became ready."""
     return (
         f"  {node.get('name')}: ready  pid {_number(node.get('pid'))}  "
@@ -108,8 +112,10 @@ def ready_line(node: Mapping[str, Any], elapsed: float) -> str:
     )
 
 
-def waiting_for(node: Mapping[str, Any]) -> str:
-    """What a node that is not ready yet is waiting for, in a word or two."""
+def waiting_for(node: NodeRow | None) -> str:
+    """What a node that is not ready yet is waiting for, in a word or two ("?": no row)."""
+    if node is None:
+        return "?"
     state = str(node.get("state", "?"))
     if state != "RUNNING":
         return state
@@ -121,11 +127,11 @@ def waiting_for(node: Mapping[str, Any]) -> str:
 def progress_line(
     names: Sequence[str],
     ready: Sequence[str],
-    last: Mapping[str, Mapping[str, Any]],
+    last: Mapping[str, NodeRow],
     width: int = 0,
 ) -> str:
     """`up`'s compact live line: how many are ready, what the others wait for; cut to `width`."""
-    waiting = [f"{name} ({waiting_for(last.get(name, {}))})" for name in names if name not in ready]
+    waiting = [f"{name} ({waiting_for(last.get(name))})" for name in names if name not in ready]
     text = f"ready {len(ready)}/{len(names)}"
     if waiting:
         text += f"; waiting for {', '.join(waiting)}"

@@ -33,8 +33,9 @@ from herdctl import control
 from herdctl.daemon import LOG_NAME, SupervisorError, socket_for
 from herdctl.manager import Manager
 from herdctl.procs import PsLauncher, read_json
-from node.config import ConfigError, HerdConfig, default_config_path, load_config
-from node.private import open_private, private_dir, tighten
+from node.config import ConfigError, HerdConfig, LogRotation, default_config_path, load_config
+from node.logbook import rotate_if_full
+from node.private import open_private, private_dir
 
 EXIT_USAGE = 2
 EXIT_RUNNING = 1
@@ -48,13 +49,10 @@ class EventLog:
     """Appends one UTC-timestamped line per event, written at once (events are rare).
     The file is 0600, like every log of the herd."""
 
-    def __init__(self, path: Path, max_bytes: int) -> None:
+    def __init__(self, path: Path, rotation: LogRotation) -> None:
         private_dir(path.parent)
-        with contextlib.suppress(OSError):
-            if path.stat().st_size >= max_bytes:
-                older = path.with_name(path.name + ".1")
-                os.replace(path, older)
-                tighten(older)
+        with contextlib.suppress(OSError):  # a full disk: the log just grows
+            rotate_if_full(path, rotation.max_bytes, rotation.backups)
         fd = open_private(path, os.O_WRONLY | os.O_APPEND)
         self._file: TextIO = open(fd, "a", encoding="utf-8", buffering=1)  # noqa: SIM115
 
@@ -151,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as e:
         return _fail(f"cannot use run_dir {config.run_dir}: {e.strerror or e}", EXIT_USAGE)
     try:
-        log = EventLog(config.log_dir / LOG_NAME, config.log_rotation.max_bytes)
+        log = EventLog(config.log_dir / LOG_NAME, config.log_rotation)
     except OSError as e:
         release_pid_file(pid_path, fd)
         return _fail(f"cannot write to log_dir {config.log_dir}: {e.strerror or e}", EXIT_USAGE)

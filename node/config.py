@@ -1,22 +1,19 @@
 """topology.yaml -> typed, validated, frozen configuration objects.
 
 Pure: no asyncio, no sockets. Every user mistake becomes one ConfigError line naming the file,
-the field path and the offending value.
+the field path and the offending value; the checks of single values are in `node.fields`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import math
 import os
-from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 from urllib.parse import urlsplit
 
-import yaml
+from node import fields
 
 PROVIDERS = ("auto", "offline", "google", "google-legacy")
 DEFAULT_HOST = "127.0.0.1"
@@ -35,7 +32,6 @@ _TOP_KEYS = (
 )
 _NODE_KEYS = ("host", "port", "bind", "bind_port")
 _PLACES_KEYS = ("provider", "api_key_env", "endpoint", "timeout")
-_MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
 class ConfigError(Exception):
@@ -128,8 +124,9 @@ class HerdConfig:
         try:
             return self.nodes[name]
         except KeyError:
+            known = fields.known(self.nodes)
             raise ConfigError(
-                f"{self.path.name}: unknown node {_show(name)} (known: {_known(self.nodes)})"
+                f"{self.path.name}: unknown node {fields.shown(name)} (known: {known})"
             ) from None
 
     def neighbours(self, name: str) -> tuple[str, ...]:
@@ -161,141 +158,36 @@ def parse_config(text: str, path: Path) -> HerdConfig:
     """Validate YAML `text` as if read from `path` (relative paths resolve next to it)."""
     path = Path(os.path.abspath(path))
     try:
-        return _build(_load_yaml(text), path)
-    except _Invalid as exc:
+        return _build(fields.load_yaml(text), path)
+    except fields.Invalid as exc:
         where = f"{exc.where}: " if exc.where else ""
         raise ConfigError(f"{path.name}: {where}{exc.message}") from None
 
 
-# --- internals -----------------------------------------------------------------------------
-
-
-class _Invalid(Exception):
-    """A validation failure at a field path; parse_config adds the file name."""
-
-    def __init__(self, where: str, message: str) -> None:
-        super().__init__(where, message)
-        self.where = where
-        self.message = message
-
-
-def _fail(where: str, message: str) -> NoReturn:
-    raise _Invalid(where, message)
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that rejects a key repeated in one mapping (PyYAML keeps the last silently)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Hashable, Any]:
-        seen: set[object] = set()
-        for key_node, _ in node.value:
-            if key_node.tag == _MERGE_TAG:
-                continue
-            key = self.construct_object(key_node, deep=deep)
-            try:
-                duplicate = key in seen
-            except TypeError:  # unhashable: the base class reports it
-                continue
-            if duplicate:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {_show(key)}", key_node.start_mark
-                )
-            seen.add(key)
-        return super().construct_mapping(node, deep)
-
-
-def _load_yaml(text: str) -> object:
-    try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = " ".join(str(exc.problem or exc.context or exc).split())
-        _fail(where, f"invalid YAML: {problem}")
-    except yaml.YAMLError as exc:
-        _fail("", f"invalid YAML: {' '.join(str(exc).split())}")
-
-
-def _show(value: object) -> str:
-    """A value as the user would recognise it, kept short."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _known(names: Iterable[str]) -> str:
-    return ", ".join(sorted(names))
-
-
-def _mapping(value: object, where: str, allowed: tuple[str, ...], what: str) -> dict[str, Any]:
-    """`value` as a mapping with only `allowed` keys; null counts as empty."""
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        _fail(where, f"must be {what}, got {_show(value)}")
-    for key in value:
-        if key not in allowed:
-            hint = ""
-            if isinstance(key, str) and (close := difflib.get_close_matches(key, allowed, 1)):
-                hint = f"; did you mean {close[0]!r}?"
-            _fail(where, f"unknown key {_show(key)} (allowed: {', '.join(allowed)}){hint}")
-    return value
-
-
-def _text(value: object, where: str, *, spaces_ok: bool = False) -> str:
-    if not isinstance(value, str) or not value.strip():
-        _fail(where, f"must be a non-empty string, got {_show(value)}")
-    if not spaces_ok and any(ch.isspace() for ch in value):
-        _fail(where, f"{_show(value)} must not contain whitespace")
-    return value
-
-
-def _int(value: object, where: str, low: int, high: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        _fail(where, f"must be an integer, got {_show(value)}")
-    if high is not None and not low <= value <= high:
-        _fail(where, f"{value} is out of range {low}..{high}")
-    if value < low:
-        _fail(where, f"{value} must be {low} or more")
-    return value
-
-
-def _seconds(value: object, where: str, *, zero_ok: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        _fail(where, f"must be a number of seconds, got {_show(value)}")
-    if not math.isfinite(value):
-        _fail(where, f"{_show(value)} is not a finite number")
-    if value < 0 or (value == 0 and not zero_ok):
-        _fail(where, f"{value} must be {'0 or more' if zero_ok else 'greater than 0'}")
-    return float(value)
-
-
-def _path(value: object, where: str, base: Path) -> Path:
-    return Path(os.path.normpath(base / Path(_text(value, where, spaces_ok=True)).expanduser()))
+# --- building the objects, field by field -------------------------------------------------
 
 
 def _build(data: object, path: Path) -> HerdConfig:
     if data is None:
-        _fail("", "file is empty; expected a mapping with a 'nodes' key")
-    top = _mapping(data, "", _TOP_KEYS, "a mapping with a 'nodes' key at the top level")
+        fields.fail("", "file is empty; expected a mapping with a 'nodes' key")
+    top = fields.mapping(data, "", _TOP_KEYS, "a mapping with a 'nodes' key at the top level")
     if "nodes" not in top:
-        _fail("", "missing required key 'nodes'")
+        fields.fail("", "missing required key 'nodes'")
     nodes = _parse_nodes(top["nodes"])
     base = path.parent
-    run_dir = _path(top.get("run_dir", "run"), "run_dir", base)
+    run_dir = fields.path(top.get("run_dir", "run"), "run_dir", base)
     secret = top.get("secret_file")
-    secret_file = run_dir / "herd.secret" if secret is None else _path(secret, "secret_file", base)
+    secret_file = (
+        run_dir / "herd.secret" if secret is None else fields.path(secret, "secret_file", base)
+    )
     return HerdConfig(
         path=path,
         nodes=nodes,
         links=_parse_links(top.get("links"), nodes),
         places=_parse_places(top.get("places")),
         limits=_parse_limits(top.get("limits")),
-        log_dir=_path(top.get("log_dir", "logs"), "log_dir", base),
-        data_dir=_path(top.get("data_dir", "data"), "data_dir", base),
+        log_dir=fields.path(top.get("log_dir", "logs"), "log_dir", base),
+        data_dir=fields.path(top.get("data_dir", "data"), "data_dir", base),
         run_dir=run_dir,
         secret_file=secret_file,
         log_rotation=_parse_log_rotation(top.get("log_rotation")),
@@ -305,26 +197,28 @@ def _build(data: object, path: Path) -> HerdConfig:
 
 def _parse_nodes(raw: object) -> dict[str, NodeSpec]:
     if not isinstance(raw, dict):
-        _fail("nodes", f"must be a mapping of name -> {{port: ...}}, got {_show(raw)}")
+        fields.fail("nodes", f"must be a mapping of name -> {{port: ...}}, got {fields.shown(raw)}")
     if not raw:
-        _fail("nodes", "must list at least one node")
+        fields.fail("nodes", "must list at least one node")
     nodes: dict[str, NodeSpec] = {}
     owners: dict[tuple[str, int], str] = {}
     for name, value in raw.items():
         if not isinstance(name, str):
-            _fail("nodes", f"node name {_show(name)} is not a string (quote it in the file)")
+            fields.fail(
+                "nodes", f"node name {fields.shown(name)} is not a string (quote it in the file)"
+            )
         if not name or any(ch.isspace() for ch in name):
-            _fail("nodes", f"node name {name!r} must be non-empty with no whitespace")
+            fields.fail("nodes", f"node name {name!r} must be non-empty with no whitespace")
         where = f"nodes.{name}"
-        spec = _mapping(value, where, _NODE_KEYS, "a mapping like {port: 12000}")
+        spec = fields.mapping(value, where, _NODE_KEYS, "a mapping like {port: 12000}")
         if "port" not in spec:
-            _fail(where, "missing required key 'port'")
-        port = _int(spec["port"], f"{where}.port", 1, 65535)
-        host = _text(spec.get("host", DEFAULT_HOST), f"{where}.host")
-        bind = _text(spec.get("bind", host), f"{where}.bind")
-        bind_port = _int(spec.get("bind_port", port), f"{where}.bind_port", 1, 65535)
+            fields.fail(where, "missing required key 'port'")
+        port = fields.integer(spec["port"], f"{where}.port", 1, 65535)
+        host = fields.text(spec.get("host", DEFAULT_HOST), f"{where}.host")
+        bind = fields.text(spec.get("bind", host), f"{where}.bind")
+        bind_port = fields.integer(spec.get("bind_port", port), f"{where}.bind_port", 1, 65535)
         if (other := owners.get((host, port))) is not None:
-            _fail(where, f"address {host}:{port} is already used by node {other!r}")
+            fields.fail(where, f"address {host}:{port} is already used by node {other!r}")
         owners[(host, port)] = name
         nodes[name] = NodeSpec(name=name, host=host, port=port, bind=bind, bind_port=bind_port)
     return nodes
@@ -334,63 +228,69 @@ def _parse_links(raw: object, nodes: dict[str, NodeSpec]) -> tuple[tuple[str, st
     if raw is None:
         return ()
     if not isinstance(raw, list):
-        _fail("links", f"must be a list of [A, B] pairs, got {_show(raw)}")
+        fields.fail("links", f"must be a list of [A, B] pairs, got {fields.shown(raw)}")
     links: list[tuple[str, str]] = []
     seen: dict[frozenset[str], int] = {}
     for i, item in enumerate(raw):
         where = f"links[{i}]"
         pair = isinstance(item, list) and len(item) == 2
         if not (pair and all(isinstance(end, str) for end in item)):
-            _fail(where, f"must be a list of two node names like [A, B], got {_show(item)}")
+            fields.fail(
+                where, f"must be a list of two node names like [A, B], got {fields.shown(item)}"
+            )
         a, b = item
         for end in (a, b):
             if end not in nodes:
-                _fail(where, f"unknown node {end!r} (known: {_known(nodes)})")
+                fields.fail(where, f"unknown node {end!r} (known: {fields.known(nodes)})")
         if a == b:
-            _fail(where, f"node {a!r} is linked to itself")
+            fields.fail(where, f"node {a!r} is linked to itself")
         key = frozenset((a, b))
         if key in seen:
-            _fail(where, f"duplicate link [{a}, {b}] (already in links[{seen[key]}])")
+            fields.fail(where, f"duplicate link [{a}, {b}] (already in links[{seen[key]}])")
         seen[key] = i
         links.append((a, b))
     return tuple(links)
 
 
 def _parse_places(raw: object) -> PlacesConfig:
-    spec = _mapping(raw, "places", _PLACES_KEYS, "a mapping")
+    spec = fields.mapping(raw, "places", _PLACES_KEYS, "a mapping")
     default = PlacesConfig()
     provider = spec.get("provider", default.provider)
     if provider not in PROVIDERS:
-        _fail(
+        fields.fail(
             "places.provider",
-            f"unknown provider {_show(provider)} (allowed: {', '.join(PROVIDERS)})",
+            f"unknown provider {fields.shown(provider)} (allowed: {', '.join(PROVIDERS)})",
         )
     endpoint = spec.get("endpoint")
     if endpoint is not None:
         parts = urlsplit(endpoint) if isinstance(endpoint, str) else None
         if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
-            _fail("places.endpoint", f"{_show(endpoint)} must be an http:// or https:// URL")
+            fields.fail(
+                "places.endpoint", f"{fields.shown(endpoint)} must be an http:// or https:// URL"
+            )
     return PlacesConfig(
         provider=provider,
-        api_key_env=_text(spec.get("api_key_env", default.api_key_env), "places.api_key_env"),
+        api_key_env=fields.text(spec.get("api_key_env", default.api_key_env), "places.api_key_env"),
         endpoint=endpoint,
-        timeout=_seconds(spec.get("timeout", default.timeout), "places.timeout"),
+        timeout=fields.seconds(spec.get("timeout", default.timeout), "places.timeout"),
     )
 
 
 def _parse_journal(raw: object) -> JournalConfig:
     keys = ("fsync", "compact_factor", "compact_min_records")
-    spec = _mapping(raw, "journal", keys, "a mapping")
+    spec = fields.mapping(raw, "journal", keys, "a mapping")
     default = JournalConfig()
     fsync = spec.get("fsync", default.fsync)
     if fsync not in FSYNC_POLICIES:
-        _fail("journal.fsync", f"{_show(fsync)} is not one of {', '.join(FSYNC_POLICIES)}")
+        fields.fail(
+            "journal.fsync", f"{fields.shown(fsync)} is not one of {', '.join(FSYNC_POLICIES)}"
+        )
     return JournalConfig(
         fsync=fsync,
-        compact_factor=_int(
+        compact_factor=fields.integer(
             spec.get("compact_factor", default.compact_factor), "journal.compact_factor", 2
         ),
-        compact_min_records=_int(
+        compact_min_records=fields.integer(
             spec.get("compact_min_records", default.compact_min_records),
             "journal.compact_min_records",
             1,
@@ -399,35 +299,37 @@ def _parse_journal(raw: object) -> JournalConfig:
 
 
 def _parse_log_rotation(raw: object) -> LogRotation:
-    spec = _mapping(raw, "log_rotation", ("max_bytes", "backups"), "a mapping")
+    spec = fields.mapping(raw, "log_rotation", ("max_bytes", "backups"), "a mapping")
     default = LogRotation()
     return LogRotation(
-        max_bytes=_int(spec.get("max_bytes", default.max_bytes), "log_rotation.max_bytes", 1024),
-        backups=_int(spec.get("backups", default.backups), "log_rotation.backups", 1),
+        max_bytes=fields.integer(
+            spec.get("max_bytes", default.max_bytes), "log_rotation.max_bytes", 1024
+        ),
+        backups=fields.integer(spec.get("backups", default.backups), "log_rotation.backups", 1),
     )
 
 
 def _parse_limits(raw: object) -> Limits:
     names = tuple(f.name for f in dataclasses.fields(Limits))
-    spec = _mapping(raw, "limits", names, "a mapping")
+    spec = fields.mapping(raw, "limits", names, "a mapping")
     values: dict[str, Any] = {}
     for f in dataclasses.fields(Limits):
         if f.name not in spec:
             continue
         where = f"limits.{f.name}"
         if isinstance(f.default, int):
-            values[f.name] = _int(spec[f.name], where, 1)
+            values[f.name] = fields.integer(spec[f.name], where, 1)
         else:
-            values[f.name] = _seconds(spec[f.name], where, zero_ok=f.name in _LIMIT_ZERO_OK)
+            values[f.name] = fields.seconds(spec[f.name], where, zero_ok=f.name in _LIMIT_ZERO_OK)
     limits = Limits(**values)
     if limits.peer_timeout <= 2 * limits.peer_heartbeat:
-        _fail(
+        fields.fail(
             "limits.peer_timeout",
             f"{limits.peer_timeout} must be more than twice peer_heartbeat"
             f" ({limits.peer_heartbeat})",
         )
     if limits.peer_backoff_max < limits.peer_backoff_initial:
-        _fail(
+        fields.fail(
             "limits.peer_backoff_max",
             f"{limits.peer_backoff_max} must be at least peer_backoff_initial "
             f"({limits.peer_backoff_initial})",

@@ -2,7 +2,7 @@
 
 Layout under `data_dir/NAME/` (0700, files 0600): `snap-N.log` (a compacted image of the
 whole state) and `wal-N.log` (records appended since), both made of the entries of
-`node.entries`.
+`node.entries`; `node.journal_folder` names, lists and writes them.
 
 Replaying is applying every entry of every file to an empty store. Because the store keeps
 the greatest record by a total order, replay order and duplicates do not matter, so a crash
@@ -37,20 +37,17 @@ import asyncio
 import contextlib
 import errno
 import os
-import re
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
+from node import journal_folder
 from node.config import FSYNC_POLICIES
-from node.entries import ReplayStats, encode_packed, replay_file
+from node.entries import ReplayStats, replay_file
 from node.private import DIR_MODE, open_private, private_dir
-from node.store import ClientStore, Packed
+from node.store import ClientStore
 
-_FILE = re.compile(r"(snap|wal)-(\d{8})\.log")
-_LEFTOVER = re.compile(r"snap-\d{8}\.tmp")
-DAMAGED_DIR = "damaged"
 COMPACT_RETRY = 30.0  # seconds after a failed compaction before the next is tried
 
 Write = Callable[[int, bytes | memoryview], int]
@@ -131,8 +128,9 @@ class Journal:
             private_dir(self.folder)
             if self.folder.stat().st_mode & 0o077:  # the node's own folder: ours to tighten
                 self.folder.chmod(DIR_MODE)
-            self._remove_leftovers()
-            files = self._files()
+            for name in journal_folder.remove_leftovers(self.folder):
+                self._log(f"JOURNAL_LEFTOVER_REMOVED file={name}")
+            files = journal_folder.journal_files(self.folder)
             stats = ReplayStats(files=len(files))
             for _, _, path in files:
                 replay_file(path, store, stats)
@@ -148,13 +146,6 @@ class Journal:
         stats.seconds = time.perf_counter() - started
         return stats
 
-    def _remove_leftovers(self) -> None:
-        """A snapshot being written when the process died is useless: remove it."""
-        for path in self.folder.iterdir():
-            if _LEFTOVER.fullmatch(path.name):
-                path.unlink()
-                self._log(f"JOURNAL_LEFTOVER_REMOVED file={path.name}")
-
     def _name_damage(self, stats: ReplayStats) -> None:
         for damage in stats.damage:
             self._log(f"JOURNAL_DAMAGED {damage.describe()}")
@@ -167,7 +158,7 @@ class Journal:
         drop the rest it covers: the next start replays clean files only."""
         seq = self._seq
         try:
-            self._write_snapshot(seq, store.packed())
+            journal_folder.write_snapshot(self.folder, seq, store.packed())
         except OSError as e:
             # Nothing moved: the damage is reported again next start, and nothing is lost.
             self._log(
@@ -175,17 +166,11 @@ class Journal:
                 f" damaged_files={len(stats.damaged_files)}"
             )
             return
-        aside = self.folder / DAMAGED_DIR
-        private_dir(aside)
-        for path in stats.damaged_files:
-            target = _free_name(aside / path.name)
-            os.replace(path, target)
+        for name, target in journal_folder.move_aside(self.folder, stats.damaged_files):
             stats.moved_aside += 1
-            self._log(f"JOURNAL_MOVED_ASIDE file={path.name} to={DAMAGED_DIR}/{target.name}")
-        for file_seq, _, path in self._files():
-            if file_seq < seq:
-                path.unlink()
-        _fsync_dir(self.folder)
+            self._log(f"JOURNAL_MOVED_ASIDE file={name} to={target}")
+        journal_folder.remove_before(self.folder, seq)
+        journal_folder.fsync_dir(self.folder)
 
     def _reopen(self, seq: int, path: Path) -> None:
         fd = open_private(path, os.O_WRONLY | os.O_APPEND)
@@ -251,7 +236,7 @@ class Journal:
             view = view[n:]
 
     def _open_segment(self) -> int:
-        path = self.folder / f"wal-{self._seq:08d}.log"
+        path = self.folder / journal_folder.wal_name(self._seq)
         fd = open_private(path, os.O_WRONLY | os.O_APPEND)
         self._fd, self._size = fd, os.fstat(fd).st_size
         return fd
@@ -265,7 +250,7 @@ class Journal:
             os.ftruncate(self._fd, self._size)
         except OSError as e:
             self._log(
-                f"JOURNAL_SEGMENT_ABANDONED file=wal-{self._seq:08d}.log"
+                f"JOURNAL_SEGMENT_ABANDONED file={journal_folder.wal_name(self._seq)}"
                 f" errno={errno_name(e)} error={e.strerror}"
             )
             self._retired.append(self._fd)
@@ -348,7 +333,7 @@ class Journal:
         try:
             if old_fd >= 0:
                 await asyncio.to_thread(os.fsync, old_fd)
-            await asyncio.to_thread(self._write_snapshot, seq, records)
+            await asyncio.to_thread(journal_folder.write_snapshot, self.folder, seq, records)
         except OSError as e:
             self._compact_after = time.monotonic() + COMPACT_RETRY
             self._log(
@@ -359,56 +344,8 @@ class Journal:
         finally:
             if old_fd >= 0:
                 os.close(old_fd)
-        for file_seq, _, path in self._files():
-            if file_seq < seq:
-                with contextlib.suppress(FileNotFoundError):
-                    path.unlink()
+        journal_folder.remove_before(self.folder, seq)
         self._log(
             f"JOURNAL_COMPACTED records={len(records)} replaced_through={old_seq}"
             f" seconds={time.perf_counter() - started:.3f}"
         )
-
-    def _write_snapshot(self, seq: int, records: list[Packed]) -> None:
-        """snap-<seq>.log, whole or not at all: written as .tmp, fsynced, renamed."""
-        final = self.folder / f"snap-{seq:08d}.log"
-        tmp = final.with_suffix(".tmp")
-        try:
-            fd = open_private(tmp, os.O_WRONLY | os.O_TRUNC)
-            with open(fd, "wb") as f:
-                for i in range(0, len(records), 10_000):
-                    f.write(b"".join([encode_packed(c, p) for c, p in records[i : i + 10_000]]))
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, final)
-        except OSError:
-            with contextlib.suppress(OSError):
-                tmp.unlink()  # a full disk must not stay full of a snapshot that failed
-            raise
-        _fsync_dir(self.folder)  # the rename itself must survive a power cut
-
-    # -- files ------------------------------------------------------------------------
-
-    def _files(self) -> list[tuple[int, str, Path]]:
-        found = []
-        for path in self.folder.iterdir():
-            m = _FILE.fullmatch(path.name)
-            if m and path.is_file():
-                found.append((int(m.group(2)), m.group(1), path))
-        return sorted(found)
-
-
-def _free_name(path: Path) -> Path:
-    """`path`, or `path.2`, `path.3`, ... when taken."""
-    candidate, n = path, 1
-    while candidate.exists():
-        n += 1
-        candidate = path.with_name(f"{path.name}.{n}")
-    return candidate
-
-
-def _fsync_dir(path: Path) -> None:
-    dir_fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)

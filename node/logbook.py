@@ -201,6 +201,21 @@ def rotate_files(path: Path, backups: int) -> None:
     os.replace(path, path.with_name(f"{path.name}.1"))
 
 
+def rotate_if_full(path: Path, max_bytes: int, backups: int) -> bool:
+    """Rotate `path` like the log (rotate_files) once it has reached `max_bytes`: for a file
+    that is about to be opened again for appending (a node's NAME.stderr.log before it is
+    spawned, the supervisor's herdctl.log). The copy made is 0600, as it may date from before
+    the herd made its logs private. False when the file is missing or not full yet."""
+    try:
+        if path.stat().st_size < max_bytes:
+            return False
+    except FileNotFoundError:
+        return False
+    rotate_files(path, backups)
+    tighten(path.with_name(f"{path.name}.1"))
+    return True
+
+
 def rotate_stderr(path: Path, max_bytes: int, backups: int) -> bool:
     """Rotate `path` like the log when it is the file behind this process's stderr (as the
     supervisor sets it up) and has reached `max_bytes`: the file is renamed and a new one

@@ -7,8 +7,10 @@ folder that already exists is left as it is (the operator chose it).
 
 from __future__ import annotations
 
+import json
 import os
 import stat
+from collections.abc import Mapping
 from pathlib import Path
 
 FILE_MODE = 0o600
@@ -61,3 +63,8 @@ def replace_private(path: Path, data: bytes) -> None:
     with os.fdopen(fd, "wb") as f:
         f.write(data)
     os.replace(tmp, path)
+
+
+def replace_json(path: Path, data: Mapping[str, object]) -> None:
+    """Replace `path` with `data` as one line of JSON, keys sorted, atomically; 0600."""
+    replace_private(path, (json.dumps(data, sort_keys=True) + "\n").encode())

@@ -1,39 +1,58 @@
 """The node's status file: what a supervisor on this machine needs to know, kept fresh.
 
-`run_dir/NAME.status.json` is replaced atomically (write a temp file, rename) whenever the
-status changes, and at least every few seconds so a reader can tell a live node from a
-stale file. A supervisor reads it; nothing here listens on a socket.
+`run_dir/NAME.status.json` (a `NodeStatus`) is replaced atomically (write a temp file,
+rename) whenever the status changes, and at least every few seconds so a reader can tell a
+live node from a stale file. A supervisor reads it; nothing here listens on a socket.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import NotRequired, TypedDict
 
-from node.private import private_dir, replace_private
+from node.private import private_dir, replace_json
 
 CHECK_INTERVAL = 0.25  # seconds between looks for a change
 REFRESH_INTERVAL = 5.0  # seconds after which the file is rewritten even if unchanged
+
+# One neighbour's link as the node sees it: `out` our link to it is up (since `out_since`,
+# POSIX time; 0.0 before the first), `in` its link to us is up, `synced` it has sent us its
+# whole state on that link, `buffered` bytes waiting to go out to it.
+LinkStatus = TypedDict(
+    "LinkStatus",
+    {"out": bool, "out_since": float, "in": bool, "synced": bool, "buffered": int},
+)
+
+
+class NodeStatus(TypedDict):
+    """The status file's object. A reader must expect a file written by another version of
+    the node, with keys missing or added: check each value where it is used."""
+
+    name: str
+    pid: int
+    host: str
+    port: int
+    state: str  # "starting", "running" or "stopping"
+    started_at: float  # POSIX time
+    clients: int  # client records held
+    connections: int
+    links: dict[str, LinkStatus]  # by neighbour name
+    journal_error: str | None  # the errno name while the journal refuses writes
+    updated_at: NotRequired[float]  # POSIX time; added by StatusFile when it writes
 
 
 def status_path(run_dir: Path, name: str) -> Path:
     return run_dir / f"{name}.status.json"
 
 
-def write_status(path: Path, status: dict[str, Any]) -> None:
-    """Replace `path` with `status` as JSON, atomically; the file is 0600."""
-    replace_private(path, (json.dumps(status, sort_keys=True) + "\n").encode())
-
-
 class StatusFile:
     """Keeps the status file in step with `snapshot()` until stopped; removes it at the end."""
 
-    def __init__(self, path: Path, snapshot: Callable[[], dict[str, Any]]) -> None:
+    def __init__(self, path: Path, snapshot: Callable[[], Mapping[str, object]]) -> None:
         self.path = path
         self._snapshot = snapshot
         self._task: asyncio.Task[None] | None = None
@@ -43,11 +62,10 @@ class StatusFile:
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     def write_now(self) -> None:
-        status = self._snapshot()
-        status["updated_at"] = time.time()
+        status = {**self._snapshot(), "updated_at": time.time()}
         # A full disk must not take the node down; the next tick retries.
         with contextlib.suppress(OSError):
-            write_status(self.path, status)
+            replace_json(self.path, status)
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -58,7 +76,7 @@ class StatusFile:
             self.path.unlink()
 
     async def _run(self) -> None:
-        last: dict[str, Any] | None = None
+        last: Mapping[str, object] | None = None
         written = 0.0
         while True:
             status = self._snapshot()

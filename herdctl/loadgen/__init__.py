@@ -7,4 +7,5 @@ connection  reaching a node; one load connection: request bytes built ahead, rep
 load        many connections, closed or open loop, measured in a window: run_load
 propagate   an IAMAT at one node until WHATSAT at another sees it: run_propagate
 report      for the CLI: the progress bar and the summary table
+command     `herdctl bench` on a topology: nodes by name, the bar on stderr: bench_herd
 """

@@ -20,19 +20,21 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import psutil
 import pytest
 
 from herdctl import control
 from herdctl.daemon import SupervisorError, ensure_supervisor, running_supervisor, socket_for
-from herdctl.manager import Manager, RequestError
+from herdctl.manager import Manager
+from herdctl.messages import Answer, NodeRow, Request, RequestError
 from herdctl.policy import PolicyConfig, State
 from herdctl.procs import is_local, runs_node
 from herdctl.supervisor import AlreadyRunning, acquire_pid_file, release_pid_file
 from herdctl.supervisor import main as supervisor_main
 from node.config import HerdConfig, load_config, parse_config
+from node.status import LinkStatus, NodeStatus
 from tests.support import exchange_sync, free_ports, port_open, wait_until, write_topology
 
 # -- fakes ------------------------------------------------------------------------------
@@ -145,20 +147,33 @@ class FakeLauncher:
         proc = self.current.get(name)
         return proc is not None and proc.alive
 
-    def read_status(self, name: str) -> dict[str, Any] | None:
+    def read_status(self, name: str) -> NodeStatus | None:
         if not self.alive(name):
             return None
-        links = {
-            nb: {"out": self.alive(nb), "synced": self.alive(nb) and self.synced}
+        links: dict[str, LinkStatus] = {
+            nb: {
+                "out": self.alive(nb),
+                "out_since": 0.0,
+                "in": self.alive(nb),
+                "synced": self.alive(nb) and self.synced,
+                "buffered": 0,
+            }
             for nb in self.config.neighbours(name)
         }
-        pid = self.current[name].pid
+        proc = self.current[name]
+        spec = self.config.node(name)
         return {
-            "pid": pid,
+            "name": name,
+            "pid": proc.pid,
+            "host": spec.host,
+            "port": spec.port,
             "state": "running",
-            "updated_at": self.clock.wall(),
+            "started_at": proc.started_at,
             "clients": 3,
+            "connections": 0,
             "links": links,
+            "journal_error": None,
+            "updated_at": self.clock.wall(),
         }
 
     def is_local(self, host: str) -> bool:
@@ -195,7 +210,7 @@ def world() -> tuple[Manager, FakeLauncher, FakeClock, list[str]]:
 World = tuple[Manager, FakeLauncher, FakeClock, list[str]]
 
 
-async def status(manager: Manager) -> dict[str, dict[str, Any]]:
+async def status(manager: Manager) -> dict[str, NodeRow]:
     return {row["name"]: row for row in await manager.status()}
 
 
@@ -445,12 +460,14 @@ def kill_everything_under(folder: Path) -> None:
             proc.wait(5)  # reaps it if it is our child
 
 
-def request(config: HerdConfig, cmd: str, **args: Any) -> dict[str, Any]:
-    return control.request_sync(socket_for(config), {"cmd": cmd, **args}, timeout=60)
+def request(config: HerdConfig, cmd: str, **args: Any) -> Answer:
+    payload = cast(Request, {"cmd": cmd, **args})
+    return control.request_sync(socket_for(config), payload, timeout=60)
 
 
 def nodes(config: HerdConfig) -> dict[str, dict[str, Any]]:
-    return {n["name"]: n for n in request(config, "status")["nodes"]}
+    """The status rows as the wire carries them (JSON), for tests that read them loosely."""
+    return {n["name"]: cast(dict[str, Any], n) for n in request(config, "status")["nodes"]}
 
 
 def all_ready(config: HerdConfig) -> bool:

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import cast
 
 import pytest
 
-from herdctl.client import Unreachable, exchange, port_answers, wait_ready
+from herdctl.client import Unreachable, exchange
+from herdctl.messages import NodeRow
+from herdctl.probe import port_answers
+from herdctl.waiting import wait_ready
 from tests.support import free_ports
 
 
@@ -59,7 +63,7 @@ def test_exchange_to_a_closed_port_says_connection_refused() -> None:
     (port,) = free_ports(1)
     with pytest.raises(Unreachable, match=r"^connection refused$"):
         exchange("127.0.0.1", port, b"x\n", timeout=5)
-    assert not port_answers("127.0.0.1", port)
+    assert not asyncio.run(port_answers("127.0.0.1", port, 1.0))
 
 
 def test_exchange_times_out_when_the_node_never_closes() -> None:
@@ -88,14 +92,15 @@ class FakeClock:
         self.now += seconds
 
 
-def scripted(*frames: dict[str, tuple[str, bool]]) -> Callable[[], list[dict[str, Any]]]:
+def scripted(*frames: dict[str, tuple[str, bool]]) -> Callable[[], list[NodeRow]]:
     """A status source replaying one frame per poll (the last one repeats)."""
     left = list(frames)
 
-    def fetch() -> list[dict[str, Any]]:
+    def fetch() -> list[NodeRow]:
         frame = left.pop(0) if len(left) > 1 else left[0]
         return [
-            {"name": name, "state": state, "ready": ready} for name, (state, ready) in frame.items()
+            cast(NodeRow, {"name": name, "state": state, "ready": ready})
+            for name, (state, ready) in frame.items()
         ]
 
     return fetch

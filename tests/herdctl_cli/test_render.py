@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 from herdctl import render
+from herdctl.messages import NodeRow
 from node.config import parse_config
 
 
@@ -40,7 +41,7 @@ def test_mebibytes_and_percent() -> None:
     assert render.percent(3.14159) == "3.1"
 
 
-def node(**fields: Any) -> dict[str, Any]:
+def node(**fields: Any) -> NodeRow:
     base: dict[str, Any] = {
         "name": "Goloman",
         "state": "RUNNING",
@@ -61,7 +62,7 @@ def node(**fields: Any) -> dict[str, Any]:
         "message": None,
     }
     base.update(fields)
-    return base
+    return cast(NodeRow, base)
 
 
 def test_status_table_aligns_every_column() -> None:
@@ -100,7 +101,8 @@ def test_status_table_shows_why_a_node_failed() -> None:
 
 
 def test_status_table_tolerates_missing_fields() -> None:
-    text = render.status_table([{"name": "Wilkes", "state": "STOPPED", "port": 12004}])
+    older = cast(NodeRow, {"name": "Wilkes", "state": "STOPPED", "port": 12004})  # a bare row
+    text = render.status_table([older])
     assert text.splitlines()[1].split() == ["Wilkes", "STOPPED", "-", "12004"] + ["-"] * 6
 
 

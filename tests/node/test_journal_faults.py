@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from node import journal_folder
 from node.entries import ReplayStats
 from node.journal import Journal, JournalError
 from node.store import ClientStore, Record
@@ -141,7 +142,7 @@ def test_files_are_private(tmp_path: Path) -> None:
     store = ClientStore()
     j.open(store)
     j.write([entry(b"a", b"1")])
-    j._write_snapshot(9, store.packed())
+    journal_folder.write_snapshot(folder, 9, store.packed())
     asyncio.run(j.close())
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700
     for path in folder.iterdir():
@@ -198,10 +199,10 @@ def test_a_repair_that_cannot_write_moves_nothing(
 ) -> None:
     (tmp_path / "wal-00000001.log").write_bytes(entry(b"a", b"1") + b"garbage\n")
 
-    def full(self: Journal, seq: int, records: object) -> None:
+    def full(folder: Path, seq: int, records: object) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(Journal, "_write_snapshot", full)
+    monkeypatch.setattr(journal_folder, "write_snapshot", full)
     store, stats, events = replay(tmp_path)
     assert len(store) == 1 and stats.moved_aside == 0
     assert any(e.startswith("JOURNAL_REPAIR_FAILED errno=ENOSPC") for e in events)

@@ -1,0 +1,68 @@
+"""The CLI's edge: its exit statuses, the error a user can cause, and its two streams.
+
+Every mistake a user can make ends as one line on stderr and a non-zero exit: 2 for a bad
+topology or argument, 1 for everything else, 130 when interrupted (`exit_status`).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+
+from herdctl.control import ControlError
+from node.config import ConfigError
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class UserError(Exception):
+    """A mistake or failure to report as one message and an exit status, not a traceback."""
+
+    def __init__(self, message: str, code: int = EXIT_FAILED, details: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+        self.details = details
+
+
+def out(text: str) -> None:
+    """A line of the command's output, at once (a pipe or a terminal sees it as it happens)."""
+    print(text, flush=True)
+
+
+def err(text: str) -> None:
+    """A line on stderr: errors, warnings, notes that are not the command's output."""
+    print(text, file=sys.stderr, flush=True)
+
+
+def exit_status(command: Callable[[], object]) -> int:
+    """Run `command` (the typer app); turn each error a user can cause into one line on
+    stderr, and return the exit status."""
+    try:
+        command()
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else EXIT_FAILED)
+    except UserError as e:
+        err(f"herdctl: {e}")
+        if e.details:
+            err(e.details)
+        return e.code
+    except ConfigError as e:
+        err(f"herdctl: {e}")
+        return EXIT_USAGE
+    except ControlError as e:
+        err(f"herdctl: {e}")
+        return EXIT_FAILED
+    except BrokenPipeError:  # `herdctl tail --all | head`: the reader left; stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_FAILED
+    except OSError as e:
+        where = f" ({e.filename})" if e.filename else ""
+        err(f"herdctl: {e.strerror or e}{where}")
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    return 0

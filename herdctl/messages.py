@@ -1,0 +1,80 @@
+"""What crosses the control channel (herdctl.control) between `herdctl` and its supervisor.
+
+A request names a command; the final answer is `{"ok": true, ...}` with what the command
+gives back, or `{"ok": false, "error": ...}`; `status` gives one `NodeRow` per node, the row
+`herdctl status` prints, whether a supervisor or the CLI alone (ports only) made it. Types and
+the check of a request as it arrives; no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import NotRequired, TypedDict
+
+COMMANDS = ("ping", "status", "start", "stop", "restart", "shutdown")
+_WITHOUT_NAMES = ("ping", "status", "shutdown")  # shutdown: every local node
+
+
+class RequestError(Exception):
+    """A control request that cannot be carried out; str() is the one-line answer."""
+
+
+class Request(TypedDict):
+    """One command for the supervisor."""
+
+    cmd: str  # one of COMMANDS
+    names: NotRequired[list[str]]  # start, stop, restart: node names, or ["all"]
+    rolling: NotRequired[bool]  # restart: one node at a time, each caught up
+
+
+class NodeRow(TypedDict):
+    """One node in `status`. A supervisor fills every field; without one, the CLI can only
+    tell whether each port answers, and the fields it cannot know are absent."""
+
+    name: str
+    state: str  # policy.State, REMOTE, or (no supervisor) UNMANAGED or STOPPED
+    pid: int | None
+    host: str
+    port: int
+    local: NotRequired[bool]
+    uptime: NotRequired[float | None]  # seconds
+    restarts: int | None
+    cpu_percent: NotRequired[float | None]
+    memory_rss: NotRequired[int | None]  # bytes
+    links_up: NotRequired[int | None]
+    links_expected: NotRequired[int]
+    clients: NotRequired[int | None]  # client records the node holds
+    ready: NotRequired[bool]  # RUNNING, port open, a link to every neighbour that is up
+    port_open: bool
+    exit_code: NotRequired[int | None]
+    message: str | None  # why FATAL, EXITED, ...; None when there is nothing to say
+
+
+class Answer(TypedDict):
+    """The final line of an exchange; which fields come with `ok` depends on the command."""
+
+    ok: bool
+    error: NotRequired[str]  # when not ok: one clear sentence
+    pid: NotRequired[int]  # ping: the supervisor's
+    config: NotRequired[str]  # ping: its topology file
+    nodes: NotRequired[list[NodeRow]]  # status: in topology order
+
+
+class ProgressNote(TypedDict):
+    """A line before the answer, saying how a long command is getting on."""
+
+    progress: str
+
+
+def checked_request(raw: Mapping[str, object]) -> Request:
+    """`raw` (a JSON object as received) as a Request: a known command, with a non-empty
+    list of names where the command needs one. RequestError says what is wrong."""
+    cmd = raw.get("cmd")
+    if not isinstance(cmd, str) or cmd not in COMMANDS:
+        raise RequestError(f"unknown command {cmd!r} (known: {', '.join(COMMANDS)})")
+    if cmd in _WITHOUT_NAMES:
+        return {"cmd": cmd}
+    names = raw.get("names")
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise RequestError("'names' must be a non-empty list of node names (or ['all'])")
+    return {"cmd": cmd, "names": [str(n) for n in names], "rolling": bool(raw.get("rolling"))}

@@ -1,0 +1,115 @@
+"""One node as the supervisor sees it (its `Slot`), and the status row made from it.
+
+Pure: the caller brings what was looked up (which ports answer, the node's status file, the
+time), so the row can be checked with fakes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from herdctl.messages import NodeRow
+from herdctl.policy import NodePolicy, State
+from herdctl.procs import NodeProc
+from node.config import NodeSpec
+from node.status import NodeStatus
+
+SERVING = frozenset({State.STARTING, State.RUNNING})
+
+
+@dataclass
+class Slot:
+    """One node as the supervisor sees it."""
+
+    spec: NodeSpec
+    local: bool
+    policy: NodePolicy
+    proc: NodeProc | None = None
+    message: str | None = None
+    cpu: float | None = None
+    rss: int | None = None
+
+
+def node_row(
+    slot: Slot,
+    neighbours: Sequence[str],
+    up: Mapping[str, bool],
+    status: NodeStatus | None,
+    now: float,
+) -> NodeRow:
+    """The node's row: what its slot knows, which ports answer (`up`, by node name), its
+    status file (if fresh and its own) and the wall-clock time `now` (for the uptime)."""
+    spec = slot.spec
+    row: NodeRow = {
+        "name": spec.name,
+        "state": "REMOTE",
+        "pid": None,
+        "host": spec.host,
+        "port": spec.port,
+        "local": slot.local,
+        "uptime": None,
+        "restarts": 0,
+        "cpu_percent": None,
+        "memory_rss": None,
+        "links_up": None,
+        "links_expected": len(neighbours),
+        "clients": None,
+        "ready": up[spec.name],
+        "port_open": up[spec.name],
+        "exit_code": None,
+        "message": None,
+    }
+    if not slot.local:
+        return row
+    proc, policy = slot.proc, slot.policy
+    links = status_links(status)
+    linked = [nb for nb in neighbours if link_of(links, nb).get("out") is True]
+    clients = status.get("clients") if status else None
+    journal_error = status.get("journal_error") if status else None
+    message = slot.message
+    if isinstance(journal_error, str) and policy.state in SERVING:
+        message = f"journal refusing writes: {journal_error}"
+    row["state"] = str(policy.state)
+    row["pid"] = proc.pid if proc else None
+    row["uptime"] = round(max(0.0, now - proc.started_at), 3) if proc else None
+    row["restarts"] = policy.restarts
+    row["cpu_percent"] = slot.cpu
+    row["memory_rss"] = slot.rss
+    row["links_up"] = len(linked)
+    row["clients"] = clients if isinstance(clients, int) else None
+    row["ready"] = (
+        policy.state in SERVING
+        and up[spec.name]
+        and all(nb in linked for nb in neighbours if up[nb])
+    )
+    row["exit_code"] = policy.exit_code
+    row["message"] = message
+    return row
+
+
+def status_links(status: NodeStatus | None) -> Mapping[str, object]:
+    """The status file's links by neighbour name; none when it has no (readable) links."""
+    links = status.get("links") if status else None
+    return links if isinstance(links, dict) else {}
+
+
+def link_of(links: Mapping[str, object], name: str) -> Mapping[str, object]:
+    """One neighbour's entry of `status_links`; empty when there is none."""
+    link = links.get(name)
+    return link if isinstance(link, dict) else {}
+
+
+def describe_exit(code: int | None, last_line: str | None) -> str:
+    """How a process ended, for the `message` column."""
+    if code is None:
+        return "exited (status unknown: not our child)"
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"killed by {signal.Signals(-code).name}"
+        return f"killed by signal {-code}"
+    if code and last_line:
+        return f"exited with code {code}: {last_line}"
+    return f"exited with code {code}"
