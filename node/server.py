@@ -26,7 +26,7 @@ from node.logbook import LogBook, RateLimited, show
 from node.peers import Peers
 from node.places.base import PlacesProvider, failure_response
 from node.protocol import WhatsAt, parse_location
-from node.status import StatusFile, status_path
+from node.status import NodeStatus, StatusFile, status_path
 from node.store import ClientStore, Packed, Record
 
 SWEEP_INTERVAL = 1.0  # seconds between checks of line deadlines and idle connections
@@ -233,7 +233,7 @@ class NodeServer:
             body = format_places(failure_response("UNKNOWN_ERROR", "places provider failed"))
         return record.at_line() + body + b"\n\n"
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> NodeStatus:
         """What a supervisor shows: identity, clients known, each link's state, and the
         error of a journal that refuses writes (None while it takes them)."""
         return {

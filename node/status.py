@@ -52,7 +52,7 @@ def status_path(run_dir: Path, name: str) -> Path:
 class StatusFile:
     """Keeps the status file in step with `snapshot()` until stopped; removes it at the end."""
 
-    def __init__(self, path: Path, snapshot: Callable[[], Mapping[str, object]]) -> None:
+    def __init__(self, path: Path, snapshot: Callable[[], NodeStatus]) -> None:
         self.path = path
         self._snapshot = snapshot
         self._task: asyncio.Task[None] | None = None

@@ -9,11 +9,11 @@ so both ends have sent their whole state. The node is seen through `host.PeerHos
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 from node.peers.host import PeerHost
 from node.peers.inbound import PEER_LINES_PER_TURN, PeerConnection
 from node.peers.outbound import FLOOD_BURST_GAP, FLOOD_WINDOW, MAX_LINK_BUFFER, PeerLink
+from node.status import LinkStatus
 
 __all__ = [
     "FLOOD_BURST_GAP",
@@ -61,7 +61,7 @@ class Peers:
             if name != exclude:
                 link.send(lines)
 
-    def status(self) -> dict[str, dict[str, Any]]:
+    def status(self) -> dict[str, LinkStatus]:
         """Per neighbour: our link to it, its link to us, and whether it has synced us."""
         return {
             link.name: {
