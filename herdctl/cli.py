@@ -19,9 +19,18 @@ from typing import Annotated
 
 import typer
 
-from herdctl import logs, render
+from herdctl import invalid, logs, render
 from herdctl.client import Unreachable, exchange, unsupervised_status
-from herdctl.console import EXIT_INTERRUPTED, EXIT_USAGE, UserError, err, exit_status, out
+from herdctl.console import (
+    EXIT_INTERRUPTED,
+    EXIT_NOT_RUNNING,
+    EXIT_REFUSED,
+    EXIT_USAGE,
+    UserError,
+    err,
+    exit_status,
+    out,
+)
 from herdctl.control import ControlError
 from herdctl.daemon import (
     SupervisorError,
@@ -36,7 +45,7 @@ from herdctl.loadgen.command import bench_herd
 from herdctl.loadgen.report import summary
 from herdctl.loadgen.result import BenchError, Mode
 from herdctl.messages import NodeRow, Request
-from herdctl.waiting import is_ready, show_until_ready
+from herdctl.waiting import is_ready, not_running, show_until_ready
 from node.config import HerdConfig, default_config_path, load_config
 from node.secret import short_secret_warning
 
@@ -56,10 +65,11 @@ app = typer.Typer(
 class Options:
     """The global options, shared by every command through the typer context."""
 
-    config_path: Path
+    config_path: Path | None  # -c before the command
 
-    def load(self) -> HerdConfig:
-        return load_config(self.config_path)
+    def load(self, config_path: Path | None = None) -> HerdConfig:
+        """The topology: -c after the command, else -c before it, else the default."""
+        return load_config(config_path or self.config_path or default_config_path())
 
 
 def _options(ctx: typer.Context) -> Options:
@@ -119,13 +129,15 @@ NamesArgument = Annotated[
 
 @app.callback()
 def _global(ctx: typer.Context, config: ConfigOption = None) -> None:
-    ctx.obj = Options(config or default_config_path())
+    ctx.obj = Options(config)
 
 
 @app.command()
-def up(ctx: typer.Context, timeout: TimeoutOption = 60.0) -> None:
+def up(
+    ctx: typer.Context, timeout: TimeoutOption = 60.0, config_path: ConfigOption = None
+) -> None:
     """Start the supervisor and every local node; wait until all are ready."""
-    config = _options(ctx).load()
+    config = _options(ctx).load(config_path)
     pid = _ensure(config)
     nodes = node_rows(config)
     names = _local(nodes, [ALL])
@@ -147,9 +159,9 @@ def up(ctx: typer.Context, timeout: TimeoutOption = 60.0) -> None:
 
 
 @app.command()
-def down(ctx: typer.Context) -> None:
+def down(ctx: typer.Context, config_path: ConfigOption = None) -> None:
     """Stop every node, then the supervisor."""
-    config = _options(ctx).load()
+    config = _options(ctx).load(config_path)
     pid = answering(config)
     if pid is None:
         if not left_behind(config):
@@ -163,9 +175,14 @@ def down(ctx: typer.Context) -> None:
 
 
 @app.command()
-def start(ctx: typer.Context, names: NamesArgument, timeout: TimeoutOption = 60.0) -> None:
+def start(
+    ctx: typer.Context,
+    names: NamesArgument,
+    timeout: TimeoutOption = 60.0,
+    config_path: ConfigOption = None,
+) -> None:
     """Start nodes (stopped, exited or FATAL ones) and wait until they are ready."""
-    config = _options(ctx).load()
+    config = _options(ctx).load(config_path)
     wanted = _names(config, names)
     _ensure(config)
     ask(config, {"cmd": "start", "names": wanted}, on_progress=out, timeout=timeout)
@@ -175,9 +192,9 @@ def start(ctx: typer.Context, names: NamesArgument, timeout: TimeoutOption = 60.
 
 
 @app.command()
-def stop(ctx: typer.Context, names: NamesArgument) -> None:
+def stop(ctx: typer.Context, names: NamesArgument, config_path: ConfigOption = None) -> None:
     """Stop nodes; they stay stopped until started again."""
-    config = _options(ctx).load()
+    config = _options(ctx).load(config_path)
     wanted = _names(config, names)
     _ensure(config)
     ask(config, {"cmd": "stop", "names": wanted}, on_progress=out, timeout=60.0)
@@ -195,9 +212,10 @@ def restart(
         ),
     ] = False,
     timeout: TimeoutOption = 60.0,
+    config_path: ConfigOption = None,
 ) -> None:
     """Restart nodes (stop, then start) and wait until they are ready."""
-    config = _options(ctx).load()
+    config = _options(ctx).load(config_path)
     wanted = _names(config, names)
     _ensure(config)
     request: Request = {"cmd": "restart", "names": wanted, "rolling": rolling}
@@ -216,9 +234,13 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="A JSON list, one object per node.")] = (
         False
     ),
+    config_path: ConfigOption = None,
 ) -> None:
-    """Show every node: state, pid, port, uptime, restarts, cpu, memory, links, clients."""
-    config = _options(ctx).load()
+    """Show every node: state, pid, port, uptime, restarts, cpu, memory, links, clients.
+
+    Exits 3 when a local node is not RUNNING (as supervisorctl does), else 0.
+    """
+    config = _options(ctx).load(config_path)
     nodes: list[NodeRow]
     if answering(config) is not None or left_behind(config):
         _ensure(config)
@@ -227,6 +249,8 @@ def status(
         err("no supervisor running (`herdctl up` starts one); showing whether each port answers")
         nodes = unsupervised_status(config)
     out(json.dumps(nodes, indent=2) if as_json else render.status_table(nodes))
+    if not_running(nodes):
+        raise typer.Exit(EXIT_NOT_RUNNING)
 
 
 @app.command()
@@ -242,9 +266,10 @@ def tail(
     follow: Annotated[
         bool, typer.Option("-f", "--follow", help="Keep printing new lines, across rotation.")
     ] = False,
+    config_path: ConfigOption = None,
 ) -> None:
     """Show the last lines of a node's log, or of every node's (--all)."""
-    config = _options(ctx).load()
+    config = _options(ctx).load(config_path)
     if all_nodes == (name is not None):
         raise UserError("name one node, or use --all", EXIT_USAGE)
     names = list(config.nodes) if name is None else [config.node(name).name]
@@ -273,25 +298,29 @@ def tail(
         raise typer.Exit(EXIT_INTERRUPTED) from None
 
 
-@app.command(
-    # Everything after NAME is the message, even words like -33.86+151.20 or --help.
-    context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
-)
+@app.command()
 def send(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(metavar="NAME", help="The node to talk to.")],
     message: Annotated[
         list[str],
         typer.Argument(
-            metavar="MESSAGE", help="The line to send; several words are joined by one space."
+            metavar="MESSAGE",
+            help="The line to send, quoted whole or as words joined by one space; "
+            "words starting with '-' go after --.",
         ),
     ],
     timeout: Annotated[
         float, typer.Option("--timeout", min=0.1, help="Seconds for the whole exchange.")
     ] = 10.0,
+    config_path: ConfigOption = None,
 ) -> None:
-    """Send one message line to a node and print its whole reply (options go before NAME)."""
-    config = _options(ctx).load()
+    """Send one line to a node and print its whole reply; exit 3 if the node found it invalid.
+
+    Options may come anywhere; after `--` everything is the message:
+    `herdctl send Welsh --timeout 2 -- IAMAT syd -33.86+151.20 1520023934.9`.
+    """
+    config = _options(ctx).load(config_path)
     spec = config.node(name)
     data = os.fsencode(" ".join(message))  # the argument's own bytes, UTF-8 or not
     if not data.endswith(b"\n"):
@@ -302,12 +331,17 @@ def send(
         raise UserError(f"cannot reach {name} at {spec.host}:{spec.port}: {e}") from None
     sys.stdout.buffer.write(reply)
     sys.stdout.buffer.flush()
+    refused = invalid.refused_lines(reply)
+    if refused:
+        max_line = config.limits.max_line_bytes
+        why = "; ".join(invalid.reason(line, max_line=max_line) for line in refused)
+        raise UserError(f"{name} found the line invalid: {why}", EXIT_REFUSED)
 
 
 @app.command()
-def check(ctx: typer.Context) -> None:
+def check(ctx: typer.Context, config_path: ConfigOption = None) -> None:
     """Validate the topology file and summarise it in one line; warn if $HERD_SECRET is short."""
-    config = _options(ctx).load()
+    config = _options(ctx).load(config_path)
     out(render.check_summary(config))
     warning = short_secret_warning()
     if warning is not None:
@@ -357,9 +391,10 @@ def bench_command(
         str, typer.Option("--loop", metavar="auto|uvloop|asyncio", help="Event loop.")
     ] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="LoadResult as one JSON object.")] = False,
+    config_path: ConfigOption = None,
 ) -> None:
     """Load a running herd and measure it: replies/s, latency, and this generator's own CPU."""
-    config = _options(ctx).load()
+    config = _options(ctx).load(config_path)
     if loop not in ("auto", "uvloop", "asyncio"):
         raise UserError(f"--loop must be auto, uvloop or asyncio, not {loop!r}", EXIT_USAGE)
     try:

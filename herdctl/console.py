@@ -1,7 +1,8 @@
 """The CLI's edge: its exit statuses, the error a user can cause, and its two streams.
 
 Every mistake a user can make ends as one line on stderr and a non-zero exit: 2 for a bad
-topology or argument, 1 for everything else, 130 when interrupted (`exit_status`).
+topology or argument, 1 for everything else, 130 when interrupted (`exit_status`). 3 is not
+an error of herdctl's: `status` found a node not running, or `send` a line the node refused.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from node.config import ConfigError
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_NOT_RUNNING = 3  # `status`: a node is not running (supervisorctl's, and LSB's, 3)
+EXIT_REFUSED = 3  # `send`: the node answered `? `, the line is invalid
 EXIT_INTERRUPTED = 130
 
 

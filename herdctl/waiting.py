@@ -82,6 +82,16 @@ def is_ready(node: NodeRow | None) -> bool:
     return node is not None and bool(node.get("ready")) and node.get("state") == "RUNNING"
 
 
+# What `status` counts as running: RUNNING under a supervisor, a port that answers without
+# one (UNMANAGED); a REMOTE node is run by another machine's herdctl and not counted.
+RUNNING_STATES = frozenset({"RUNNING", "UNMANAGED", "REMOTE"})
+
+
+def not_running(nodes: Iterable[NodeRow]) -> list[str]:
+    """The nodes that make `status` exit 3: local ones not RUNNING (or not answering)."""
+    return [node["name"] for node in nodes if node.get("state") not in RUNNING_STATES]
+
+
 def show_until_ready(
     config: HerdConfig,
     fetch: Callable[[], Iterable[NodeRow]],

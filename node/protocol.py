@@ -104,6 +104,12 @@ def valid_location(field: bytes) -> bool:
     return LOCATION_IN_RANGE.fullmatch(field) is not None
 
 
+def location_form(field: bytes) -> bool:
+    """Whether a field has the ISO 6709 form `[+-]DIGITS[.DIGITS][+-]DIGITS[.DIGITS]`,
+    whatever its range (`valid_location` checks both)."""
+    return _LOCATION.fullmatch(field) is not None
+
+
 def parse_location(field: bytes) -> tuple[float, float] | None:
     """Latitude and longitude of an ISO 6709 field, or None when it breaks the rule."""
     if not valid_location(field):

@@ -156,40 +156,74 @@ def test_send_prints_the_nodes_whole_reply(folder: Path) -> None:
         assert whatsat.stdout.endswith(b"}\n\n")  # the whole reply, exactly
 
 
-def test_send_takes_every_word_after_the_name_as_the_message(folder: Path) -> None:
+def test_send_takes_options_anywhere_and_words_after_double_dash(folder: Path) -> None:
     topology = write_topology(folder, ["Hands"], [])
     with Herd(topology) as herd:
         herd.start()
         south = herdctl(
             "send",
+            "Hands",
             "--timeout",
             "20",
-            "Hands",
+            "--",
             "IAMAT",
             "syd",
             "-33.868820+151.209296",
             "1",
             config=topology,
         )
-        help_word = herdctl("send", "Hands", "BOGUS", "--help", config=topology)
-    assert south.returncode == 0, south.stderr
-    assert south.stdout.startswith("AT Hands +")
-    assert south.stdout.endswith(" syd -33.868820+151.209296 1\n")
-    assert (help_word.returncode, help_word.stdout) == (0, "? BOGUS --help\n")
-
-
-def test_send_echoes_bytes_that_are_not_utf8(folder: Path) -> None:
-    topology = write_topology(folder, ["Hands"], [])
-    with Herd(topology) as herd:
-        herd.start()
-        result = subprocess.run(
+        quoted = herdctl(
+            "send", "Hands", "IAMAT syd -33.868820+151.209296 2", "-c", str(topology), cwd=folder
+        )
+        help_word = herdctl("send", "Hands", "--", "BOGUS", "--help", config=topology)
+        unquoted = herdctl("send", "Hands", "IAMAT", "syd", "-33.8+151.2", "3", config=topology)
+        non_utf8 = subprocess.run(
             [os.fsencode(BIN), b"-c", os.fsencode(topology), b"send", b"Hands", b"BOGUS \xff\xfe"],
             capture_output=True,
             check=False,
             timeout=60,
         )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout == b"? BOGUS \xff\xfe\n"
+    assert south.returncode == 0, south.stderr
+    assert south.stdout.startswith("AT Hands +")
+    assert south.stdout.endswith(" syd -33.868820+151.209296 1\n")
+    assert quoted.returncode == 0, quoted.stderr
+    assert quoted.stdout.endswith(" syd -33.868820+151.209296 2\n")
+    assert (help_word.returncode, help_word.stdout) == (3, "? BOGUS --help\n")
+    assert unquoted.returncode == 2  # -33.8+151.2 reads as an option: `--` or quotes needed
+    assert "-3" in unquoted.stderr
+    assert (non_utf8.returncode, non_utf8.stdout) == (3, b"? BOGUS \xff\xfe\n")
+    no_traceback(non_utf8)
+
+
+def test_send_exits_3_and_says_why_a_line_is_invalid(folder: Path) -> None:
+    topology = write_topology(folder, ["Hands"], [])
+    with Herd(topology) as herd:
+        herd.start()
+        results = {
+            line: herdctl("send", "Hands", line, config=topology)
+            for line in (
+                "IAMAT kiwi +34.068930-118.445127",
+                "IAMAT kiwi +91-118 1520023934.9",
+                "IAMAT kiwi +34-118 yesterday",
+                "WHATSAT nobody 10 5",
+                "WHATSAT nobody 51 5",
+                "WHATSAT nobody 10 21",
+                "HELLO",
+            )
+        }
+    for line, result in results.items():
+        assert result.returncode == 3, (line, result.stderr)
+        assert result.stdout == f"? {line}\n"
+        assert result.stderr.startswith("herdctl: Hands found the line invalid: "), line
+        assert result.stderr.count("\n") == 1
+    why = {line: result.stderr.split(": ", 2)[2] for line, result in results.items()}
+    assert why["IAMAT kiwi +34.068930-118.445127"].startswith("wrong field count")
+    assert why["IAMAT kiwi +91-118 1520023934.9"].startswith("location out of range")
+    assert why["IAMAT kiwi +34-118 yesterday"].startswith("bad time")
+    assert why["WHATSAT nobody 10 5"].startswith("unknown client 'nobody'")
+    assert why["WHATSAT nobody 51 5"].startswith("radius > 50 km")
+    assert why["WHATSAT nobody 10 21"].startswith("bound outside 1..20")
+    assert why["HELLO"].startswith("unknown keyword 'HELLO'")
 
 
 def test_send_to_a_dead_port_says_so(folder: Path) -> None:
@@ -309,7 +343,10 @@ def test_status_without_a_supervisor_shows_which_ports_answer(folder: Path) -> N
         herd.start("Hands")
         table = herdctl("status", config=topology)
         as_json = herdctl("status", "--json", config=topology)
-    assert table.returncode == 0, table.stderr
+        herd.start("Welsh")
+        every_port = herdctl("status", "-c", str(topology), cwd=Path("/"))
+    assert table.returncode == as_json.returncode == 3, table.stderr  # Welsh is not running
+    assert every_port.returncode == 0, every_port.stderr
     assert "no supervisor running" in table.stderr
     rows = {line.split()[0]: line.split()[1] for line in table.stdout.splitlines()[1:]}
     assert rows == {"Hands": "UNMANAGED", "Welsh": "STOPPED"}

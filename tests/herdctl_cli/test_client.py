@@ -14,7 +14,7 @@ import pytest
 from herdctl.client import Unreachable, exchange
 from herdctl.messages import NodeRow
 from herdctl.probe import port_answers
-from herdctl.waiting import wait_ready
+from herdctl.waiting import not_running, wait_ready
 from tests.support import free_ports
 
 
@@ -167,3 +167,19 @@ def test_wait_ready_needs_every_node_ready_in_the_same_poll() -> None:
     assert result.ok and result.ready == ["A", "B"]
     assert events == ["A", None, "B", None, None]  # each node reported once
     assert clock.now == pytest.approx(0.4)
+
+
+def test_status_counts_every_local_node_not_running() -> None:
+    rows = scripted(
+        {
+            "A": ("RUNNING", True),
+            "B": ("FATAL", False),
+            "C": ("STARTING", False),
+            "D": ("STOPPED", False),
+            "E": ("BACKOFF", False),
+            "R": ("REMOTE", False),  # another machine's to run
+            "U": ("UNMANAGED", False),  # no supervisor, but its port answers
+        }
+    )()
+    assert not_running(rows) == ["B", "C", "D", "E"]
+    assert not_running(rows[:1] + rows[-2:]) == []
