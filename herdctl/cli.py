@@ -19,7 +19,7 @@ from typing import Annotated
 
 import typer
 
-from herdctl import invalid, logs, render
+from herdctl import invalid, locate, logs, render
 from herdctl.client import Unreachable, exchange, unsupervised_status
 from herdctl.console import (
     EXIT_INTERRUPTED,
@@ -46,7 +46,7 @@ from herdctl.loadgen.report import summary
 from herdctl.loadgen.result import BenchError, Mode
 from herdctl.messages import NodeRow, Request
 from herdctl.waiting import is_ready, not_running, show_until_ready
-from node.config import HerdConfig, default_config_path, load_config
+from node.config import HerdConfig, load_config
 from node.secret import short_secret_warning
 
 ALL = "all"
@@ -68,8 +68,9 @@ class Options:
     config_path: Path | None  # -c before the command
 
     def load(self, config_path: Path | None = None) -> HerdConfig:
-        """The topology: -c after the command, else -c before it, else the default."""
-        return load_config(config_path or self.config_path or default_config_path())
+        """The topology: -c after the command, else -c before it, else $HERD_CONFIG, else
+        the nearest topology.yaml from here upwards (herdctl.locate)."""
+        return load_config(locate.config_path(config_path or self.config_path))
 
 
 def _options(ctx: typer.Context) -> Options:
@@ -115,7 +116,8 @@ ConfigOption = Annotated[
         "-c",
         "--config",
         metavar="PATH",
-        help="Topology file. Default: $HERD_CONFIG, else ./topology.yaml.",
+        help="Topology file. Default: $HERD_CONFIG, else the nearest topology.yaml in this"
+        " folder or one above it.",
         show_default=False,
     ),
 ]

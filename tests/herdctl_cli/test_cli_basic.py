@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from herdctl.locate import find_upward
 from tests.herdctl_cli import (
     BIN,
     herdctl,
@@ -109,12 +110,35 @@ def test_check_rejects_a_bad_topology_with_one_line(folder: Path, text: str, mes
 
 
 def test_a_missing_topology_is_one_clear_line(folder: Path) -> None:
+    if find_upward(folder) is not None:
+        pytest.skip(f"a topology.yaml above {folder} would be found")
     for command in (["check"], ["status"], ["up"], ["down"], ["tail", "--all"]):
         result = herdctl(*command, cwd=folder)
         assert result.returncode == 2, command
         assert result.stderr == (
-            "herdctl: cannot read topology file topology.yaml: No such file or directory\n"
+            f"herdctl: no topology.yaml in {folder} or any folder above it; "
+            "name one with -c PATH or $HERD_CONFIG\n"
         )
+    missing = herdctl("check", "-c", "nowhere.yaml", cwd=folder)
+    assert missing.stderr == (
+        "herdctl: cannot read topology file nowhere.yaml: No such file or directory\n"
+    )
+
+
+def test_the_topology_is_found_in_a_folder_above(topology: Path, folder: Path) -> None:
+    deep = folder / "a" / "b"
+    deep.mkdir(parents=True)
+    other = write_topology(deep.parent, ["Solo"], [])  # the nearest one wins
+    found = herdctl("check", cwd=deep)
+    assert found.returncode == 0, found.stderr
+    assert found.stdout.startswith(f"{other}: ok: 1 node,")
+    by_env = herdctl("check", cwd=deep, env={"HERD_CONFIG": str(topology)})
+    assert by_env.stdout.startswith(f"{topology}: ok: 5 nodes,")
+    relative = herdctl("check", "-c", "../../topology.yaml", cwd=deep, env={"HERD_CONFIG": "x"})
+    assert relative.stdout.startswith(f"{topology}: ok: 5 nodes,")  # -c first, resolved here
+    status = herdctl("status", cwd=deep)  # no supervisor: Solo's port does not answer
+    assert status.returncode == 3, status.stderr
+    assert status.stdout.splitlines()[1].split()[:2] == ["Solo", "STOPPED"]
 
 
 # --- send ------------------------------------------------------------------------------------
