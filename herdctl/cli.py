@@ -8,11 +8,12 @@ ends as one line on stderr and a non-zero exit (herdctl.console), turned so in `
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
@@ -29,6 +30,7 @@ from herdctl.console import (
     UserError,
     err,
     exit_status,
+    interrupt_deferred,
     out,
 )
 from herdctl.control import ControlError
@@ -108,6 +110,25 @@ def _local(nodes: Iterable[NodeRow], names: Sequence[str]) -> list[str]:
     ]
 
 
+@contextlib.contextmanager
+def _ctrl_c_stops_waiting(config: HerdConfig) -> Iterator[None]:
+    """Ctrl-C ends the wait, never the herd: show what runs now and exit 130."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        try:
+            nodes = list(ask(config, {"cmd": "status"}, timeout=5.0)["nodes"])
+        except ControlError as e:
+            err(f"herdctl: interrupted; no status from the supervisor: {e}")
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+        err(
+            "herdctl: interrupted: stopped waiting; the supervisor carries on with what it "
+            "started (`herdctl down` stops the herd)"
+        )
+        out(render.status_table(nodes))
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+
+
 # --- commands --------------------------------------------------------------------------------
 
 ConfigOption = Annotated[
@@ -138,25 +159,33 @@ def _global(ctx: typer.Context, config: ConfigOption = None) -> None:
 def up(
     ctx: typer.Context, timeout: TimeoutOption = 60.0, config_path: ConfigOption = None
 ) -> None:
-    """Start the supervisor and every local node; wait until all are ready."""
+    """Start the supervisor and every local node; wait until all are ready.
+
+    Ctrl-C stops the waiting, not the herd: the nodes come up all the same.
+    """
     config = _options(ctx).load(config_path)
-    pid = _ensure(config)
-    nodes = node_rows(config)
-    names = _local(nodes, [ALL])
-    if not names:
-        out("no local node to start (every node in the topology is remote)")
-        return
-    by_name = {node["name"]: node for node in nodes}
-    pending = [name for name in names if not is_ready(by_name[name])]
-    if not pending:
-        out(f"herd already up: {len(names)} nodes ready (supervisor pid {pid}); nothing changed")
-        return
-    idle = [name for name in pending if by_name[name].get("state") not in ("RUNNING", "STARTING")]
-    if idle:
-        ask(config, {"cmd": "start", "names": idle}, timeout=timeout)
-        out(f"starting {', '.join(idle)} (supervisor pid {pid})")
-    started = time.monotonic()
-    show_until_ready(config, lambda: node_rows(config), names, timeout, "start", announce=pending)
+    with _ctrl_c_stops_waiting(config):
+        with interrupt_deferred():  # never a supervisor that was not asked to start the nodes
+            pid = _ensure(config)
+            nodes = node_rows(config)
+            names = _local(nodes, [ALL])
+            if not names:
+                out("no local node to start (every node in the topology is remote)")
+                return
+            by_name = {node["name"]: node for node in nodes}
+            pending = [name for name in names if not is_ready(by_name[name])]
+            if not pending:
+                ready = f"{len(names)} nodes ready (supervisor pid {pid})"
+                out(f"herd already up: {ready}; nothing changed")
+                return
+            idle = [n for n in pending if by_name[n].get("state") not in ("RUNNING", "STARTING")]
+            if idle:
+                ask(config, {"cmd": "start", "names": idle}, timeout=timeout)
+                out(f"starting {', '.join(idle)} (supervisor pid {pid})")
+        started = time.monotonic()
+        show_until_ready(
+            config, lambda: node_rows(config), names, timeout, "start", announce=pending
+        )
     out(f"herd up: {len(names)} nodes ready in {time.monotonic() - started:.1f}s")
 
 
@@ -186,10 +215,12 @@ def start(
     """Start nodes (stopped, exited or FATAL ones) and wait until they are ready."""
     config = _options(ctx).load(config_path)
     wanted = _names(config, names)
-    _ensure(config)
-    ask(config, {"cmd": "start", "names": wanted}, on_progress=out, timeout=timeout)
-    local = _local(node_rows(config), wanted)
-    show_until_ready(config, lambda: node_rows(config), local, timeout, "start")
+    with _ctrl_c_stops_waiting(config):
+        with interrupt_deferred():
+            _ensure(config)
+            ask(config, {"cmd": "start", "names": wanted}, on_progress=out, timeout=timeout)
+        local = _local(node_rows(config), wanted)
+        show_until_ready(config, lambda: node_rows(config), local, timeout, "start")
     out(f"started: {', '.join(wanted)}")
 
 
@@ -219,14 +250,15 @@ def restart(
     """Restart nodes (stop, then start) and wait until they are ready."""
     config = _options(ctx).load(config_path)
     wanted = _names(config, names)
-    _ensure(config)
-    request: Request = {"cmd": "restart", "names": wanted, "rolling": rolling}
-    ask(config, request, on_progress=out, timeout=timeout)
-    local = _local(node_rows(config), wanted)
-    announce = () if rolling else None
-    show_until_ready(
-        config, lambda: node_rows(config), local, timeout, "restart", announce=announce
-    )
+    with _ctrl_c_stops_waiting(config):
+        _ensure(config)
+        request: Request = {"cmd": "restart", "names": wanted, "rolling": rolling}
+        ask(config, request, on_progress=out, timeout=timeout)
+        local = _local(node_rows(config), wanted)
+        announce = () if rolling else None
+        show_until_ready(
+            config, lambda: node_rows(config), local, timeout, "restart", announce=announce
+        )
     out(f"restarted: {', '.join(wanted)}")
 
 

@@ -7,9 +7,12 @@ an error of herdctl's: `status` found a node not running, or `send` a line the n
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from types import FrameType
 
 from herdctl.control import ControlError
 from node.config import ConfigError
@@ -38,6 +41,30 @@ def out(text: str) -> None:
 def err(text: str) -> None:
     """A line on stderr: errors, warnings, notes that are not the command's output."""
     print(text, file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def interrupt_deferred() -> Iterator[None]:
+    """Run the block to its end though Ctrl-C comes, then raise the KeyboardInterrupt.
+
+    For a request that must not be cut in half (`up` between starting the supervisor and
+    asking it to start the nodes); the block must be bounded. A second Ctrl-C interrupts it.
+    """
+    pressed = False
+
+    def on_sigint(signum: int, frame: FrameType | None) -> None:
+        nonlocal pressed
+        if pressed:
+            raise KeyboardInterrupt
+        pressed = True
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if pressed:
+        raise KeyboardInterrupt
 
 
 def exit_status(command: Callable[[], object]) -> int:
