@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -291,36 +292,69 @@ def status(
 def tail(
     ctx: typer.Context,
     name: Annotated[
-        str | None, typer.Argument(metavar="NAME", help="The node whose log to show.")
+        str | None,
+        typer.Argument(metavar="NAME", help="The node whose log to show, or 'all'."),
     ] = None,
     all_nodes: Annotated[
-        bool, typer.Option("--all", help="Every node's log, merged by timestamp.")
+        bool, typer.Option("--all", help="Every node's log, merged by timestamp (as 'all').")
     ] = False,
-    lines: Annotated[int, typer.Option("-n", "--lines", min=0, help="How many lines.")] = 10,
+    lines: Annotated[
+        int | None,
+        typer.Option(
+            "-n",
+            "--lines",
+            min=0,
+            help="How many lines of each log. Default: 10, or every one with --since.",
+            show_default=False,
+        ),
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--since",
+            metavar="AGE|TIME",
+            help="Only lines of the last AGE (30s, 5m, 2h, 1d) or since a TIME (ISO, UTC).",
+        ),
+    ] = None,
+    stderr: Annotated[
+        bool, typer.Option("--stderr", help="NAME.stderr.log (the node's own output) instead.")
+    ] = False,
     follow: Annotated[
         bool, typer.Option("-f", "--follow", help="Keep printing new lines, across rotation.")
     ] = False,
     config_path: ConfigOption = None,
 ) -> None:
-    """Show the last lines of a node's log, or of every node's (--all)."""
+    """Show the last lines of a node's log, or of every node's ('all' or --all)."""
     config = _options(ctx).load(config_path)
-    if all_nodes == (name is not None):
-        raise UserError("name one node, or use --all", EXIT_USAGE)
-    names = list(config.nodes) if name is None else [config.node(name).name]
-    paths = {n: config.log_dir / f"{n}.log" for n in names}
-    if not follow and not any(path.exists() for path in paths.values()):
-        where = paths[names[0]] if name is not None else config.log_dir
-        raise UserError(f"no log yet at {where} (has the node run?)")
-    width = max(map(len, names)) if name is None else 0
+    every = all_nodes or name == ALL
+    if every == (name not in (None, ALL)):
+        raise UserError("name one node, or 'all'", EXIT_USAGE)
+    names = list(config.nodes) if every else [config.node(str(name)).name]
+    suffix = ".stderr.log" if stderr else ".log"
+    paths = {n: config.log_dir / f"{n}{suffix}" for n in names}
+    cutoff = None
+    if since is not None:
+        if stderr:
+            raise UserError("--since needs timestamps, and NAME.stderr.log has none", EXIT_USAGE)
+        try:
+            cutoff = logs.since_stamp(since, datetime.now(UTC))
+        except ValueError as e:
+            raise UserError(f"--since: {e}", EXIT_USAGE) from None
+    where = config.log_dir if every else paths[names[0]]
+    if not any(path.exists() for path in paths.values()):
+        if not follow:
+            raise UserError(f"no log yet at {where} (has the node run?)")
+        err(f"herdctl: no log yet at {where}; waiting for it (Ctrl-C to stop)")
+    width = max(map(len, names)) if every else 0
 
     def emit(entries: Iterable[logs.Entry]) -> None:
         for entry in entries:
-            text = entry.lines if name is not None else logs.prefixed(entry, width)
+            text = logs.prefixed(entry, width) if every else entry.lines
             sys.stdout.write("".join(f"{line}\n" for line in text))
         sys.stdout.flush()
 
     followers = {n: logs.Follower(path) for n, path in paths.items()}
-    emit(logs.history(followers, lines))
+    emit(logs.history(followers, 10 if lines is None and cutoff is None else lines, cutoff))
     if not follow:
         for f in followers.values():
             f.close()

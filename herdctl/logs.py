@@ -13,14 +13,18 @@ import heapq
 import os
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import BinaryIO
 
 BLOCK = 8192
 POLL_INTERVAL = 0.2  # seconds between looks at a followed file
 
+_AGE = re.compile(r"(\d+(?:\.\d+)?)([smhd]?)")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _STAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z?(?= |$)")
 
 
@@ -92,6 +96,86 @@ def _after_last_newline(f: BinaryIO, end: int, *, block: int = BLOCK) -> int:
         if at >= 0:
             return pos + at + 1
     return 0
+
+
+def _last_lines_or_none(path: Path, n: int) -> list[str]:
+    """`last_lines`, with no lines for a file rotated away meanwhile."""
+    try:
+        return last_lines(path, n)
+    except FileNotFoundError:
+        return []
+
+
+def kept_from(lines: Sequence[str], since: str) -> tuple[int, bool]:
+    """Where the entries stamped at or after `since` begin in `lines`, and whether an older
+    entry was seen before them (if not, more of them may lie further back).
+
+    Continuation lines belong to the entry above; lines with no stamp above them count as
+    older, since their time is unknown.
+    """
+    start = len(lines)
+    for i in range(len(lines) - 1, -1, -1):
+        stamp = timestamp(lines[i])
+        if stamp is None:
+            continue
+        if stamp < since:
+            return start, True
+        start = i
+    return start, False
+
+
+def recent(
+    readers: Iterable[Callable[[int], list[str]]],
+    n: int | None,
+    since: str | None = None,
+    *,
+    batch: int = 256,
+) -> list[str]:
+    """The last `n` lines (every one when None) of a log kept in several files, and with
+    `since` only those of entries stamped at or after it.
+
+    `readers` give the last k lines of each file, newest file first. Reading goes back only
+    as far as it must: `n` lines, or the first entry older than `since`.
+    """
+    lines: list[str] = []
+    for read in readers:
+        if n is not None and len(lines) >= n:
+            break
+        k = batch if n is None else n - len(lines)
+        while True:
+            got = read(k)
+            start, older = kept_from(got, since) if since is not None else (0, False)
+            enough = n is not None and len(got) - start + len(lines) >= n
+            if older or enough or len(got) < k:  # len(got) < k: the whole file is read
+                break
+            k *= 4
+        lines = got[start:] + lines
+        if older:
+            break
+    if n is not None:
+        return lines[-n:] if n else []
+    return lines
+
+
+def since_stamp(since: str, now: datetime) -> str:
+    """`--since` as a log timestamp to compare with: an age back from `now` (`90s`, `5m`,
+    `2h`, `1d`, `1.5h`; a bare number is seconds) or an ISO time (UTC unless it says).
+    ValueError when it is neither."""
+    match = _AGE.fullmatch(since.strip())
+    if match:
+        number, unit = match.groups()
+        moment = now - timedelta(seconds=float(number) * _UNIT_SECONDS[unit or "s"])
+    else:
+        try:
+            moment = datetime.fromisoformat(since.strip())
+        except ValueError:
+            raise ValueError(
+                f"expected an age such as 30s, 5m, 2h or 1d, or a time such as "
+                f"2026-11-26T04:00:00 (UTC), not {since!r}"
+            ) from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def excerpt(path: Path, n: int) -> str:
@@ -189,19 +273,16 @@ class Follower:
         self._start = _after_last_newline(f, stat.st_size) if from_end else 0
         f.seek(self._start)
 
-    def history(self, n: int) -> list[str]:
-        """The last `n` lines before where following started, topped up from NAME.log.1, ..."""
+    def history(self, n: int | None, since: str | None = None) -> list[str]:
+        """The last `n` lines (every one when None) before where following started, topped
+        up from NAME.log.1, ...; with `since`, only the entries stamped at or after it."""
         if self._f is None:
             return []
-        lines = _lines_before(self._f, self._start, n)
-        self._f.seek(self._start)
-        for older in rotated(self.path)[1:]:
-            if len(lines) >= n:
-                break
-            try:
-                lines = last_lines(older, n - len(lines)) + lines
-            except FileNotFoundError:
-                break
+        f, end = self._f, self._start
+        readers = [lambda k: _lines_before(f, end, k)]
+        readers += [partial(_last_lines_or_none, older) for older in rotated(self.path)[1:]]
+        lines = recent(readers, n, since)
+        f.seek(self._start)
         return lines
 
     def poll(self) -> list[str]:
@@ -251,22 +332,16 @@ class Follower:
             self._f = None
 
 
-def history(followers: Mapping[str, Follower], n: int) -> list[Entry]:
-    """The last `n` lines of every followed log merged by timestamp, then the last `n` of that.
+def history(
+    followers: Mapping[str, Follower], n: int | None, since: str | None = None
+) -> list[Entry]:
+    """The last `n` lines of each followed log (every one when None; with `since`, those
+    stamped at or after it), merged by timestamp: `tail --all -n 5` shows 5 per node.
 
-    Exactly `n` lines as `tail -n` gives (fewer if there are fewer): the oldest entry kept may
-    lose its first lines.
+    Exactly `n` lines of each, as `tail -n` gives (fewer if there are fewer): the oldest
+    entry of a log may lose its first lines.
     """
-    merged = list(merge({name: f.history(n) for name, f in followers.items()}))
-    kept: list[Entry] = []
-    left = n
-    for entry in reversed(merged):
-        if left <= 0:
-            break
-        lines = entry.lines[-left:]
-        kept.append(entry if len(lines) == len(entry.lines) else replace(entry, lines=lines))
-        left -= len(lines)
-    return kept[::-1]
+    return list(merge({name: f.history(n, since) for name, f in followers.items()}))
 
 
 def follow(

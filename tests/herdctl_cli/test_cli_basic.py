@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -308,11 +310,52 @@ def test_tail_all_merges_every_log_by_timestamp(topology: Path, folder: Path) ->
         "Welsh   |   w6 continued",
         f"Hands   | {stamp(7)} EVENT h7",
     ]
-    last = herdctl("tail", "--all", "-n", "2", config=topology)
+    last = herdctl("tail", "all", "-n", "2", config=topology)  # two lines of each log
     assert last.stdout.splitlines() == [
+        f"Hands   | {stamp(5)} EVENT h5",
+        f"Welsh   | {stamp(6)} EVENT w6",
         "Welsh   |   w6 continued",
         f"Hands   | {stamp(7)} EVENT h7",
     ]
+
+
+def test_tail_since_an_age_or_a_time(topology: Path, folder: Path) -> None:
+    now = datetime.now(UTC)
+
+    def at(minutes_ago: int) -> str:
+        return (now - timedelta(minutes=minutes_ago)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+    logs = folder / "logs"
+    logs.mkdir()
+    (logs / "Hands.log.1").write_text(f"{at(50)} EVENT h50\n{at(20)} EVENT h20\n")
+    (logs / "Hands.log").write_text("".join(f"{at(m)} EVENT h{m}\n" for m in (8, 4, 1)))
+    (logs / "Welsh.log").write_text(f"{at(30)} EVENT w30\n{at(3)} EVENT w3\n  w3 more\n")
+    five = herdctl("tail", "--since", "5m", "--all", config=topology)
+    assert five.returncode == 0, five.stderr
+    assert [line.split()[-1] for line in five.stdout.splitlines()] == ["h4", "w3", "more", "h1"]
+    rotated = herdctl("tail", "Hands", "--since", "25m", config=topology)
+    assert [line.split()[-1] for line in rotated.stdout.splitlines()] == ["h20", "h8", "h4", "h1"]
+    both = herdctl("tail", "Hands", "--since", at(9)[:19], "-n", "1", config=topology)
+    assert [line.split()[-1] for line in both.stdout.splitlines()] == ["h1"]
+    bad = herdctl("tail", "Hands", "--since", "yesterday", config=topology)
+    assert bad.returncode == 2
+    assert bad.stderr.startswith("herdctl: --since: expected an age such as 30s, 5m, 2h or 1d")
+
+
+def test_tail_stderr_shows_the_nodes_own_output(topology: Path, folder: Path) -> None:
+    logs = write_logs(folder)
+    (logs / "Hands.stderr.log").write_text("node Hands: listening\nTraceback (most recent...)\n")
+    result = herdctl("tail", "--stderr", "Hands", "-n", "1", config=topology)
+    assert (result.returncode, result.stdout) == (0, "Traceback (most recent...)\n")
+    every = herdctl("tail", "--stderr", "all", config=topology)
+    assert every.stdout == (
+        "Hands   | node Hands: listening\nHands   | Traceback (most recent...)\n"
+    )
+    since = herdctl("tail", "--stderr", "Hands", "--since", "1m", config=topology)
+    assert (since.returncode, since.stderr) == (
+        2,
+        "herdctl: --since needs timestamps, and NAME.stderr.log has none\n",
+    )
 
 
 def test_tail_errors_are_one_line(topology: Path) -> None:
@@ -323,7 +366,29 @@ def test_tail_errors_are_one_line(topology: Path) -> None:
     both = herdctl("tail", "Hands", "--all", config=topology)
     for result in (neither, both):
         assert result.returncode == 2
-        assert result.stderr == "herdctl: name one node, or use --all\n"
+        assert result.stderr == "herdctl: name one node, or 'all'\n"
+
+
+def test_tail_follow_on_a_missing_log_says_it_waits(topology: Path, folder: Path) -> None:
+    proc = subprocess.Popen(
+        [str(BIN), "-c", str(topology), "tail", "-f", "Hands"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        (note,) = read_lines_until(proc.stderr, 1, 30)
+        log = folder / "logs" / "Hands.log"
+        assert note == f"herdctl: no log yet at {log}; waiting for it (Ctrl-C to stop)"
+        write_logs(folder)
+        seen = read_lines_until(proc.stdout, 4, 30)
+        assert seen[-1] == f"{stamp(7)} EVENT h7"
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 130
+        assert b"Traceback" not in proc.stderr.read()
+    finally:
+        proc.kill()
+        proc.wait(10)
 
 
 def test_tail_follow_continues_across_rotation(topology: Path, folder: Path) -> None:

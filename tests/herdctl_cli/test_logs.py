@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -251,13 +252,16 @@ def test_follow_merges_logs_across_rotation_with_a_fake_sleep(tmp_path: Path) ->
     assert all(f._f is None for f in followers.values())  # closed at the end
 
 
-def test_history_keeps_the_last_n_lines_of_the_merge(tmp_path: Path) -> None:
+def test_history_keeps_the_last_n_lines_of_each_log_merged(tmp_path: Path) -> None:
     a, b = tmp_path / "A.log", tmp_path / "B.log"
     write(a, *(f"{stamp(i)} a{i}" for i in range(0, 10, 2)))
     write(b, *(f"{stamp(i)} b{i}" for i in range(1, 10, 2)))
     followers = {"A": logs.Follower(a), "B": logs.Follower(b)}
-    got = [entry.lines[0].split()[1] for entry in logs.history(followers, 3)]
-    assert got == ["b7", "a8", "b9"]
+    got = [entry.lines[0].split()[1] for entry in logs.history(followers, 2)]
+    assert got == ["a6", "b7", "a8", "b9"]  # two of each
+    since = [entry.lines[0].split()[1] for entry in logs.history(followers, None, stamp(6))]
+    assert since == ["a6", "b7", "a8", "b9"]
+    assert [e.lines[0].split()[1] for e in logs.history(followers, 1, stamp(6))] == ["a8", "b9"]
     for f in followers.values():
         f.close()
 
@@ -278,6 +282,66 @@ def test_history_gives_exactly_n_lines_even_inside_an_entry(tmp_path: Path) -> N
         f"{stamp(3)} third",
     ]
     follower.close()
+
+
+def test_kept_from_finds_the_first_entry_since_and_keeps_its_continuations() -> None:
+    lines = ["  tail of an entry", f"{stamp(1)} a", f"{stamp(2)} b", "  b more", f"{stamp(3)} c"]
+    assert logs.kept_from(lines, stamp(2)) == (2, True)
+    assert logs.kept_from(lines, stamp(3)) == (4, True)
+    assert logs.kept_from(lines, stamp(4)) == (5, True)  # nothing that recent
+    assert logs.kept_from(lines, stamp(0)) == (1, False)  # no older entry seen: look further
+    assert logs.kept_from(["no stamp", "at all"], stamp(0)) == (2, False)
+
+
+def test_recent_reads_back_only_as_far_as_it_must() -> None:
+    files = [
+        [f"{stamp(s)} new{s}" for s in range(30, 60)],  # NAME.log
+        [f"{stamp(s)} old{s}" for s in range(0, 30)],  # NAME.log.1
+    ]
+    asked: list[tuple[int, int]] = []
+
+    def reader(i: int) -> Callable[[int], list[str]]:
+        def read(k: int) -> list[str]:
+            asked.append((i, k))
+            return files[i][-k:] if k else []
+
+        return read
+
+    readers = [reader(0), reader(1)]
+    assert logs.recent(readers, 3) == [f"{stamp(s)} new{s}" for s in (57, 58, 59)]
+    assert asked == [(0, 3)]
+    asked.clear()
+    got = logs.recent(readers, None, stamp(25), batch=4)
+    assert got == [f"{stamp(s)} old{s}" for s in range(25, 30)] + files[0]
+    assert asked[-1][0] == 1 and asked[-1][1] < 30  # the old file only read back to 25
+    asked.clear()
+    assert logs.recent(readers, 2, stamp(25), batch=4) == files[0][-2:]
+    assert asked == [(0, 2)]
+    assert logs.recent(readers, 0) == []
+    assert len(logs.recent(readers, 100)) == 60
+
+
+@pytest.mark.parametrize(
+    ("since", "stamp_"),
+    [
+        ("5m", "2026-11-26T01:30:09.000000Z"),
+        ("90s", "2026-11-26T01:33:39.000000Z"),
+        ("90", "2026-11-26T01:33:39.000000Z"),
+        ("1.5h", "2026-11-26T00:05:09.000000Z"),
+        ("2d", "2026-11-24T01:35:09.000000Z"),
+        ("2026-11-26T01:00", "2026-11-26T01:00:00.000000Z"),
+        ("2026-11-26T03:00:00+02:00", "2026-11-26T01:00:00.000000Z"),
+        ("2026-11-26T01:00:00.5Z", "2026-11-26T01:00:00.500000Z"),
+    ],
+)
+def test_since_stamp(since: str, stamp_: str) -> None:
+    now = datetime(2026, 11, 26, 1, 35, 9, tzinfo=UTC)
+    assert logs.since_stamp(since, now) == stamp_
+
+
+def test_since_stamp_refuses_what_it_cannot_read() -> None:
+    with pytest.raises(ValueError, match="expected an age such as 30s"):
+        logs.since_stamp("yesterday", datetime.now(UTC))
 
 
 def test_excerpt_names_the_file(tmp_path: Path) -> None:
