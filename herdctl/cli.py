@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from importlib.metadata import version
 from pathlib import Path
 from typing import Annotated
 
@@ -29,6 +30,7 @@ from herdctl.console import (
     EXIT_REFUSED,
     EXIT_USAGE,
     UserError,
+    colour,
     err,
     exit_status,
     interrupt_deferred,
@@ -42,6 +44,7 @@ from herdctl.daemon import (
     ensure_supervisor,
     left_behind,
     node_rows,
+    supervisor_log,
     wait_gone,
 )
 from herdctl.loadgen.command import bench_herd
@@ -49,16 +52,17 @@ from herdctl.loadgen.report import summary
 from herdctl.loadgen.result import BenchError, Mode
 from herdctl.messages import NodeRow, Request
 from herdctl.waiting import is_ready, not_running, show_until_ready
-from node.config import HerdConfig, load_config
+from node.config import ConfigError, HerdConfig, load_config
 from node.secret import short_secret_warning
 
 ALL = "all"
+SERVING = ("RUNNING", "STARTING")  # what `start` leaves alone
 
 app = typer.Typer(
     name="herdctl",
     help="Run the herd: a supervisor daemon that spawns, watches and restarts every node.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -85,9 +89,13 @@ def _options(ctx: typer.Context) -> Options:
 def _ensure(config: HerdConfig) -> int:
     """The supervisor's pid, starting it (and letting it adopt running nodes) if needed."""
     try:
-        return ensure_supervisor(config.path)
+        return ensure_supervisor(config.path, on_start=lambda pid: _started(config, pid))
     except (SupervisorError, ControlError, OSError) as e:
         raise UserError(f"cannot start the supervisor: {e}") from None
+
+
+def _started(config: HerdConfig, pid: int) -> None:
+    err(f"herdctl: started a supervisor (pid {pid}, log {supervisor_log(config)})")
 
 
 def _names(config: HerdConfig, names: Sequence[str]) -> list[str]:
@@ -126,7 +134,7 @@ def _ctrl_c_stops_waiting(config: HerdConfig) -> Iterator[None]:
             "herdctl: interrupted: stopped waiting; the supervisor carries on with what it "
             "started (`herdctl down` stops the herd)"
         )
-        out(render.status_table(nodes))
+        out(render.status_table(nodes, colour=colour(sys.stdout)))
         raise typer.Exit(EXIT_INTERRUPTED) from None
 
 
@@ -146,13 +154,46 @@ ConfigOption = Annotated[
 TimeoutOption = Annotated[
     float, typer.Option("--timeout", min=0.1, help="Seconds to wait for the nodes to be ready.")
 ]
+
+
+def _complete_names(ctx: typer.Context, incomplete: str) -> list[str]:
+    """Shell completion of NAME: the topology's nodes, and 'all'."""
+    given = ctx.params.get("config_path") or ctx.find_root().params.get("config")
+    try:
+        config = load_config(locate.config_path(given))
+    except ConfigError:
+        return []
+    return [name for name in (*config.nodes, ALL) if name.startswith(incomplete)]
+
+
 NamesArgument = Annotated[
-    list[str], typer.Argument(metavar="NAME", help="Node names, or 'all'.", show_default=False)
+    list[str],
+    typer.Argument(
+        metavar="NAME",
+        help="Node names, or 'all'.",
+        show_default=False,
+        autocompletion=_complete_names,
+    ),
 ]
 
 
+def _show_version(value: bool) -> None:
+    if value:
+        out(f"herdctl {version('herd')}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _global(ctx: typer.Context, config: ConfigOption = None) -> None:
+def _global(
+    ctx: typer.Context,
+    config: ConfigOption = None,
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Show the version and exit.", is_eager=True, callback=_show_version
+        ),
+    ] = False,
+) -> None:
     ctx.obj = Options(config)
 
 
@@ -179,7 +220,7 @@ def up(
                 ready = f"{len(names)} nodes ready (supervisor pid {pid})"
                 out(f"herd already up: {ready}; nothing changed")
                 return
-            idle = [n for n in pending if by_name[n].get("state") not in ("RUNNING", "STARTING")]
+            idle = [n for n in pending if by_name[n].get("state") not in SERVING]
             if idle:
                 ask(config, {"cmd": "start", "names": idle}, timeout=timeout)
                 out(f"starting {', '.join(idle)} (supervisor pid {pid})")
@@ -213,16 +254,23 @@ def start(
     timeout: TimeoutOption = 60.0,
     config_path: ConfigOption = None,
 ) -> None:
-    """Start nodes (stopped, exited or FATAL ones) and wait until they are ready."""
+    """Start nodes (stopped, exited or FATAL ones) and wait until they are ready; say which
+    were running already."""
     config = _options(ctx).load(config_path)
     wanted = _names(config, names)
     with _ctrl_c_stops_waiting(config):
         with interrupt_deferred():
             _ensure(config)
+            before = node_rows(config)
             ask(config, {"cmd": "start", "names": wanted}, on_progress=out, timeout=timeout)
-        local = _local(node_rows(config), wanted)
-        show_until_ready(config, lambda: node_rows(config), local, timeout, "start")
-    out(f"started: {', '.join(wanted)}")
+        local = _local(before, wanted)
+        running = [row for row in before if row["name"] in local and row["state"] in SERVING]
+        for row in running:
+            out(f"{row['name']}: already running (pid {row.get('pid')}); left as it is")
+        fresh = [name for name in local if name not in {row["name"] for row in running}]
+        show_until_ready(config, lambda: node_rows(config), fresh, timeout, "start")
+    if fresh:
+        out(f"started: {', '.join(fresh)}")
 
 
 @app.command()
@@ -283,7 +331,8 @@ def status(
     else:
         err("no supervisor running (`herdctl up` starts one); showing whether each port answers")
         nodes = unsupervised_status(config)
-    out(json.dumps(nodes, indent=2) if as_json else render.status_table(nodes))
+    table = render.status_table(nodes, colour=colour(sys.stdout))
+    out(json.dumps(nodes, indent=2) if as_json else table)
     if not_running(nodes):
         raise typer.Exit(EXIT_NOT_RUNNING)
 
@@ -293,7 +342,11 @@ def tail(
     ctx: typer.Context,
     name: Annotated[
         str | None,
-        typer.Argument(metavar="NAME", help="The node whose log to show, or 'all'."),
+        typer.Argument(
+            metavar="NAME",
+            help="The node whose log to show, or 'all'.",
+            autocompletion=_complete_names,
+        ),
     ] = None,
     all_nodes: Annotated[
         bool, typer.Option("--all", help="Every node's log, merged by timestamp (as 'all').")
@@ -369,7 +422,10 @@ def tail(
 @app.command()
 def send(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(metavar="NAME", help="The node to talk to.")],
+    name: Annotated[
+        str,
+        typer.Argument(metavar="NAME", help="The node to talk to.", autocompletion=_complete_names),
+    ],
     message: Annotated[
         list[str],
         typer.Argument(

@@ -13,6 +13,7 @@ import signal
 import sys
 from collections.abc import Callable, Iterator
 from types import FrameType
+from typing import TextIO
 
 from herdctl.control import ControlError
 from node.config import ConfigError
@@ -31,6 +32,17 @@ class UserError(Exception):
         super().__init__(message)
         self.code = code
         self.details = details
+
+
+def colour(stream: TextIO) -> bool:
+    """Whether to colour what goes to `stream`: a terminal's only, and never when $NO_COLOR
+    is set to anything (no-color.org) or the terminal is dumb."""
+    if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
+        return False
+    try:
+        return stream.isatty()
+    except ValueError:  # closed
+        return False
 
 
 def out(text: str) -> None:

@@ -136,10 +136,12 @@ def ensure_supervisor(
     timeout: float = START_TIMEOUT,
     *,
     daemon_args: Sequence[str] = (),
+    on_start: Callable[[int], None] | None = None,
 ) -> int:
     """The pid of a live supervisor for this topology, started (detached) if needed.
 
-    `daemon_args` are extra options for a daemon started here (e.g. `--stop-timeout 3`).
+    `daemon_args` are extra options for a daemon started here (e.g. `--stop-timeout 3`);
+    `on_start(pid)` is called when the supervisor that answers is one this call started.
     Raises node.config.ConfigError for a bad topology file, SupervisorError otherwise.
     """
     config = load_config(config_path)
@@ -157,6 +159,8 @@ def ensure_supervisor(
     while True:
         pid = ping(sock, timeout=1.0)
         if pid is not None:
+            if on_start is not None and daemon is not None and daemon.pid == pid:
+                on_start(pid)
             return pid
         if daemon is not None and daemon.poll() is not None:
             # Another herdctl may have won the race to start one; otherwise this is fatal.

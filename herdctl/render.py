@@ -6,7 +6,7 @@ made without a supervisor, lacks fields, and a missing field shows as "-" or "?"
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from herdctl.messages import NodeRow
 from node.config import HerdConfig
@@ -78,22 +78,56 @@ def status_row(node: NodeRow) -> list[str]:
     ]
 
 
-def table(header: Sequence[str], rows: Iterable[Sequence[str]], right: frozenset[str]) -> str:
-    """Aligned columns separated by two spaces; the columns named in `right` align right."""
+Paint = Callable[[str, str], str]  # (column name, padded cell) -> the cell as shown
+
+
+def table(
+    header: Sequence[str],
+    rows: Iterable[Sequence[str]],
+    right: frozenset[str],
+    paint: Paint | None = None,
+) -> str:
+    """Aligned columns separated by two spaces; the columns named in `right` align right.
+    `paint` may colour each body cell once it is padded, so colour never moves a column."""
     rows = [list(header), *(list(row) for row in rows)]
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = []
-    for row in rows:
+    for i, row in enumerate(rows):
         cells = [
             cell.rjust(width) if name in right else cell.ljust(width)
             for cell, width, name in zip(row, widths, header, strict=True)
         ]
+        if paint is not None and i > 0:
+            cells = [paint(name, cell) for name, cell in zip(header, cells, strict=True)]
         lines.append("  ".join(cells).rstrip())
     return "\n".join(lines)
 
 
-def status_table(nodes: Iterable[NodeRow]) -> str:
-    """The `herdctl status` table; a node's message (why FATAL, BACKOFF, ...) ends its row."""
+GREEN, YELLOW, RED = "32", "33", "31"  # ANSI SGR colours
+STATE_COLOURS = {
+    "RUNNING": GREEN,
+    "UNMANAGED": GREEN,  # no supervisor, but its port answers
+    "STARTING": YELLOW,
+    "STOPPING": YELLOW,
+    "BACKOFF": YELLOW,
+    "STOPPED": YELLOW,
+    "EXITED": RED,
+    "FATAL": RED,
+}
+
+
+def paint_state(column: str, cell: str) -> str:
+    """The STATE column in its state's colour, the padding left outside; others as they are."""
+    text = cell.rstrip()
+    code = STATE_COLOURS.get(text) if column == "STATE" else None
+    if code is None:
+        return cell
+    return f"\x1b[{code}m{text}\x1b[0m{cell[len(text):]}"
+
+
+def status_table(nodes: Iterable[NodeRow], *, colour: bool = False) -> str:
+    """The `herdctl status` table; a node's message (why FATAL, BACKOFF, ...) ends its row.
+    With `colour`, each STATE in its colour (for a terminal)."""
     nodes = list(nodes)
     rows = [status_row(node) for node in nodes]
     header: list[str] = list(COLUMNS)
@@ -101,7 +135,7 @@ def status_table(nodes: Iterable[NodeRow]) -> str:
         header.append("MESSAGE")
         for row, node in zip(rows, nodes, strict=True):
             row.append(str(node.get("message") or ""))
-    return table(header, rows, _RIGHT)
+    return table(header, rows, _RIGHT, paint_state if colour else None)
 
 
 def ready_line(node: NodeRow, elapsed: float) -> str:

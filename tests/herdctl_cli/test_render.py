@@ -90,6 +90,18 @@ def test_status_table_aligns_every_column() -> None:
     ]
 
 
+def test_colour_paints_the_state_only_and_keeps_the_columns() -> None:
+    nodes = [node(), node(name="Hands", state="FATAL"), node(name="Welsh", state="REMOTE")]
+    plain = render.status_table(nodes)
+    painted = render.status_table(nodes, colour=True)
+    assert "\x1b[32mRUNNING\x1b[0m  " in painted
+    assert "\x1b[31mFATAL\x1b[0m    " in painted
+    assert "REMOTE" in painted and "m" + "REMOTE" not in painted  # no colour of its own
+    unpainted = painted.replace("\x1b[32m", "").replace("\x1b[31m", "").replace("\x1b[0m", "")
+    assert unpainted == plain
+    assert render.paint_state("PID", "RUNNING ") == "RUNNING "
+
+
 def test_status_table_shows_why_a_node_failed() -> None:
     text = render.status_table(
         [node(), node(name="Welsh", state="FATAL", message="port 12003 in use by pid 9 (nc)")]
