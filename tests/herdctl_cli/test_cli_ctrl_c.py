@@ -78,7 +78,9 @@ def test_ctrl_c_while_up_and_restart_wait_stops_the_wait_not_the_herd(folder: Pa
         up.kill()
     assert up.returncode == 130, err
     assert "Traceback" not in err
-    assert err.startswith("herdctl: interrupted: stopped waiting; the supervisor carries on")
+    started, interrupted = err.splitlines()
+    assert started.startswith("herdctl: started a supervisor (pid ")
+    assert interrupted.startswith("herdctl: interrupted: stopped waiting; the supervisor carries")
     assert states(out) == {"Hands": "RUNNING", "Welsh": "RUNNING"}
     before = nodes(config)
     assert {n["state"] for n in before.values()} == {"RUNNING"}  # still running afterwards

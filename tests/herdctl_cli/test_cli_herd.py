@@ -247,7 +247,8 @@ def test_up_names_the_node_whose_port_is_taken(folder: Path) -> None:
         config = write_topology(folder, ["Welsh"], [], ports={"Welsh": port})
         result = herdctl("up", "--timeout", "60", config=config)
     assert result.returncode == 1, result.stdout
-    first, *details = result.stderr.splitlines()
+    note, first, *details = result.stderr.splitlines()
+    assert note.startswith("herdctl: started a supervisor (pid ")
     assert first.startswith("herdctl: Welsh failed to start: FATAL: ")
     assert f"port {port} on 127.0.0.1 is already in use" in first
     assert any(line.startswith("--- last ") and "Welsh.stderr.log" in line for line in details)
