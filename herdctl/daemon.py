@@ -70,7 +70,7 @@ def running_supervisor(run_dir: Path) -> int | None:
 def ping(sock: Path, timeout: float = 2.0) -> int | None:
     """The pid of the supervisor answering on `sock`, or None."""
     try:
-        answer = control.request_sync(sock, {"cmd": "ping"}, timeout=timeout)
+        answer = control.request(sock, {"cmd": "ping"}, timeout=timeout)
     except control.ControlError:
         return None
     pid = answer.get("pid")
@@ -86,7 +86,7 @@ def ask(
 ) -> Answer:
     """Send `request` to `config`'s supervisor; its answer when ok, else ControlError."""
     sock = control.socket_path(config.run_dir)
-    return control.request_sync(sock, request, on_progress=on_progress, timeout=timeout)
+    return control.request(sock, request, on_progress=on_progress, timeout=timeout)
 
 
 def node_rows(config: HerdConfig) -> list[NodeRow]:

@@ -34,8 +34,8 @@ from herdctl.daemon import LOG_NAME, SupervisorError, socket_for
 from herdctl.manager import Manager
 from herdctl.procs import PsLauncher, read_json
 from node.config import ConfigError, HerdConfig, LogRotation, default_config_path, load_config
-from node.logbook import rotate_if_full
 from node.private import open_private, private_dir
+from node.rotation import rotate_if_full
 
 EXIT_USAGE = 2
 EXIT_RUNNING = 1
