@@ -62,6 +62,7 @@ class Answer(TypedDict):
     topology: NotRequired[str]  # ping: that file's text as the herd runs it (herdctl.topology)
     changes: NotRequired[list[str]]  # reload: what differed, one line each
     failed: NotRequired[list[str]]  # reload: the nodes that did not come back
+    touched: NotRequired[list[str]]  # reload: the nodes it started or restarted, here
     nodes: NotRequired[list[NodeRow]]  # status: in topology order
 
 

@@ -87,23 +87,31 @@ class Reloader:
         self.owned = owned
         manager.use_config(new)
         started = [name for name in work.start if manager.slots[name].local]
+        spawned_at = self._clock()
         manager.start(started)
         for name in work.start:
             note = "starting" if name in started else "on another host: start it there"
             await progress(f"{name}: added, {note}")
         failed: list[str] = []
+        touched = list(started)
         pending = [name for name, _ in work.restart]
         for name, why in work.restart:
             pending.remove(name)
-            if not await self._restart(name, why, pending, progress):
+            came_back = await self._restart(name, why, pending, progress)
+            if came_back is None:
+                continue
+            touched.append(name)
+            if not came_back:
                 failed.append(name)
         for name in started:
-            if not await self._caught_up(name, "started", self._clock(), (), progress):
+            if not await self._caught_up(name, "started", spawned_at, (), progress):
                 failed.append(name)
-        return {"ok": True, "changes": diff.lines(), "failed": failed}
+        return {"ok": True, "changes": diff.lines(), "failed": failed, "touched": touched}
 
-    async def _restart(self, name: str, why: str, pending: list[str], progress: Progress) -> bool:
-        """Restart one node on its new spec; whether it came back (or had not to)."""
+    async def _restart(
+        self, name: str, why: str, pending: list[str], progress: Progress
+    ) -> bool | None:
+        """Restart one node on its new spec: whether it came back; None if not started here."""
         manager = self.manager
         slot = manager.slots[name]
         was_local, stopped = slot.local, slot.policy.state is State.STOPPED
@@ -114,10 +122,10 @@ class Reloader:
         if not slot.local:
             where = "moved to another host" if was_local else "on another host"
             await progress(f"{name}: {where} ({why}): restart it there")
-            return True
+            return None
         if stopped:
             await progress(f"{name}: stopped by hand, left stopped ({why})")
-            return True
+            return None
         await progress(f"{name}: restarting ({why})")
         manager.start([name])
         return await self._caught_up(name, "restarted", began, pending, progress)
