@@ -23,7 +23,7 @@ import yaml
 from herdctl import control
 from node.config import ConfigError, HerdConfig, parse_config, read_config_text
 from node.fields import Invalid, load_yaml
-from node.private import replace_private
+from node.private import private_dir, replace_private
 
 COPY_NAME = "herdctl.topology.yaml"
 _FOLDERS = ("log_dir", "data_dir", "run_dir", "secret_file")
@@ -66,6 +66,7 @@ def write_copy(owned: Owned) -> HerdConfig:
     copied = parse_config(text, path)
     if dataclasses.replace(copied, path=config.path) != config:
         raise ConfigError(f"{config.path.name}: cannot make a faithful copy at {path}")
+    private_dir(path.parent)
     replace_private(path, text.encode())
     return copied
 
