@@ -36,11 +36,19 @@ from herdctl.loadgen.command import bench_herd
 from herdctl.loadgen.report import summary
 from herdctl.loadgen.result import BenchError, Mode
 from herdctl.messages import NodeRow, Request
+from herdctl.topology import Resolved, resolve
 from herdctl.waiting import is_ready, show_until_ready
-from node.config import HerdConfig, default_config_path, load_config
+from node.config import (
+    HerdConfig,
+    default_config_path,
+    load_config,
+    parse_config,
+    read_config_text,
+)
 from node.secret import short_secret_warning
 
 ALL = "all"
+RELOAD_WAIT = 120.0  # seconds between two progress lines of a reload: a stop, a start, a sync
 
 app = typer.Typer(
     name="herdctl",
@@ -59,7 +67,15 @@ class Options:
     config_path: Path
 
     def load(self) -> HerdConfig:
-        return load_config(self.config_path)
+        """The topology to work on: the running herd's own (whatever the file says now),
+        else the file's (herdctl.topology); a note on stderr when they differ."""
+        return self.herd().config
+
+    def herd(self) -> Resolved:
+        herd = resolve(self.config_path)
+        if herd.drift is not None:
+            err(f"herdctl: note: {herd.drift}")
+        return herd
 
 
 def _options(ctx: typer.Context) -> Options:
@@ -71,7 +87,7 @@ def _options(ctx: typer.Context) -> Options:
 def _ensure(config: HerdConfig) -> int:
     """The supervisor's pid, starting it (and letting it adopt running nodes) if needed."""
     try:
-        return ensure_supervisor(config.path)
+        return ensure_supervisor(config)
     except (SupervisorError, ControlError, OSError) as e:
         raise UserError(f"cannot start the supervisor: {e}") from None
 
@@ -211,6 +227,32 @@ def restart(
 
 
 @app.command()
+def reload(ctx: typer.Context, timeout: TimeoutOption = 60.0) -> None:
+    """Apply an edited topology file: validate it, then restart only what changed (rolling).
+
+    Stops removed nodes, starts added ones and restarts one at a time those whose spec
+    changed, and those whose neighbours changed or moved (nodes read their links at start).
+    """
+    path = _options(ctx).config_path
+    text = read_config_text(path)
+    config = parse_config(text, path)  # an invalid file changes nothing: ConfigError, exit 2
+    if answering(config) is None:
+        raise UserError(
+            "no supervisor running: nothing to reload (`herdctl up` starts the herd on the file)"
+        )
+    answer = ask(config, {"cmd": "reload", "text": text}, on_progress=out, timeout=RELOAD_WAIT)
+    changes, failed = answer.get("changes", []), answer.get("failed", [])
+    if not changes:
+        out(f"{path.name}: nothing to change; the herd runs it as it is")
+        return
+    if failed:
+        raise UserError(f"reload: {', '.join(failed)} did not come back (see above)")
+    touched = answer.get("touched", [])
+    show_until_ready(config, lambda: node_rows(config), touched, timeout, "reload", announce=())
+    out(f"reloaded {path.name}: {len(changes)} change{'s' * (len(changes) != 1)} applied")
+
+
+@app.command()
 def status(
     ctx: typer.Context,
     as_json: Annotated[bool, typer.Option("--json", help="A JSON list, one object per node.")] = (
@@ -218,15 +260,20 @@ def status(
     ),
 ) -> None:
     """Show every node: state, pid, port, uptime, restarts, cpu, memory, links, clients."""
-    config = _options(ctx).load()
+    herd = resolve(_options(ctx).config_path)
+    config = herd.config
     nodes: list[NodeRow]
     if answering(config) is not None or left_behind(config):
         _ensure(config)
         nodes = node_rows(config)
+        for node in nodes:
+            node["topology_changed"] = herd.drift is not None
     else:
         err("no supervisor running (`herdctl up` starts one); showing whether each port answers")
         nodes = unsupervised_status(config)
     out(json.dumps(nodes, indent=2) if as_json else render.status_table(nodes))
+    if herd.drift is not None and not as_json:
+        out(herd.drift)
 
 
 @app.command()
@@ -307,7 +354,7 @@ def send(
 @app.command()
 def check(ctx: typer.Context) -> None:
     """Validate the topology file and summarise it in one line; warn if $HERD_SECRET is short."""
-    config = _options(ctx).load()
+    config = load_config(_options(ctx).config_path)  # the file itself, never the herd's copy
     out(render.check_summary(config))
     warning = short_secret_warning()
     if warning is not None:

@@ -6,12 +6,13 @@ JSON object on one line; the supervisor answers with zero or more progress lines
 `{"ok": false, "error": "one clear sentence"}`. One request per connection.
 
 Requests (`cmd` and its arguments; the types are in herdctl.messages):
-    {"cmd": "ping"}                           -> {"ok", "pid", "config"}
+    {"cmd": "ping"}                           -> {"ok", "pid", "config", "topology"}
     {"cmd": "status"}                         -> {"ok", "nodes": [NodeRow, ...]}
     {"cmd": "start",   "names": [...]}        -> {"ok"}  (returns once spawned; poll status)
     {"cmd": "stop",    "names": [...]}        -> {"ok"}  (returns once stopped)
     {"cmd": "restart", "names": [...], "rolling": bool} -> {"ok"}
     {"cmd": "shutdown"}                       -> {"ok"}  (stops every node, then the daemon)
+    {"cmd": "reload", "text": "..."}          -> {"ok", "changes", "failed"}  (herdctl.reload)
 `names` is a list of node names; ["all"] means every local node.
 """
 

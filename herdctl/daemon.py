@@ -132,7 +132,7 @@ def log_tail(path: Path, lines: int = 10) -> str:
 
 
 def ensure_supervisor(
-    config_path: str | os.PathLike[str],
+    config_path: HerdConfig | str | os.PathLike[str],
     timeout: float = START_TIMEOUT,
     *,
     daemon_args: Sequence[str] = (),
@@ -140,9 +140,10 @@ def ensure_supervisor(
     """The pid of a live supervisor for this topology, started (detached) if needed.
 
     `daemon_args` are extra options for a daemon started here (e.g. `--stop-timeout 3`).
+    A HerdConfig is taken as it is (the running herd's own, herdctl.topology); a path is read.
     Raises node.config.ConfigError for a bad topology file, SupervisorError otherwise.
     """
-    config = load_config(config_path)
+    config = config_path if isinstance(config_path, HerdConfig) else load_config(config_path)
     sock = socket_for(config)
     pid = ping(sock)
     if pid is not None:
