@@ -16,13 +16,12 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from importlib.metadata import version
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from herdctl import invalid, locate, logs, render
+from herdctl import locate, logs, render
 from herdctl.client import Unreachable, exchange, unsupervised_status
 from herdctl.console import (
     EXIT_INTERRUPTED,
@@ -51,12 +50,14 @@ from herdctl.loadgen.command import bench_herd
 from herdctl.loadgen.report import summary
 from herdctl.loadgen.result import BenchError, Mode
 from herdctl.messages import NodeRow, Request
+from herdctl.topology import Resolved, resolve
 from herdctl.waiting import is_ready, not_running, show_until_ready
-from node.config import ConfigError, HerdConfig, load_config
+from node.config import ConfigError, HerdConfig, load_config, parse_config, read_config_text
 from node.secret import short_secret_warning
 
 ALL = "all"
 SERVING = ("RUNNING", "STARTING")  # what `start` leaves alone
+RELOAD_WAIT = 120.0  # seconds between two progress lines of a reload: a stop, a start, a sync
 
 app = typer.Typer(
     name="herdctl",
@@ -74,10 +75,33 @@ class Options:
 
     config_path: Path | None  # -c before the command
 
+    def path(self, config_path: Path | None = None) -> Path:
+        """The topology file: -c after the command, else -c before it, else $HERD_CONFIG,
+        else the nearest topology.yaml from here upwards (herdctl.locate)."""
+        return locate.config_path(config_path or self.config_path)
+
     def load(self, config_path: Path | None = None) -> HerdConfig:
-        """The topology: -c after the command, else -c before it, else $HERD_CONFIG, else
-        the nearest topology.yaml from here upwards (herdctl.locate)."""
-        return load_config(locate.config_path(config_path or self.config_path))
+        """The topology to work on: the running herd's own (whatever the file says now),
+        else the file's (herdctl.topology); a note on stderr when they differ."""
+        return self.herd(config_path).config
+
+    def herd(self, config_path: Path | None = None, *, note: bool = True) -> Resolved:
+        """herdctl.topology's `resolve` of `path()`. With no file found, the herd a
+        supervisor runs from here on its own copy still counts (the file may be gone)."""
+        try:
+            path = self.path(config_path)
+        except ConfigError as missing:  # no file here or above: is a herd running from here?
+            try:
+                herd = resolve(Path(locate.CONFIG_NAME))
+            except ConfigError:
+                raise missing from None
+            if not herd.supervised:
+                raise missing from None
+        else:
+            herd = resolve(path)
+        if note and herd.drift is not None:
+            err(f"herdctl: note: {herd.drift}")
+        return herd
 
 
 def _options(ctx: typer.Context) -> Options:
@@ -89,7 +113,7 @@ def _options(ctx: typer.Context) -> Options:
 def _ensure(config: HerdConfig) -> int:
     """The supervisor's pid, starting it (and letting it adopt running nodes) if needed."""
     try:
-        return ensure_supervisor(config.path, on_start=lambda pid: _started(config, pid))
+        return ensure_supervisor(config, on_start=lambda pid: _started(config, pid))
     except (SupervisorError, ControlError, OSError) as e:
         raise UserError(f"cannot start the supervisor: {e}") from None
 
@@ -179,6 +203,8 @@ NamesArgument = Annotated[
 
 def _show_version(value: bool) -> None:
     if value:
+        from importlib.metadata import version  # 40 ms: only for --version
+
         out(f"herdctl {version('herd')}")
         raise typer.Exit()
 
@@ -312,6 +338,34 @@ def restart(
 
 
 @app.command()
+def reload(
+    ctx: typer.Context, timeout: TimeoutOption = 60.0, config_path: ConfigOption = None
+) -> None:
+    """Apply an edited topology file: validate it, then restart only what changed (rolling).
+
+    Stops removed nodes, starts added ones and restarts one at a time those whose spec
+    changed, and those whose neighbours changed or moved (nodes read their links at start).
+    """
+    path = _options(ctx).path(config_path)
+    text = read_config_text(path)
+    config = parse_config(text, path)  # an invalid file changes nothing: ConfigError, exit 2
+    if answering(config) is None:
+        raise UserError(
+            "no supervisor running: nothing to reload (`herdctl up` starts the herd on the file)"
+        )
+    answer = ask(config, {"cmd": "reload", "text": text}, on_progress=out, timeout=RELOAD_WAIT)
+    changes, failed = answer.get("changes", []), answer.get("failed", [])
+    if not changes:
+        out(f"{path.name}: nothing to change; the herd runs it as it is")
+        return
+    if failed:
+        raise UserError(f"reload: {', '.join(failed)} did not come back (see above)")
+    touched = answer.get("touched", [])
+    show_until_ready(config, lambda: node_rows(config), touched, timeout, "reload", announce=())
+    out(f"reloaded {path.name}: {len(changes)} change{'s' * (len(changes) != 1)} applied")
+
+
+@app.command()
 def status(
     ctx: typer.Context,
     as_json: Annotated[bool, typer.Option("--json", help="A JSON list, one object per node.")] = (
@@ -323,16 +377,21 @@ def status(
 
     Exits 3 when a local node is not RUNNING (as supervisorctl does), else 0.
     """
-    config = _options(ctx).load(config_path)
+    herd = _options(ctx).herd(config_path, note=False)  # the table ends with the drift
+    config = herd.config
     nodes: list[NodeRow]
     if answering(config) is not None or left_behind(config):
         _ensure(config)
         nodes = node_rows(config)
+        for node in nodes:
+            node["topology_changed"] = herd.drift is not None
     else:
         err("no supervisor running (`herdctl up` starts one); showing whether each port answers")
         nodes = unsupervised_status(config)
     table = render.status_table(nodes, colour=colour(sys.stdout))
     out(json.dumps(nodes, indent=2) if as_json else table)
+    if herd.drift is not None and not as_json:
+        out(herd.drift)
     if not_running(nodes):
         raise typer.Exit(EXIT_NOT_RUNNING)
 
@@ -455,6 +514,8 @@ def send(
         raise UserError(f"cannot reach {name} at {spec.host}:{spec.port}: {e}") from None
     sys.stdout.buffer.write(reply)
     sys.stdout.buffer.flush()
+    from herdctl import invalid  # the node's protocol checks, only for `send`
+
     refused = invalid.refused_lines(reply)
     if refused:
         max_line = config.limits.max_line_bytes
@@ -465,7 +526,7 @@ def send(
 @app.command()
 def check(ctx: typer.Context, config_path: ConfigOption = None) -> None:
     """Validate the topology file and summarise it in one line; warn if $HERD_SECRET is short."""
-    config = _options(ctx).load(config_path)
+    config = load_config(_options(ctx).path(config_path))  # the file, never the herd's copy
     out(render.check_summary(config))
     warning = short_secret_warning()
     if warning is not None:

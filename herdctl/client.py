@@ -12,7 +12,6 @@ import socket
 import time
 
 from herdctl.messages import NodeRow
-from herdctl.probe import ports_answer
 from node.config import HerdConfig
 
 READ_SIZE = 65536
@@ -58,6 +57,8 @@ def unsupervised_status(config: HerdConfig) -> list[NodeRow]:
     supervisor. State UNMANAGED (something serves the port) or STOPPED; probes run in
     parallel so a remote host that drops packets costs one probe timeout, not one per node.
     """
+    from herdctl.probe import ports_answer  # asyncio: only when no supervisor answers
+
     specs = list(config.nodes.values())
     answers = ports_answer([(spec.host, spec.port) for spec in specs], PROBE_TIMEOUT)
     return [

@@ -6,27 +6,31 @@ JSON object on one line; the supervisor answers with zero or more progress lines
 `{"ok": false, "error": "one clear sentence"}`. One request per connection.
 
 Requests (`cmd` and its arguments; the types are in herdctl.messages):
-    {"cmd": "ping"}                           -> {"ok", "pid", "config"}
+    {"cmd": "ping"}                           -> {"ok", "pid", "config", "topology"}
     {"cmd": "status"}                         -> {"ok", "nodes": [NodeRow, ...]}
     {"cmd": "start",   "names": [...]}        -> {"ok"}  (returns once spawned; poll status)
     {"cmd": "stop",    "names": [...]}        -> {"ok"}  (returns once stopped)
     {"cmd": "restart", "names": [...], "rolling": bool} -> {"ok"}
     {"cmd": "shutdown"}                       -> {"ok"}  (stops every node, then the daemon)
+    {"cmd": "reload", "text": "..."}          -> {"ok", "changes", "failed"}  (herdctl.reload)
 `names` is a list of node names; ["all"] means every local node.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
+import socket
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from herdctl.messages import Answer, ProgressNote, Request
 from node.private import private_dir
+
+if TYPE_CHECKING:
+    import asyncio
 
 SOCKET_NAME = "herdctl.sock"
 PID_NAME = "herdctl.pid"
@@ -49,54 +53,45 @@ def pid_path(run_dir: Path) -> Path:
     return run_dir / PID_NAME
 
 
-async def request(
+def request(
     sock: Path,
     payload: Request,
     *,
     on_progress: Callable[[str], None] | None = None,
     timeout: float | None = 30.0,
 ) -> Answer:
-    """Send one request; return the final answer when ok, else raise ControlError."""
-    try:
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_unix_connection(str(sock), limit=MAX_MESSAGE), 5.0
-        )
-    except (OSError, TimeoutError) as e:
-        raise ControlError(f"cannot reach the supervisor at {sock}: {_reason(e)}") from None
-    try:
-        writer.write(json.dumps(payload).encode() + b"\n")
-        await writer.drain()
-        while True:
-            line = await asyncio.wait_for(reader.readline(), timeout)
-            if not line:
-                raise ControlError("the supervisor closed the connection without an answer")
-            message = json.loads(line)
-            if "progress" in message:
-                if on_progress is not None:
-                    on_progress(str(message["progress"]))
-                continue
-            if not message.get("ok"):
-                raise ControlError(str(message.get("error") or "the supervisor refused"))
-            return cast(Answer, message)  # the supervisor's own answer, as the command gives
-    except TimeoutError:
-        raise ControlError(f"the supervisor did not answer within {timeout:g}s") from None
-    except (OSError, ValueError) as e:
-        raise ControlError(f"lost the supervisor connection: {_reason(e)}") from None
-    finally:
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
+    """Send one request; return the final answer when ok, else raise ControlError.
 
-
-def request_sync(
-    sock: Path,
-    payload: Request,
-    *,
-    on_progress: Callable[[str], None] | None = None,
-    timeout: float | None = 30.0,
-) -> Answer:
-    """`request` for synchronous callers (the CLI)."""
-    return asyncio.run(request(sock, payload, on_progress=on_progress, timeout=timeout))
+    Blocking, with a timeout on every read: the CLI asks and waits, and needs no event loop
+    for it (sparing each command the import of asyncio).
+    """
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    with conn:
+        try:
+            conn.settimeout(5.0)
+            conn.connect(str(sock))
+        except OSError as e:
+            raise ControlError(f"cannot reach the supervisor at {sock}: {_reason(e)}") from None
+        try:
+            conn.settimeout(timeout)
+            conn.sendall(json.dumps(payload).encode() + b"\n")
+            reader = conn.makefile("rb")
+            while True:
+                line = reader.readline(MAX_MESSAGE)
+                if not line.endswith(b"\n"):
+                    raise ControlError("the supervisor closed the connection without an answer")
+                message = json.loads(line)
+                if "progress" in message:
+                    if on_progress is not None:
+                        on_progress(str(message["progress"]))
+                    continue
+                if not message.get("ok"):
+                    raise ControlError(str(message.get("error") or "the supervisor refused"))
+                return cast(Answer, message)  # the supervisor's own answer, as the command gives
+        except TimeoutError:
+            raise ControlError(f"the supervisor did not answer within {timeout:g}s") from None
+        except (OSError, ValueError) as e:
+            raise ControlError(f"lost the supervisor connection: {_reason(e)}") from None
 
 
 async def serve(sock: Path, handler: Handler) -> asyncio.Server:
@@ -105,6 +100,7 @@ async def serve(sock: Path, handler: Handler) -> asyncio.Server:
     `handler(request, progress)` returns the final answer; it may `await progress(text)` any
     number of times first. A handler exception becomes `{"ok": false, "error": str(e)}`.
     """
+    import asyncio  # the supervisor's side only: the CLI's commands never import it
 
     async def on_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         async def progress(text: str) -> None:

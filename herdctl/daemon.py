@@ -70,7 +70,7 @@ def running_supervisor(run_dir: Path) -> int | None:
 def ping(sock: Path, timeout: float = 2.0) -> int | None:
     """The pid of the supervisor answering on `sock`, or None."""
     try:
-        answer = control.request_sync(sock, {"cmd": "ping"}, timeout=timeout)
+        answer = control.request(sock, {"cmd": "ping"}, timeout=timeout)
     except control.ControlError:
         return None
     pid = answer.get("pid")
@@ -86,7 +86,7 @@ def ask(
 ) -> Answer:
     """Send `request` to `config`'s supervisor; its answer when ok, else ControlError."""
     sock = control.socket_path(config.run_dir)
-    return control.request_sync(sock, request, on_progress=on_progress, timeout=timeout)
+    return control.request(sock, request, on_progress=on_progress, timeout=timeout)
 
 
 def node_rows(config: HerdConfig) -> list[NodeRow]:
@@ -132,7 +132,7 @@ def log_tail(path: Path, lines: int = 10) -> str:
 
 
 def ensure_supervisor(
-    config_path: str | os.PathLike[str],
+    config_path: HerdConfig | str | os.PathLike[str],
     timeout: float = START_TIMEOUT,
     *,
     daemon_args: Sequence[str] = (),
@@ -142,9 +142,10 @@ def ensure_supervisor(
 
     `daemon_args` are extra options for a daemon started here (e.g. `--stop-timeout 3`);
     `on_start(pid)` is called when the supervisor that answers is one this call started.
+    A HerdConfig is taken as it is (the running herd's own, herdctl.topology); a path is read.
     Raises node.config.ConfigError for a bad topology file, SupervisorError otherwise.
     """
-    config = load_config(config_path)
+    config = config_path if isinstance(config_path, HerdConfig) else load_config(config_path)
     sock = socket_for(config)
     pid = ping(sock)
     if pid is not None:

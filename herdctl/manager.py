@@ -12,7 +12,7 @@ import asyncio
 import os
 import signal
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 
 from herdctl.control import Progress
 from herdctl.messages import Answer, NodeRow, Request, RequestError, checked_request
@@ -53,6 +53,7 @@ class Manager:
             for name, spec in config.nodes.items()
         }
         self.finished = asyncio.Event()  # set once `shutdown` has stopped every node
+        self._policy = policy
         self._log = log
         self._clock = clock
         self._wall = wall
@@ -225,7 +226,12 @@ class Manager:
                 deadline = self._clock() + self._stop_timeout
             await self._sleep(_POLL)
 
-    async def _wait_caught_up(self, slot: Slot) -> None:
+    async def wait_caught_up(self, name: str, *, ignore: Collection[str] = ()) -> None:
+        """Wait until node `name` runs, linked and synced with its running neighbours but
+        those in `ignore`; RequestError if it does not start or catch up in time."""
+        await self._wait_caught_up(self.slots[name], ignore)
+
+    async def _wait_caught_up(self, slot: Slot, ignore: Collection[str] = ()) -> None:
         name = slot.spec.name
         deadline = self._clock() + self._catchup_timeout
         while True:
@@ -235,6 +241,8 @@ class Manager:
                     f"{name} did not start again ({slot.policy.state}): {slot.message or '?'}"
                 )
             lagging = await self._lagging(slot)
+            if lagging is not None:
+                lagging = [nb for nb in lagging if nb not in ignore]
             if lagging == []:
                 return
             if self._clock() >= deadline:
@@ -279,6 +287,26 @@ class Manager:
             if name not in names:
                 names.append(name)
         return names
+
+    # -- reload -----------------------------------------------------------------------
+
+    def use_config(self, config: HerdConfig) -> None:
+        """Take a reloaded topology (herdctl.reload): a slot for each new node, none for the
+        nodes it dropped (stopped first by the caller), in its order. A kept node keeps its
+        spec until `respec`, when it is restarted."""
+        old = self.slots
+        self.config = config
+        self.slots = {
+            name: old.get(name)
+            or Slot(spec, self.launcher.is_local(spec.host), NodePolicy(self._policy))
+            for name, spec in config.nodes.items()
+        }
+
+    def respec(self, name: str) -> None:
+        """Give a (stopped) node the spec of the current topology."""
+        slot = self.slots[name]
+        slot.spec = self.config.nodes[name]
+        slot.local = self.launcher.is_local(slot.spec.host)
 
     # -- status -----------------------------------------------------------------------
 

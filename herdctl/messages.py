@@ -25,6 +25,7 @@ class Request(TypedDict):
     cmd: str  # one of COMMANDS
     names: NotRequired[list[str]]  # start, stop, restart: node names, or ["all"]
     rolling: NotRequired[bool]  # restart: one node at a time, each caught up
+    text: NotRequired[str]  # reload: the topology file's text, as the CLI validated it
 
 
 class NodeRow(TypedDict):
@@ -48,6 +49,7 @@ class NodeRow(TypedDict):
     port_open: bool
     exit_code: NotRequired[int | None]
     message: str | None  # why FATAL, EXITED, ...; None when there is nothing to say
+    topology_changed: NotRequired[bool]  # the file on disk differs from what the herd runs
 
 
 class Answer(TypedDict):
@@ -57,6 +59,10 @@ class Answer(TypedDict):
     error: NotRequired[str]  # when not ok: one clear sentence
     pid: NotRequired[int]  # ping: the supervisor's
     config: NotRequired[str]  # ping: its topology file
+    topology: NotRequired[str]  # ping: that file's text as the herd runs it (herdctl.topology)
+    changes: NotRequired[list[str]]  # reload: what differed, one line each
+    failed: NotRequired[list[str]]  # reload: the nodes that did not come back
+    touched: NotRequired[list[str]]  # reload: the nodes it started or restarted, here
     nodes: NotRequired[list[NodeRow]]  # status: in topology order
 
 
@@ -78,3 +84,14 @@ def checked_request(raw: Mapping[str, object]) -> Request:
     if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
         raise RequestError("'names' must be a non-empty list of node names (or ['all'])")
     return {"cmd": cmd, "names": [str(n) for n in names], "rolling": bool(raw.get("rolling"))}
+
+
+RELOAD = "reload"  # answered by herdctl.reload, in front of the manager's COMMANDS
+
+
+def checked_reload(raw: Mapping[str, object]) -> str:
+    """The topology text of a `reload` request; RequestError if it has none."""
+    text = raw.get("text")
+    if not isinstance(text, str):
+        raise RequestError("'text' must be the topology file's text")
+    return text

@@ -26,10 +26,9 @@ import psutil
 import herdctl
 import node
 from herdctl.logs import last_lines
-from herdctl.probe import port_answers
 from node.config import HerdConfig
-from node.logbook import rotate_if_full
 from node.private import open_private, private_dir, replace_json
+from node.rotation import rotate_if_full
 from node.status import NodeStatus, status_path
 
 STDERR_SUFFIX = ".stderr.log"
@@ -308,6 +307,8 @@ class PsLauncher:
         return is_local(host, self._local)
 
     async def probe(self, host: str, port: int) -> bool:
+        from herdctl.probe import port_answers  # asyncio: the supervisor's, not the CLI's
+
         return await port_answers(host, port, self.probe_timeout)
 
 

@@ -33,9 +33,11 @@ from herdctl import control
 from herdctl.daemon import LOG_NAME, SupervisorError, socket_for
 from herdctl.manager import Manager
 from herdctl.procs import PsLauncher, read_json
-from node.config import ConfigError, HerdConfig, LogRotation, default_config_path, load_config
-from node.logbook import rotate_if_full
+from herdctl.reload import Reloader
+from herdctl.topology import Owned, write_copy
+from node.config import ConfigError, LogRotation, default_config_path
 from node.private import open_private, private_dir
+from node.rotation import rotate_if_full
 
 EXIT_USAGE = 2
 EXIT_RUNNING = 1
@@ -97,16 +99,26 @@ def release_pid_file(path: Path, fd: int) -> None:
     os.close(fd)
 
 
-async def serve(config: HerdConfig, log: EventLog, *, stop_timeout: float = 10.0) -> int:
-    """Adopt, serve the control socket and monitor until a signal or `shutdown`."""
+async def serve(owned: Owned, log: EventLog, *, stop_timeout: float = 10.0) -> int:
+    """Adopt, serve the control socket and monitor until a signal or `shutdown`.
+
+    Nodes are started from the supervisor's own copy of the topology (herdctl.topology),
+    which only `herdctl reload` changes (herdctl.reload)."""
+    config = owned.config
     sock = socket_for(config)
-    manager = Manager(config, PsLauncher(config), log=log.event, stop_timeout=stop_timeout)
+    launcher = PsLauncher(write_copy(owned))
+    manager = Manager(config, launcher, log=log.event, stop_timeout=stop_timeout)
+
+    def save(new: Owned) -> None:
+        launcher.config = write_copy(new)
+
+    reloader = Reloader(manager, owned, save=save, log=log.event)
     manager.adopt_all()
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    server = await control.serve(sock, manager.handle)
+    server = await control.serve(sock, reloader.handle)
     monitor = loop.create_task(manager.run())
     ends = [loop.create_task(stop.wait()), loop.create_task(manager.finished.wait())]
     await asyncio.wait(ends, return_when=asyncio.FIRST_COMPLETED)
@@ -136,7 +148,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     try:
-        config = load_config(args.config or default_config_path())
+        owned = Owned.read(args.config or default_config_path())
+        config = owned.config
         socket_for(config)
     except (ConfigError, SupervisorError) as e:
         return _fail(str(e), EXIT_USAGE)
@@ -155,8 +168,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(f"cannot write to log_dir {config.log_dir}: {e.strerror or e}", EXIT_USAGE)
     log.event(f"SUPERVISOR_START pid={os.getpid()} config={config.path}")
     try:
-        return asyncio.run(serve(config, log, stop_timeout=args.stop_timeout))
-    except OSError as e:  # the control socket could not be served
+        return asyncio.run(serve(owned, log, stop_timeout=args.stop_timeout))
+    except ConfigError as e:  # its copy of the topology could not be made faithful
+        log.event(f"SUPERVISOR_FAILED error={e}")
+        return _fail(str(e), EXIT_USAGE)
+    except OSError as e:  # the control socket (or the topology's copy) could not be written
         log.event(f"SUPERVISOR_FAILED error={e}")
         return _fail(f"cannot serve {control.socket_path(config.run_dir)}: {e}", EXIT_USAGE)
     finally:

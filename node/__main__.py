@@ -13,8 +13,9 @@ from pathlib import Path
 from node.config import ConfigError, HerdConfig, LogRotation, default_config_path, load_config
 from node.eventloop import loop_factory, loop_name
 from node.journal import Journal, JournalError
-from node.logbook import LogBook, rotate_stderr
+from node.logbook import LogBook
 from node.places.choose import ProviderError, choose_provider
+from node.rotation import rotate_stderr
 from node.secret import SecretError, load_secret
 from node.server import NodeServer, StartupError
 

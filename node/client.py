@@ -266,7 +266,7 @@ class ClientConnection(LineReader):
         self._phase = Phase.CLOSED  # as a client connection, this one is done
         self._queue.drop()
         self._leave_node()  # a neighbour: no client cap counts it
-        PeerConnection.take_over(
+        link = PeerConnection(
             self.node,
             self.node.peers,
             transport,
@@ -274,10 +274,10 @@ class ClientConnection(LineReader):
             conn_id=self.id,
             where=self._where,
             splitter=self.splitter,
-            backlog=self._backlog,
             read_paused=self._read_paused,
             write_paused=self._write_paused,
         )
+        link.take_over(self._backlog)
         self._backlog = LineBacklog()  # the lines read after AUTH are the link's now
 
     # -- writing ----------------------------------------------------------------------

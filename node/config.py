@@ -142,16 +142,20 @@ def default_config_path() -> Path:
 
 def load_config(path: str | os.PathLike[str]) -> HerdConfig:
     """Read and validate the topology file at `path`."""
+    return parse_config(read_config_text(path), Path(path))
+
+
+def read_config_text(path: str | os.PathLike[str]) -> str:
+    """The text of the topology file at `path`, or ConfigError saying why it cannot be read."""
     file = Path(path)
     try:
-        text = file.read_text(encoding="utf-8")
+        return file.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read topology file {file}: {exc.strerror or exc}") from None
     except UnicodeDecodeError as exc:
         raise ConfigError(
             f"cannot read topology file {file}: not UTF-8 text (bad byte at offset {exc.start})"
         ) from None
-    return parse_config(text, file)
 
 
 def parse_config(text: str, path: Path) -> HerdConfig:

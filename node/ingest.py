@@ -17,8 +17,10 @@ head of the backlog for the caller's general path, in order.
 
 from __future__ import annotations
 
+import re
 from collections import deque
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
+from typing import TypeVar
 from zlib import crc32
 
 from node.entries import ENTRY_FORMAT
@@ -38,6 +40,7 @@ from node.protocol import (
 from node.store import ClientStore, Offer, Undo
 
 _LF = b"\n"
+T = TypeVar("T")  # the fields of one kind of line
 
 
 class LineBacklog:
@@ -147,6 +150,37 @@ class Batch:
         self.received = self.applied = self.duplicates = 0
 
 
+def take_lines(
+    backlog: LineBacklog,
+    limit: int,
+    block_form: re.Pattern[bytes],
+    line_form: Callable[[bytes], T | None],
+) -> list[T]:
+    """The fields of up to `limit` lines of one kind from the head of `backlog`, taken off it.
+
+    The backlog's uncut block is tried whole first: one `block_form.findall` cuts and checks
+    every line when all of them are of the kind and single-spaced. Else the lines go one by
+    one through `line_form` (the same rules, any spacing), up to the first that is not of the
+    kind, which stays at the head of the backlog.
+    """
+    whole = backlog.whole(limit)
+    if whole is not None:
+        block, count = whole
+        found: list[T] = block_form.findall(block)
+        if len(found) == count:
+            backlog.clear()
+            return found
+    lines = backlog.lines()
+    taken: list[T] = []
+    while len(taken) < limit and lines:
+        fields = line_form(lines[0])
+        if fields is None:
+            break
+        lines.popleft()
+        taken.append(fields)
+    return taken
+
+
 def take_iamats(
     backlog: LineBacklog,
     limit: int,
@@ -159,22 +193,7 @@ def take_iamats(
     """Handle up to `limit` valid IAMAT lines from the head of `backlog`, all heard at
     `received_ns` by `server`; return how many. Stops at the first line that is not a valid
     IAMAT and leaves it at the head of the backlog."""
-    whole = backlog.whole(limit)
-    if whole is not None:
-        block, count = whole
-        found: list[IAmAtFields] = IAMAT_LINES.findall(block)
-        if len(found) == count:
-            backlog.clear()
-            _apply_iamats(found, store, server, received_ns, conn_id, out)
-            return count
-    lines = backlog.lines()
-    taken: list[IAmAtFields] = []
-    while len(taken) < limit and lines:
-        fields = iamat_fields(lines[0])
-        if fields is None:
-            break
-        lines.popleft()
-        taken.append(fields)
+    taken = take_lines(backlog, limit, IAMAT_LINES, iamat_fields)
     _apply_iamats(taken, store, server, received_ns, conn_id, out)
     return len(taken)
 
@@ -217,23 +236,7 @@ def take_changelocs(
     """Apply up to `limit` valid CHANGELOC lines from the head of `backlog`; return how
     many were taken (`out` counts the applied and the duplicates). Stops at the first line
     that is not a valid CHANGELOC and leaves it at the head of the backlog."""
-    whole = backlog.whole(limit)
-    if whole is not None:
-        block, count = whole
-        found: list[ChangeLocFields] = CHANGELOC_LINES.findall(block)
-        if len(found) == count:
-            backlog.clear()
-            out.received += count
-            _apply_changelocs(found, store, known_servers, out)
-            return count
-    lines = backlog.lines()
-    taken: list[ChangeLocFields] = []
-    while len(taken) < limit and lines:
-        fields = changeloc_fields(lines[0])
-        if fields is None:
-            break
-        lines.popleft()
-        taken.append(fields)
+    taken = take_lines(backlog, limit, CHANGELOC_LINES, changeloc_fields)
     out.received += len(taken)
     _apply_changelocs(taken, store, known_servers, out)
     return len(taken)

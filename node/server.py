@@ -26,7 +26,8 @@ from node.logbook import LogBook, RateLimited, show
 from node.peers import Peers
 from node.places.base import PlacesProvider, failure_response
 from node.protocol import WhatsAt, parse_location
-from node.status import NodeStatus, StatusFile, status_path
+from node.status import NodeStatus, status_path
+from node.status_file import StatusFile
 from node.store import ClientStore, Packed, Record
 
 SWEEP_INTERVAL = 1.0  # seconds between checks of line deadlines and idle connections

@@ -51,6 +51,8 @@ class PeerConnection(LineReader):
         self.peer = peer
         self.id = conn_id
         self._where = where
+        # A CHANGELOC is longer than the IAMAT it came from (time_received, server name).
+        splitter.max_line = host.limits.max_line_bytes + 64 + max(map(len, host.known_servers))
         self.splitter = splitter
         self._batch = Batch()
         self._stalled: asyncio.TimerHandle | None = None  # a batch waits for the journal
@@ -62,43 +64,17 @@ class PeerConnection(LineReader):
     def closed(self) -> bool:
         return self._closed
 
-    @classmethod
-    def take_over(
-        cls,
-        host: PeerHost,
-        peers: Peers,
-        transport: asyncio.BaseTransport,
-        *,
-        peer: bytes,
-        conn_id: int,
-        where: str,
-        splitter: LineSplitter,
-        backlog: LineBacklog,
-        read_paused: bool,
-        write_paused: bool,
-    ) -> PeerConnection:
-        """Take a connection over from the client side after its WELCOME went out: the
-        transport, its splitter and the lines it read after AUTH; handle those, read on."""
-        # A CHANGELOC is longer than the IAMAT it came from (time_received, server name).
-        splitter.max_line = host.limits.max_line_bytes + 64 + max(map(len, host.known_servers))
-        link = cls(
-            host,
-            peers,
-            transport,
-            peer=peer,
-            conn_id=conn_id,
-            where=where,
-            splitter=splitter,
-            read_paused=read_paused,
-            write_paused=write_paused,
+    def take_over(self, backlog: LineBacklog) -> None:
+        """Take the connection over from the client side, after its WELCOME went out: the
+        transport, and the lines read after AUTH; handle those, then read on."""
+        self.transport.set_protocol(self)
+        self.host.log.event(
+            f"PEER_IN_UP conn={self.id} peer={self.peer.decode()} from={self._where}"
         )
-        transport.set_protocol(link)
-        host.log.event(f"PEER_IN_UP conn={conn_id} peer={peer.decode()} from={where}")
-        peers.inbound_up(peer, link)
-        link._backlog = backlog
-        link._work()
-        link._set_reading()
-        return link
+        self.peers.inbound_up(self.peer, self)
+        self._backlog = backlog
+        self._work()
+        self._set_reading()
 
     # -- asyncio callbacks --------------------------------------------------------------
 

@@ -462,7 +462,7 @@ def kill_everything_under(folder: Path) -> None:
 
 def request(config: HerdConfig, cmd: str, **args: Any) -> Answer:
     payload = cast(Request, {"cmd": cmd, **args})
-    return control.request_sync(socket_for(config), payload, timeout=60)
+    return control.request(socket_for(config), payload, timeout=60)
 
 
 def nodes(config: HerdConfig) -> dict[str, dict[str, Any]]:
@@ -573,7 +573,7 @@ def test_real_restart_changes_only_its_pid(herd: HerdConfig) -> None:
 def test_real_rolling_restart(herd: HerdConfig) -> None:
     before = {n: row["pid"] for n, row in nodes(herd).items()}
     lines: list[str] = []
-    answer = control.request_sync(
+    answer = control.request(
         socket_for(herd),
         {"cmd": "restart", "names": ["all"], "rolling": True},
         on_progress=lines.append,

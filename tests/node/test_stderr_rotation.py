@@ -10,7 +10,7 @@ from pathlib import Path
 SCRIPT = """
 import sys
 from pathlib import Path
-from node.logbook import rotate_stderr
+from node.rotation import rotate_stderr
 
 path = Path(sys.argv[1])
 results = []
