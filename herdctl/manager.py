@@ -122,7 +122,7 @@ class Manager:
         expected = slot.policy.state is State.STOPPING
         slot.policy.on_exit(now, code)
         if not expected:
-            slot.message = describe_exit(code, proc.last_error())
+            slot.message = describe_exit(code, proc.last_error(), name)
         self._log(f"EXITED node={name} pid={proc.pid} code={code} expected={expected}")
 
     def _spawn(self, slot: Slot, now: float) -> None:

@@ -7,6 +7,9 @@ acts on what comes back. The rules:
 - Death while STARTING is a failed start: BACKOFF, respawned after `backoff_initial` doubling
   per consecutive failed start; after `startretries` retries have also failed, FATAL, which
   stays until started by hand.
+- Death with a status in `fatal_exits` (the node's EXIT_CONFIG, 78: it cannot start as
+  configured, e.g. its port is taken): FATAL at once, whatever the state, since a retry
+  cannot help until something is changed.
 - Death while RUNNING: EXITED, respawned after `backoff_initial` doubling per consecutive crash
   up to `backoff_max`; the crash streak resets once a run has lasted `stable_after`.
 - `request_stop`: STOPPING until the process is gone, then STOPPED, never respawned.
@@ -18,6 +21,9 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+
+# node.__main__.EXIT_CONFIG (sysexits' EX_CONFIG): "cannot start as configured here".
+EXIT_CONFIG = 78
 
 
 class State(enum.StrEnum):
@@ -52,6 +58,7 @@ class PolicyConfig:
     backoff_initial: float = 0.5
     backoff_max: float = 30.0
     stable_after: float = 10.0
+    fatal_exits: frozenset[int] = frozenset({EXIT_CONFIG})
 
     def delay(self, streak: int) -> float:
         """The wait before respawn number `streak` (1-based) of a streak."""
@@ -132,6 +139,9 @@ class NodePolicy:
             if self._start_after_stop:
                 self._start_after_stop = False
                 self._schedule_by_hand(now)
+        elif code in self.config.fatal_exits:
+            self.state = State.FATAL
+            self.next_spawn_at = None
         elif self.state is State.STARTING:
             self.failed_starts += 1
             if self.failed_starts > self.config.startretries:

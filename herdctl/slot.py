@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from herdctl.messages import NodeRow
-from herdctl.policy import NodePolicy, State
+from herdctl.policy import EXIT_CONFIG, NodePolicy, State
 from herdctl.procs import NodeProc
 from node.config import NodeSpec
 from node.status import NodeStatus
@@ -102,14 +102,19 @@ def link_of(links: Mapping[str, object], name: str) -> Mapping[str, object]:
     return link if isinstance(link, dict) else {}
 
 
-def describe_exit(code: int | None, last_line: str | None) -> str:
-    """How a process ended, for the `message` column."""
+def describe_exit(code: int | None, last_line: str | None, name: str = "") -> str:
+    """How a process ended, for the `message` column; `last_line` is its last line on stderr,
+    where the node named `name` says why it stopped (`node NAME: ` is left out)."""
+    if last_line and name:
+        last_line = last_line.removeprefix(f"node {name}: ")
     if code is None:
         return "exited (status unknown: not our child)"
     if code < 0:
         with contextlib.suppress(ValueError):
             return f"killed by {signal.Signals(-code).name}"
         return f"killed by signal {-code}"
+    if code == EXIT_CONFIG:
+        return f"cannot start: {last_line or f'exited with code {code}'}"
     if code and last_line:
         return f"exited with code {code}: {last_line}"
     return f"exited with code {code}"

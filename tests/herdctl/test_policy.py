@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from herdctl.policy import Action, NodePolicy, PolicyConfig, State
+from herdctl.policy import EXIT_CONFIG, Action, NodePolicy, PolicyConfig, State
+from node.__main__ import EXIT_CONFIG as NODE_EXIT_CONFIG
 
 
 class Script:
@@ -67,6 +68,32 @@ def test_failed_starts_back_off_doubling_then_go_fatal() -> None:
     assert s.policy.restarts == 3
     assert s.policy.exit_code == 2
     assert s.at(1000.0).spawns == [0.0, 0.7, 1.8, 3.9]  # FATAL stays
+
+
+def test_a_node_that_cannot_start_as_configured_is_fatal_at_once() -> None:
+    assert EXIT_CONFIG == NODE_EXIT_CONFIG == 78
+    s = Script().start()
+    s.at(0.3).die(EXIT_CONFIG)  # e.g. its port is taken: a retry would fail the same way
+    assert (s.state(), s.policy.next_spawn_at, s.policy.exit_code) == (State.FATAL, None, 78)
+    assert s.at(1000.0).spawns == [0.0]
+    assert s.policy.restarts == 0
+    s.start()
+    assert (s.state(), s.spawns) == (State.STARTING, [0.0, 1000.0])
+
+
+def test_a_slow_start_that_fails_as_configured_is_fatal_too() -> None:
+    s = Script().start()
+    s.at(1.5)  # past startsecs on a loaded machine: counted RUNNING before it failed
+    assert s.state() is State.RUNNING
+    s.die(EXIT_CONFIG)
+    assert (s.state(), s.at(100.0).spawns) == (State.FATAL, [0.0])
+
+
+def test_fatal_exits_are_configurable() -> None:
+    s = Script(startretries=5)
+    s.policy = NodePolicy(PolicyConfig(fatal_exits=frozenset()))
+    s.start().at(0.1).die(EXIT_CONFIG)
+    assert s.state() is State.BACKOFF
 
 
 def test_start_by_hand_leaves_fatal_with_fresh_counters() -> None:

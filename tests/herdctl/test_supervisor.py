@@ -29,7 +29,7 @@ from herdctl import control
 from herdctl.daemon import SupervisorError, ensure_supervisor, running_supervisor, socket_for
 from herdctl.manager import Manager
 from herdctl.messages import Answer, NodeRow, Request, RequestError
-from herdctl.policy import PolicyConfig, State
+from herdctl.policy import EXIT_CONFIG, PolicyConfig, State
 from herdctl.procs import is_local, runs_node
 from herdctl.supervisor import AlreadyRunning, acquire_pid_file, release_pid_file
 from herdctl.supervisor import main as supervisor_main
@@ -294,21 +294,36 @@ async def test_a_node_that_cannot_start_goes_fatal_with_its_error(world: World) 
     manager, launcher, clock, _ = world
     manager.start(["C"])
     for _ in range(3):
-        launcher.current["C"].die(2, "node C: C: port 12002 on 127.0.0.1 is already in use")
+        launcher.current["C"].die(1, "node C: ImportError: no module named 'aiohttp'")
         manager.step()
         clock.now += 10
         manager.step()
     c = (await status(manager))["C"]
     assert c["state"] == "FATAL"
-    assert (
-        c["message"] == "exited with code 2: node C: C: port 12002 on 127.0.0.1 is already in use"
-    )
+    assert c["message"] == "exited with code 1: ImportError: no module named 'aiohttp'"
     assert launcher.spawned == ["C"] * 3
     clock.now += 100
     manager.step()
     assert launcher.spawned == ["C"] * 3
     manager.start(["C"])
     assert (await status(manager))["C"]["state"] == "STARTING"
+
+
+async def test_a_node_that_cannot_start_as_configured_is_fatal_at_once(world: World) -> None:
+    manager, launcher, clock, log = world
+    manager.start(["C"])
+    clock.now = 1.5  # a slow failing start on a loaded machine: it counts as RUNNING
+    manager.step()
+    held = "port 12002 on 127.0.0.1 is already in use (held by pid 4242: python3)"
+    launcher.current["C"].die(EXIT_CONFIG, f"node C: {held}")
+    manager.step()
+    c = (await status(manager))["C"]
+    assert (c["state"], c["exit_code"], c["restarts"]) == ("FATAL", 78, 0)
+    assert c["message"] == f"cannot start: {held}"
+    clock.now += 100
+    manager.step()
+    assert launcher.spawned == ["C"]
+    assert "STATE node=C RUNNING -> FATAL" in log
 
 
 async def test_spawn_failure_backs_off(world: World) -> None:
@@ -656,9 +671,13 @@ def test_real_node_that_cannot_start_goes_fatal() -> None:
         request(config, "start", names=["Welsh"])
         wait_until(lambda: nodes(config)["Welsh"]["state"] == "FATAL", "Welsh to go FATAL")
         welsh = nodes(config)["Welsh"]
-        assert welsh["exit_code"] == 2
-        assert f"port {port} on 127.0.0.1 is already in use" in welsh["message"]
-        assert (welsh["pid"], welsh["ready"], welsh["restarts"]) == (None, False, 3)
+        # Fatal at its first exit, however long the failed start took: no retry to count.
+        assert welsh["exit_code"] == EXIT_CONFIG
+        held = f"port {port} on 127.0.0.1 is already in use (held by pid {os.getpid()}: "
+        assert f"cannot start: {held}" in welsh["message"]
+        assert (welsh["pid"], welsh["ready"], welsh["restarts"]) == (None, False, 0)
+        log = (config.log_dir / "herdctl.log").read_text()
+        assert log.count("SPAWNED node=Welsh") == 1
         assert nodes(config)["Wilkes"]["state"] == "STOPPED"
         daemon = request(config, "ping")["pid"]
         request(config, "shutdown")

@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from tests.herdctl_cli import (
     processes_under,
     short_tempdir,
 )
-from tests.support import NAMES, exchange_sync, port_open, wait_until, write_topology
+from tests.support import NAMES, exchange_sync, free_ports, port_open, wait_until, write_topology
 
 UCLA = "+34.068930-118.445127"
 
@@ -244,12 +245,27 @@ def test_up_with_a_bad_topology_is_one_clear_message(folder: Path) -> None:
 def test_up_names_the_node_whose_port_is_taken(folder: Path) -> None:
     with socket.create_server(("127.0.0.1", 0)) as squatter:
         port = squatter.getsockname()[1]
-        config = write_topology(folder, ["Welsh"], [], ports={"Welsh": port})
+        (free,) = free_ports(1)
+        ports = {"Hands": free, "Welsh": port}
+        config = write_topology(folder, ["Hands", "Welsh"], [("Hands", "Welsh")], ports=ports)
+        started = time.monotonic()
         result = herdctl("up", "--timeout", "60", config=config)
+        took = time.monotonic() - started
+        welsh = by_name(config)["Welsh"]
     assert result.returncode == 1, result.stdout
     first, *details = result.stderr.splitlines()
-    assert first.startswith("herdctl: Welsh failed to start: FATAL: ")
-    assert f"port {port} on 127.0.0.1 is already in use" in first
+    held = f"port {port} on 127.0.0.1 is already in use (held by pid {os.getpid()}: "
+    assert first.startswith(f"herdctl: Welsh failed to start: FATAL: cannot start: {held}")
     assert any(line.startswith("--- last ") and "Welsh.stderr.log" in line for line in details)
     assert any("START_FAILED node=Welsh" in line for line in details)
     no_traceback(result)
+    # Every node's state is reported: which run, which failed and why.
+    lines = result.stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("NODE "))
+    table = {line.split()[0]: line.split() for line in lines[header + 1 :]}
+    assert table["Hands"][1] == "RUNNING" and table["Welsh"][1] == "FATAL"
+    # Fatal at once: one spawn, no retry, and no journal segment left behind.
+    assert (welsh["state"], welsh["restarts"], welsh["exit_code"]) == ("FATAL", 0, 78)
+    assert (folder / "logs" / "herdctl.log").read_text().count("SPAWNED node=Welsh") == 1
+    assert list((folder / "data" / "Welsh").iterdir()) == []
+    print(f"a taken port was reported by `up` in {took:.1f}s")
