@@ -56,6 +56,7 @@ def node_row(
         "memory_rss": None,
         "links_up": None,
         "links_expected": len(neighbours),
+        "connections": None,
         "clients": None,
         "ready": up[spec.name],
         "port_open": up[spec.name],
@@ -68,6 +69,7 @@ def node_row(
     links = status_links(status)
     linked = [nb for nb in neighbours if link_of(links, nb).get("out") is True]
     clients = status.get("clients") if status else None
+    connections = status.get("connections") if status else None
     journal_error = status.get("journal_error") if status else None
     message = slot.message
     if isinstance(journal_error, str) and policy.state in SERVING:
@@ -79,6 +81,7 @@ def node_row(
     row["cpu_percent"] = slot.cpu
     row["memory_rss"] = slot.rss
     row["links_up"] = len(linked)
+    row["connections"] = connections if isinstance(connections, int) else None
     row["clients"] = clients if isinstance(clients, int) else None
     row["ready"] = (
         policy.state in SERVING

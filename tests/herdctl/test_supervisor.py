@@ -170,7 +170,7 @@ class FakeLauncher:
             "state": "running",
             "started_at": proc.started_at,
             "clients": 3,
-            "connections": 0,
+            "connections": 2,
             "links": links,
             "journal_error": None,
             "updated_at": self.clock.wall(),
@@ -226,7 +226,7 @@ async def test_start_all_spawns_local_nodes_only(world: World) -> None:
     assert a["state"] == "RUNNING"
     assert a["pid"] == launcher.current["A"].pid
     assert (a["uptime"], a["restarts"], a["cpu_percent"], a["memory_rss"]) == (1.0, 0, 12.5, 4e7)
-    assert (a["links_up"], a["links_expected"], a["clients"]) == (1, 1, 3)
+    assert (a["links_up"], a["links_expected"], a["connections"], a["clients"]) == (1, 1, 2, 3)
     assert a["ready"] and a["port_open"] and a["local"]
     assert (a["exit_code"], a["message"]) == (None, None)
 
@@ -519,7 +519,7 @@ def test_real_start_all_and_status(herd: HerdConfig) -> None:
     hands = found["Hands"]
     assert set(hands) == {
         "name", "state", "pid", "host", "port", "local", "uptime", "restarts", "cpu_percent",
-        "memory_rss", "links_up", "links_expected", "clients", "ready", "port_open",
+        "memory_rss", "links_up", "links_expected", "connections", "clients", "ready", "port_open",
         "exit_code", "message",
     }  # fmt: skip
     assert hands["local"] and hands["port_open"] and hands["links_expected"] == 2

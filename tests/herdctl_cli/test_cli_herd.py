@@ -97,6 +97,7 @@ def test_status_table(up: Path) -> None:
         "CPU%",
         "MEM(MiB)",
         "LINKS",
+        "CONNS",
         "CLIENTS",
     ]
     cells = {row.split()[0]: row.split() for row in rows}
@@ -115,6 +116,25 @@ def test_status_json(up: Path) -> None:
         assert isinstance(node["pid"], int) and psutil.pid_exists(node["pid"])
         assert isinstance(node["port"], int) and port_open(node["port"])
         assert isinstance(node["restarts"], int)
+
+
+def test_conns_are_open_connections_and_clients_are_records(up: Path) -> None:
+    before = by_name(up)["Wilkes"]
+    with socket.create_connection(("127.0.0.1", before["port"]), timeout=30) as conn:
+        wait_until(lambda: by_name(up)["Wilkes"]["connections"] == 1, "CONNS 1 on Wilkes")
+        conn.sendall(f"IAMAT conns.test {UCLA} 1520023934.918963997\n".encode())
+        assert conn.recv(4096).startswith(b"AT Wilkes ")
+        want = before["clients"] + 1
+        wait_until(lambda: by_name(up)["Wilkes"]["clients"] == want, "a new client record")
+        result = herdctl("status", config=up)
+        header, *rows = result.stdout.splitlines()
+        cells = {
+            row.split()[0]: dict(zip(header.split(), row.split(), strict=False)) for row in rows
+        }
+        assert (cells["Wilkes"]["CONNS"], cells["Wilkes"]["CLIENTS"]) == ("1", str(want))
+    # Closed: no connection left, and the client's record stays.
+    wait_until(lambda: by_name(up)["Wilkes"]["connections"] == 0, "CONNS 0 on Wilkes")
+    assert by_name(up)["Wilkes"]["clients"] == want
 
 
 def test_send_to_a_supervised_node_and_read_it_elsewhere(up: Path) -> None:
