@@ -18,7 +18,16 @@ from herdctl.control import Progress
 from herdctl.messages import Answer, NodeRow, Request, RequestError, checked_request
 from herdctl.policy import Action, NodePolicy, PolicyConfig, State
 from herdctl.procs import Launcher
-from herdctl.slot import SERVING, Slot, describe_exit, link_of, node_row, status_links
+from herdctl.slot import (
+    SERVING,
+    Slot,
+    back_to_normal,
+    describe_exit,
+    link_of,
+    node_row,
+    stamped,
+    status_links,
+)
 from node.config import HerdConfig
 from node.status import NodeStatus
 
@@ -122,7 +131,7 @@ class Manager:
         expected = slot.policy.state is State.STOPPING
         slot.policy.on_exit(now, code)
         if not expected:
-            slot.message = describe_exit(code, proc.last_error(), name)
+            slot.message = stamped(self._wall(), describe_exit(code, proc.last_error(), name))
         self._log(f"EXITED node={name} pid={proc.pid} code={code} expected={expected}")
 
     def _spawn(self, slot: Slot, now: float) -> None:
@@ -132,7 +141,7 @@ class Manager:
         except OSError as e:
             slot.policy.on_spawned(now)
             slot.policy.on_exit(now, None)
-            slot.message = f"cannot spawn: {e}"
+            slot.message = stamped(self._wall(), f"cannot spawn: {e}")
             self._log(f"SPAWN_FAILED node={name} error={e}")
             return
         slot.proc = proc
@@ -315,10 +324,13 @@ class Manager:
         self.step()
         up = await self._reachable()
         now = self._wall()
-        return [
-            node_row(slot, self.config.neighbours(name), up, self._node_file(slot), now)
-            for name, slot in self.slots.items()
-        ]
+        rows = []
+        for name, slot in self.slots.items():
+            row = node_row(slot, self.config.neighbours(name), up, self._node_file(slot), now)
+            if back_to_normal(row):
+                slot.message = None
+            rows.append(row)
+        return rows
 
     async def _reachable(self) -> dict[str, bool]:
         """Whether each node's port accepts connections: psutil for ours, a probe for others."""

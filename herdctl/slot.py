@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -28,7 +29,7 @@ class Slot:
     local: bool
     policy: NodePolicy
     proc: NodeProc | None = None
-    message: str | None = None
+    message: str | None = None  # why it last stopped or failed, stamped; None once ready
     cpu: float | None = None
     rss: int | None = None
 
@@ -71,9 +72,6 @@ def node_row(
     clients = status.get("clients") if status else None
     connections = status.get("connections") if status else None
     journal_error = status.get("journal_error") if status else None
-    message = slot.message
-    if isinstance(journal_error, str) and policy.state in SERVING:
-        message = f"journal refusing writes: {journal_error}"
     row["state"] = str(policy.state)
     row["pid"] = proc.pid if proc else None
     row["uptime"] = round(max(0.0, now - proc.started_at), 3) if proc else None
@@ -89,8 +87,21 @@ def node_row(
         and all(nb in linked for nb in neighbours if up[nb])
     )
     row["exit_code"] = policy.exit_code
-    row["message"] = message
+    if isinstance(journal_error, str) and policy.state in SERVING:
+        row["message"] = f"journal refusing writes: {journal_error}"
+    elif not back_to_normal(row):  # once it is, why it last stopped is history (herdctl.log)
+        row["message"] = slot.message
     return row
+
+
+def back_to_normal(row: NodeRow) -> bool:
+    """RUNNING (past its start period) and ready: a message about its past is stale."""
+    return row.get("state") == State.RUNNING and bool(row.get("ready"))
+
+
+def stamped(when: float, text: str) -> str:
+    """`text` after the local time of day of `when` (POSIX time): `12:03:04 text`."""
+    return f"{time.strftime('%H:%M:%S', time.localtime(when))} {text}"
 
 
 def status_links(status: NodeStatus | None) -> Mapping[str, object]:
@@ -111,7 +122,7 @@ def describe_exit(code: int | None, last_line: str | None, name: str = "") -> st
     if last_line and name:
         last_line = last_line.removeprefix(f"node {name}: ")
     if code is None:
-        return "exited (status unknown: not our child)"
+        return "exited (status unknown: adopted, so not a child of this supervisor)"
     if code < 0:
         with contextlib.suppress(ValueError):
             return f"killed by {signal.Signals(-code).name}"

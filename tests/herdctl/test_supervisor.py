@@ -31,6 +31,7 @@ from herdctl.manager import Manager
 from herdctl.messages import Answer, NodeRow, Request, RequestError
 from herdctl.policy import EXIT_CONFIG, PolicyConfig, State
 from herdctl.procs import is_local, runs_node
+from herdctl.slot import stamped
 from herdctl.supervisor import AlreadyRunning, acquire_pid_file, release_pid_file
 from herdctl.supervisor import main as supervisor_main
 from node.config import HerdConfig, load_config, parse_config
@@ -274,7 +275,7 @@ async def test_a_crashed_node_is_respawned_and_counted(world: World) -> None:
         "EXITED",
         None,
         -9,
-        "killed by SIGKILL",
+        stamped(clock.wall(), "killed by SIGKILL"),
     )
     assert not a["ready"]
     assert (await status(manager))["B"]["ready"]  # A is down: its link is not expected
@@ -290,6 +291,24 @@ async def test_a_crashed_node_is_respawned_and_counted(world: World) -> None:
     assert any(line.startswith("EXITED node=A") and "code=-9" in line for line in log)
 
 
+async def test_a_message_is_stamped_and_cleared_once_the_node_is_ready(world: World) -> None:
+    manager, launcher, clock, _ = world
+    manager.start(["A"])
+    clock.now = 2.0
+    manager.step()
+    launcher.current["A"].die(-9)
+    manager.step()
+    killed = stamped(clock.wall(), "killed by SIGKILL")
+    assert killed[2] == killed[5] == ":" and killed[8:] == " killed by SIGKILL"
+    clock.now = 2.5
+    manager.step()  # respawned: STARTING, not ready yet, so the reason still shows
+    assert (await status(manager))["A"]["message"] == killed
+    clock.now = 3.5
+    a = (await status(manager))["A"]
+    assert (a["state"], a["ready"], a["message"], a["exit_code"]) == ("RUNNING", True, None, -9)
+    assert manager.slots["A"].message is None  # gone for good, not just hidden
+
+
 async def test_a_node_that_cannot_start_goes_fatal_with_its_error(world: World) -> None:
     manager, launcher, clock, _ = world
     manager.start(["C"])
@@ -300,7 +319,9 @@ async def test_a_node_that_cannot_start_goes_fatal_with_its_error(world: World) 
         manager.step()
     c = (await status(manager))["C"]
     assert c["state"] == "FATAL"
-    assert c["message"] == "exited with code 1: ImportError: no module named 'aiohttp'"
+    assert c["message"] == stamped(
+        clock.wall() - 10, "exited with code 1: ImportError: no module named 'aiohttp'"
+    )
     assert launcher.spawned == ["C"] * 3
     clock.now += 100
     manager.step()
@@ -319,7 +340,7 @@ async def test_a_node_that_cannot_start_as_configured_is_fatal_at_once(world: Wo
     manager.step()
     c = (await status(manager))["C"]
     assert (c["state"], c["exit_code"], c["restarts"]) == ("FATAL", 78, 0)
-    assert c["message"] == f"cannot start: {held}"
+    assert c["message"] == stamped(clock.wall(), f"cannot start: {held}")
     clock.now += 100
     manager.step()
     assert launcher.spawned == ["C"]
@@ -327,11 +348,14 @@ async def test_a_node_that_cannot_start_as_configured_is_fatal_at_once(world: Wo
 
 
 async def test_spawn_failure_backs_off(world: World) -> None:
-    manager, launcher, _, _ = world
+    manager, launcher, clock, _ = world
     launcher.spawn_error = OSError("no python here")
     manager.start(["A"])
     a = (await status(manager))["A"]
-    assert (a["state"], a["message"]) == ("BACKOFF", "cannot spawn: no python here")
+    assert (a["state"], a["message"]) == (
+        "BACKOFF",
+        stamped(clock.wall(), "cannot spawn: no python here"),
+    )
 
 
 async def test_stop_terminates_the_group_and_it_stays_stopped(world: World) -> None:
@@ -548,9 +572,10 @@ def test_real_kill_9_node_comes_back(herd: HerdConfig) -> None:
         return hands["pid"] not in (None, old["pid"]) and hands["ready"]
 
     wait_until(back, "Hands to come back")
+    wait_until(lambda: nodes(herd)["Hands"]["state"] == "RUNNING", "Hands past its start")
     hands = nodes(herd)["Hands"]
     assert hands["restarts"] == old["restarts"] + 1
-    assert (hands["exit_code"], hands["message"]) == (-9, "killed by SIGKILL")
+    assert (hands["exit_code"], hands["message"]) == (-9, None)  # ready: the reason is history
     assert not psutil.pid_exists(old["pid"])  # reaped: no zombie
     log = (herd.log_dir / "herdctl.log").read_text()
     assert f"EXITED node=Hands pid={old['pid']} code=-9" in log
