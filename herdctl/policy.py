@@ -12,7 +12,10 @@ acts on what comes back. The rules:
   cannot help until something is changed.
 - Death while RUNNING: EXITED, respawned after `backoff_initial` doubling per consecutive crash
   up to `backoff_max`; the crash streak resets once a run has lasted `stable_after`.
-- `request_stop`: STOPPING until the process is gone, then STOPPED, never respawned.
+- `request_stop`: STOPPING until the process is gone, then STOPPED (at once when there is no
+  process, FATAL included), never respawned.
+- Taking over from an earlier supervisor (`on_found_dead`): a node it meant to run whose
+  process is gone died unwatched: EXITED, respawned at once. FATAL stays FATAL.
 - `request_start` by hand (from STOPPED, EXITED, BACKOFF or FATAL) resets both streaks.
 - `restarts` counts every respawn the policy made on its own, never a start by hand.
 """
@@ -96,7 +99,7 @@ class NodePolicy:
         if self.state in ALIVE:
             self.state = State.STOPPING
             return True
-        if self.state in (State.BACKOFF, State.EXITED):
+        if self.state in (State.BACKOFF, State.EXITED, State.FATAL):
             self.state = State.STOPPED
         self.next_spawn_at = None
         return False
@@ -130,6 +133,20 @@ class NodePolicy:
         self.spawned_at = now - alive_for
         self.state = State.STARTING
         self.tick(now)
+
+    def on_found_dead(self, now: float, was: State) -> None:
+        """Taking over from an earlier supervisor, which noted the node as `was`, we find no
+        process: a stop in progress is done, FATAL stays FATAL, and anything else died while
+        no supervisor watched it, so it is EXITED and respawned at once."""
+        self.spawned_at = None
+        if was is State.STOPPING:
+            self.state = State.STOPPED
+        elif was is State.FATAL:
+            self.state = State.FATAL
+        else:
+            self.state = State.EXITED
+            self.crashes += 1
+            self.next_spawn_at = now
 
     def on_exit(self, now: float, code: int | None) -> None:
         """The process is gone; `code` is its exit status (negative: signal) if known."""

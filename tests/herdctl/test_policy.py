@@ -196,3 +196,30 @@ def test_adopted_process_is_running_if_old_enough() -> None:
     young.die(None)
     assert young.state() is State.EXITED
     assert young.spawns == []
+
+
+@pytest.mark.parametrize("was", [State.RUNNING, State.STARTING, State.EXITED, State.BACKOFF])
+def test_a_node_found_dead_by_a_new_supervisor_is_respawned_at_once(was: State) -> None:
+    s = Script()
+    s.policy.restarts = 4  # as the supervisor before noted
+    s.policy.on_found_dead(50.0, was)
+    assert s.state() is State.EXITED
+    assert s.at(50.0).spawns == [50.0]
+    assert (s.state(), s.policy.restarts) == (State.STARTING, 5)  # a restart, counted
+
+
+def test_a_new_supervisor_keeps_fatal_and_finishes_a_stop() -> None:
+    fatal = Script()
+    fatal.policy.on_found_dead(50.0, State.FATAL)
+    assert (fatal.state(), fatal.at(500.0).spawns) == (State.FATAL, [])
+    stopping = Script()
+    stopping.policy.on_found_dead(50.0, State.STOPPING)
+    assert (stopping.state(), stopping.at(500.0).spawns) == (State.STOPPED, [])
+
+
+def test_stop_of_a_fatal_node_makes_it_stopped() -> None:
+    s = Script(startretries=0).start()
+    s.at(0.1).die()
+    assert s.state() is State.FATAL
+    assert s.policy.request_stop(0.2) is False
+    assert s.state() is State.STOPPED

@@ -30,7 +30,7 @@ from herdctl.daemon import SupervisorError, ensure_supervisor, running_superviso
 from herdctl.manager import Manager
 from herdctl.messages import Answer, NodeRow, Request, RequestError
 from herdctl.policy import EXIT_CONFIG, PolicyConfig, State
-from herdctl.procs import is_local, runs_node
+from herdctl.procs import Record, is_local, runs_node
 from herdctl.slot import stamped
 from herdctl.supervisor import AlreadyRunning, acquire_pid_file, release_pid_file
 from herdctl.supervisor import main as supervisor_main
@@ -118,7 +118,7 @@ class FakeLauncher:
         self.ignore_term: set[str] = set()
         self.spawn_error: OSError | None = None
         self.open_remote: set[tuple[str, int]] = set()
-        self.noted: dict[str, int] = {}
+        self.records: dict[str, Record] = {}  # what the supervisor noted, by node
 
     def spawn(self, name: str) -> FakeProc:
         if self.spawn_error is not None:
@@ -137,12 +137,14 @@ class FakeLauncher:
 
     def forget(self, name: str) -> None:
         self.forgotten.append(name)
+        self.records.pop(name, None)
 
-    def note_restarts(self, name: str, restarts: int) -> None:
-        self.noted[name] = restarts
+    def note(self, name: str, restarts: int, state: str, message: str | None) -> None:
+        proc = self.current.get(name)
+        self.records[name] = Record(proc.pid if proc else None, restarts, state, message)
 
-    def noted_restarts(self, name: str) -> int:
-        return self.noted.get(name, 0)
+    def noted(self, name: str) -> Record | None:
+        return self.records.get(name)
 
     def alive(self, name: str) -> bool:
         proc = self.current.get(name)
@@ -287,7 +289,8 @@ async def test_a_crashed_node_is_respawned_and_counted(world: World) -> None:
     a = (await status(manager))["A"]
     assert (a["state"], a["restarts"]) == ("STARTING", 1)
     assert a["pid"] != first.pid
-    assert launcher.forgotten == ["A"]
+    assert launcher.forgotten == []  # not stopped on purpose: its record stays
+    assert launcher.records["A"] == Record(a["pid"], 1, "STARTING", a["message"])
     assert any(line.startswith("EXITED node=A") and "code=-9" in line for line in log)
 
 
@@ -425,7 +428,7 @@ async def test_adopted_nodes_keep_their_pids(world: World) -> None:
     manager, launcher, clock, log = world
     old = FakeProc(77, clock.wall() - 3600)
     launcher.adoptable["B"] = old
-    launcher.noted["B"] = 4  # what the supervisor before us counted
+    launcher.records["B"] = Record(77, 4, "RUNNING", None)  # what the one before us noted
     manager.adopt_all()
     b = (await status(manager))["B"]
     assert (b["state"], b["pid"], b["uptime"], b["restarts"]) == ("RUNNING", 77, 3600.0, 4)
@@ -433,6 +436,72 @@ async def test_adopted_nodes_keep_their_pids(world: World) -> None:
     assert "ADOPTED node=B pid=77 state=RUNNING" in log
     await manager.handle({"cmd": "start", "names": ["all"]}, no_progress)
     assert launcher.spawned == ["A", "C"]
+
+
+def successor(world: World) -> Manager:
+    """A new supervisor taking over `world`'s launcher, as after a kill -9 of the first."""
+    manager, launcher, clock, log = world
+    launcher.adoptable = {n: p for n, p in launcher.current.items() if p.alive}
+    return Manager(
+        manager.config,
+        launcher,
+        log=log.append,
+        clock=clock,
+        wall=clock.wall,
+        sleep=clock.sleep,
+        policy=PolicyConfig(startretries=2),
+    )
+
+
+async def test_a_node_that_died_unwatched_is_restarted_by_the_next_supervisor(
+    world: World,
+) -> None:
+    manager, launcher, clock, log = world
+    manager.start(["A", "B", "C"])
+    clock.now = 2.0
+    manager.step()
+    launcher.current["A"].die(-9)
+    manager.step()  # A crashes, counted, respawned: restarts 1
+    clock.now = 3.0
+    manager.step()
+    await manager.stop(["C"])  # stopped on purpose
+    dead = launcher.current["B"]
+    dead.die(-9)  # ... while no supervisor watches: nobody counts this one yet
+    clock.now = 10.0
+    second = successor(world)
+    second.adopt_all()
+    b = (await status(second))["B"]
+    assert (b["state"], b["restarts"]) == ("STARTING", 1)
+    assert b["pid"] not in (None, dead.pid)
+    assert b["message"] == stamped(
+        clock.wall(), f"died while no supervisor was watching (pid {dead.pid})"
+    )
+    assert f"LOST node=B pid={dead.pid} was=RUNNING" in "\n".join(log)
+    a, c = (await status(second))["A"], (await status(second))["C"]
+    assert (a["state"], a["restarts"], a["pid"]) == ("RUNNING", 1, launcher.current["A"].pid)
+    assert (c["state"], c["pid"]) == ("STOPPED", None)  # stays stopped
+    assert "C" not in launcher.records
+    assert launcher.spawned == ["A", "B", "C", "A", "B"]
+
+
+async def test_the_next_supervisor_keeps_fatal_and_finishes_a_stop(world: World) -> None:
+    _, launcher, clock, _ = world
+    launcher.records["A"] = Record(None, 2, "FATAL", "12:00:00 cannot start: port taken")
+    launcher.records["B"] = Record(41, 0, "STOPPING", None)  # its stop ended unwatched
+    launcher.records["C"] = Record(42, 0, "no such state", None)  # a newer herdctl's file?
+    second = successor(world)
+    second.adopt_all()
+    found = await status(second)
+    assert (found["A"]["state"], found["A"]["restarts"]) == ("FATAL", 2)
+    assert found["A"]["message"] == "12:00:00 cannot start: port taken"
+    assert found["B"]["state"] == "STOPPED" and "B" not in launcher.records
+    assert found["C"]["state"] == "STARTING"  # meant to run: restarted
+    assert launcher.spawned == ["C"]
+    clock.now += 100
+    second.step()
+    assert launcher.spawned == ["C"]
+    await second.stop(["A"])  # stopping a FATAL node forgets it
+    assert (await status(second))["A"]["state"] == "STOPPED" and "A" not in launcher.records
 
 
 async def test_shutdown_stops_everything_then_finishes(world: World) -> None:

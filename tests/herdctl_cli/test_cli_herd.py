@@ -253,6 +253,43 @@ def test_down_leaves_no_process(folder: Path) -> None:
     assert (again.returncode, again.stdout) == (0, "no supervisor running; nothing to stop\n")
 
 
+def test_a_node_that_died_while_no_supervisor_ran_comes_back(folder: Path) -> None:
+    names = ["Hands", "Welsh", "Wilkes"]
+    config = write_topology(folder, names, [("Hands", "Welsh"), ("Welsh", "Wilkes")])
+    assert herdctl("up", config=config).returncode == 0
+    assert herdctl("stop", "Wilkes", config=config).returncode == 0  # on purpose
+    first = by_name(config)
+    os.kill(first["Welsh"]["pid"], signal.SIGKILL)  # watched: restarted and counted
+    wait_until(lambda: by_name(config)["Welsh"]["restarts"] == 1, "Welsh restarted once")
+    wait_until(lambda: all_ready_but(config, "Wilkes"), "Welsh ready again")
+    before = by_name(config)
+    _kill_and_reap(supervisor_pid(config))
+    dead = before["Hands"]["pid"]
+    _kill_and_reap(dead)  # dies while no supervisor runs
+    after = by_name(config)  # a new supervisor takes over
+    hands = after["Hands"]
+    assert hands["pid"] not in (None, dead)
+    assert hands["restarts"] == 1
+    assert f"died while no supervisor was watching (pid {dead})" in hands["message"]
+    assert (after["Welsh"]["pid"], after["Welsh"]["restarts"]) == (before["Welsh"]["pid"], 1)
+    assert (after["Wilkes"]["state"], after["Wilkes"]["pid"]) == ("STOPPED", None)
+    log = (folder / "logs" / "herdctl.log").read_text()
+    assert f"LOST node=Hands pid={dead} was=RUNNING" in log
+    wait_until(lambda: all_ready_but(config, "Wilkes"), "Hands ready again")
+    assert by_name(config)["Hands"]["message"] is None
+
+
+def all_ready_but(config: Path, stopped: str) -> bool:
+    nodes = [node for node in status_of(config) if node["name"] != stopped]
+    return all(node["ready"] and node["state"] == "RUNNING" for node in nodes)
+
+
+def _kill_and_reap(pid: int) -> None:
+    """SIGKILL `pid` and wait until it is gone (or a zombie its parent has yet to reap)."""
+    os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: _zombie(pid), f"pid {pid} to die")
+
+
 def test_up_with_a_bad_topology_is_one_clear_message(folder: Path) -> None:
     config = folder / "topology.yaml"
     config.write_text("nodes: {Hands: {port: 12001}}\nlinks: [[Hands, Foo]]\n")
