@@ -63,6 +63,7 @@ async def run_node(config: HerdConfig, name: str) -> int:
     )
     node = NodeServer(config, name, secret=secret, places=places, log=log, journal=journal)
     try:
+        await node.bind()  # a port in use is known before the replay, however long
         stats = journal.open(node.store)
         log.event(
             f"JOURNAL_REPLAY folder={journal.folder} files={stats.files} entries={stats.entries}"
@@ -73,6 +74,7 @@ async def run_node(config: HerdConfig, name: str) -> int:
         await node.start()
     except (StartupError, JournalError) as e:
         log.event(f"START_FAILED node={name} reason={e}")
+        node.unbind()
         await places.close()
         log.close()
         print(f"node {name}: {e}", file=sys.stderr)

@@ -180,6 +180,11 @@ def test_port_in_use_names_the_port(tmp_path: Path) -> None:
     assert f"port {taken}" in result.stderr and "in use" in result.stderr
     assert f"held by pid {os.getpid()}" in result.stderr
     assert "Traceback" not in result.stderr
+    # The port is taken before the journal is read: however long a replay would be, a port
+    # in use is told at once.
+    (log,) = tmp_path.glob("**/Solo.log")
+    text = log.read_text()
+    assert "START_FAILED node=Solo" in text and "JOURNAL_REPLAY" not in text
 
 
 @pytest.mark.parametrize(
