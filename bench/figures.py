@@ -103,22 +103,27 @@ def _measure(
 ) -> Measurement:
     """Run one load against `system`; past `budget` seconds it is abandoned, every sample lost."""
 
+    def lost(why: dict[str, Any]) -> loadgen.LoadResult:
+        nan = math.nan
+        return loadgen.LoadResult(
+            mode=figure,
+            requests=1,
+            replies=0,
+            errors=1,
+            duration_s=budget or 0.0,
+            throughput=0.0,
+            latency_ms={"p50": nan, "p90": nan, "p99": nan, "max": nan},
+            cpu_percent=nan,
+            extra=why,
+        )
+
     async def bounded() -> loadgen.LoadResult:
         try:
             return await asyncio.wait_for(run(), budget)
         except TimeoutError:
-            nan = math.nan
-            return loadgen.LoadResult(
-                mode=figure,
-                requests=1,
-                replies=0,
-                errors=1,
-                duration_s=budget or 0.0,
-                throughput=0.0,
-                latency_ms={"p50": nan, "p90": nan, "p99": nan, "max": nan},
-                cpu_percent=nan,
-                extra={"abandoned_after_s": budget},
-            )
+            return lost({"abandoned_after_s": budget})
+        except loadgen.BenchError as e:  # e.g. a node that stopped answering under the load:
+            return lost({"error": str(e)})  # this round's sample is lost, not the whole run
 
     cpu0, busy0, t0 = system.procs.cpu_seconds(), _busy_seconds(), time.monotonic()
     result = loadgen.run_sync(bounded())

@@ -17,8 +17,17 @@ from collections.abc import Awaitable, Callable, Collection, Mapping
 from herdctl.control import Progress
 from herdctl.messages import Answer, NodeRow, Request, RequestError, checked_request
 from herdctl.policy import Action, NodePolicy, PolicyConfig, State
-from herdctl.procs import Launcher
-from herdctl.slot import SERVING, Slot, describe_exit, link_of, node_row, status_links
+from herdctl.procs import Launcher, Record
+from herdctl.slot import (
+    SERVING,
+    Slot,
+    back_to_normal,
+    describe_exit,
+    link_of,
+    node_row,
+    stamped,
+    status_links,
+)
 from node.config import HerdConfig
 from node.status import NodeStatus
 
@@ -67,16 +76,51 @@ class Manager:
     # -- the monitor ------------------------------------------------------------------
 
     def adopt_all(self) -> None:
-        """Take over node processes left running by an earlier supervisor."""
+        """Take over from an earlier supervisor: adopt the node processes it left running,
+        restart those it meant to run that died meanwhile, keep the FATAL ones FATAL."""
         now = self._clock()
         for name, slot in self._local():
-            proc = self.launcher.adopt(name)
-            if proc is None:
+            record = self.launcher.noted(name)
+            if record is None:  # never started, or stopped on purpose
                 continue
-            slot.proc = proc
-            slot.policy.on_adopted(now, max(0.0, self._wall() - proc.started_at))
-            slot.policy.restarts = self.launcher.noted_restarts(name)
-            self._log(f"ADOPTED node={name} pid={proc.pid} state={slot.policy.state}")
+            slot.policy.restarts = record.restarts
+            proc = self.launcher.adopt(name)
+            if proc is not None:
+                slot.proc = proc
+                slot.policy.on_adopted(now, max(0.0, self._wall() - proc.started_at))
+                self._log(f"ADOPTED node={name} pid={proc.pid} state={slot.policy.state}")
+            else:
+                self._found_dead(slot, record, now)
+            self._record(slot)
+
+    def _found_dead(self, slot: Slot, record: Record, now: float) -> None:
+        name = slot.spec.name
+        try:
+            was = State(record.state or State.RUNNING)
+        except ValueError:
+            was = State.RUNNING
+        slot.policy.on_found_dead(now, was)
+        state = slot.policy.state
+        if state is State.EXITED:
+            why = "died while no supervisor was watching"
+            slot.message = stamped(self._wall(), f"{why} (pid {record.pid})")
+            self._log(f"LOST node={name} pid={record.pid} was={was}: {why}; respawning")
+        elif state is State.FATAL:
+            slot.message = record.message
+            self._log(f"FATAL_KEPT node={name} message={record.message}")
+        else:
+            self._log(f"STATE node={name} {was} -> {state} (its stop ended unwatched)")
+
+    def _record(self, slot: Slot) -> None:
+        """Keep the node's record in run_dir in step, for a supervisor that takes over."""
+        name, policy = slot.spec.name, slot.policy
+        try:
+            if policy.state is State.STOPPED:
+                self.launcher.forget(name)
+            else:
+                self.launcher.note(name, policy.restarts, str(policy.state), slot.message)
+        except OSError as e:  # a full disk must not stop the supervision
+            self._log(f"RECORD_FAILED node={name} error={e}")
 
     def step(self) -> None:
         """Notice exits, apply the policy (spawning when due), refresh cpu and memory."""
@@ -99,7 +143,7 @@ class Manager:
             await self._sleep(self._tick)
 
     def _advance(self, slot: Slot, now: float) -> None:
-        before = slot.policy.state
+        before, restarts = slot.policy.state, slot.policy.restarts
         if slot.proc is not None:
             exited, code = slot.proc.poll()
             if exited:
@@ -112,17 +156,18 @@ class Manager:
             if slot.policy.next_spawn_at is not None:
                 extra = f" respawn_in={max(0.0, slot.policy.next_spawn_at - now):.2f}s"
             self._log(f"STATE node={slot.spec.name} {before} -> {after}{extra}")
+        if after is not before or slot.policy.restarts != restarts:
+            self._record(slot)
 
     def _exited(self, slot: Slot, now: float, code: int | None) -> None:
         proc, name = slot.proc, slot.spec.name
         assert proc is not None
         slot.proc = None
         slot.cpu = slot.rss = None
-        self.launcher.forget(name)
         expected = slot.policy.state is State.STOPPING
         slot.policy.on_exit(now, code)
         if not expected:
-            slot.message = describe_exit(code, proc.last_error())
+            slot.message = stamped(self._wall(), describe_exit(code, proc.last_error(), name))
         self._log(f"EXITED node={name} pid={proc.pid} code={code} expected={expected}")
 
     def _spawn(self, slot: Slot, now: float) -> None:
@@ -132,12 +177,11 @@ class Manager:
         except OSError as e:
             slot.policy.on_spawned(now)
             slot.policy.on_exit(now, None)
-            slot.message = f"cannot spawn: {e}"
+            slot.message = stamped(self._wall(), f"cannot spawn: {e}")
             self._log(f"SPAWN_FAILED node={name} error={e}")
             return
         slot.proc = proc
         slot.policy.on_spawned(now)
-        self.launcher.note_restarts(name, slot.policy.restarts)
         self._log(f"SPAWNED node={name} pid={proc.pid} restarts={slot.policy.restarts}")
 
     def _local(self) -> list[tuple[str, Slot]]:
@@ -204,7 +248,10 @@ class Manager:
     async def _stop_one(self, slot: Slot) -> None:
         name = slot.spec.name
         before = slot.policy.state
-        if not slot.policy.request_stop(self._clock()) or slot.proc is None:
+        must_signal = slot.policy.request_stop(self._clock())
+        if slot.policy.state is not before:
+            self._record(slot)  # STOPPING or STOPPED: a later supervisor must not restart it
+        if not must_signal or slot.proc is None:
             if slot.policy.state is not before:
                 self._log(f"STATE node={name} {before} -> {slot.policy.state}")
             return
@@ -315,10 +362,13 @@ class Manager:
         self.step()
         up = await self._reachable()
         now = self._wall()
-        return [
-            node_row(slot, self.config.neighbours(name), up, self._node_file(slot), now)
-            for name, slot in self.slots.items()
-        ]
+        rows = []
+        for name, slot in self.slots.items():
+            row = node_row(slot, self.config.neighbours(name), up, self._node_file(slot), now)
+            if back_to_normal(row):
+                slot.message = None
+            rows.append(row)
+        return rows
 
     async def _reachable(self) -> dict[str, bool]:
         """Whether each node's port accepts connections: psutil for ours, a probe for others."""

@@ -44,7 +44,8 @@ class NodeRow(TypedDict):
     memory_rss: NotRequired[int | None]  # bytes
     links_up: NotRequired[int | None]
     links_expected: NotRequired[int]
-    clients: NotRequired[int | None]  # client records the node holds
+    connections: NotRequired[int | None]  # client connections open now (not peer links)
+    clients: NotRequired[int | None]  # client records the node holds (clients it knows of)
     ready: NotRequired[bool]  # RUNNING, port open, a link to every neighbour that is up
     port_open: bool
     exit_code: NotRequired[int | None]

@@ -7,9 +7,15 @@ acts on what comes back. The rules:
 - Death while STARTING is a failed start: BACKOFF, respawned after `backoff_initial` doubling
   per consecutive failed start; after `startretries` retries have also failed, FATAL, which
   stays until started by hand.
+- Death with a status in `fatal_exits` (the node's EXIT_CONFIG, 78: it cannot start as
+  configured, e.g. its port is taken): FATAL at once, whatever the state, since a retry
+  cannot help until something is changed.
 - Death while RUNNING: EXITED, respawned after `backoff_initial` doubling per consecutive crash
   up to `backoff_max`; the crash streak resets once a run has lasted `stable_after`.
-- `request_stop`: STOPPING until the process is gone, then STOPPED, never respawned.
+- `request_stop`: STOPPING until the process is gone, then STOPPED (at once when there is no
+  process, FATAL included), never respawned.
+- Taking over from an earlier supervisor (`on_found_dead`): a node it meant to run whose
+  process is gone died unwatched: EXITED, respawned at once. FATAL stays FATAL.
 - `request_start` by hand (from STOPPED, EXITED, BACKOFF or FATAL) resets both streaks.
 - `restarts` counts every respawn the policy made on its own, never a start by hand.
 """
@@ -18,6 +24,9 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+
+# node.__main__.EXIT_CONFIG (sysexits' EX_CONFIG): "cannot start as configured here".
+EXIT_CONFIG = 78
 
 
 class State(enum.StrEnum):
@@ -52,6 +61,7 @@ class PolicyConfig:
     backoff_initial: float = 0.5
     backoff_max: float = 30.0
     stable_after: float = 10.0
+    fatal_exits: frozenset[int] = frozenset({EXIT_CONFIG})
 
     def delay(self, streak: int) -> float:
         """The wait before respawn number `streak` (1-based) of a streak."""
@@ -89,7 +99,7 @@ class NodePolicy:
         if self.state in ALIVE:
             self.state = State.STOPPING
             return True
-        if self.state in (State.BACKOFF, State.EXITED):
+        if self.state in (State.BACKOFF, State.EXITED, State.FATAL):
             self.state = State.STOPPED
         self.next_spawn_at = None
         return False
@@ -124,6 +134,20 @@ class NodePolicy:
         self.state = State.STARTING
         self.tick(now)
 
+    def on_found_dead(self, now: float, was: State) -> None:
+        """Taking over from an earlier supervisor, which noted the node as `was`, we find no
+        process: a stop in progress is done, FATAL stays FATAL, and anything else died while
+        no supervisor watched it, so it is EXITED and respawned at once."""
+        self.spawned_at = None
+        if was is State.STOPPING:
+            self.state = State.STOPPED
+        elif was is State.FATAL:
+            self.state = State.FATAL
+        else:
+            self.state = State.EXITED
+            self.crashes += 1
+            self.next_spawn_at = now
+
     def on_exit(self, now: float, code: int | None) -> None:
         """The process is gone; `code` is its exit status (negative: signal) if known."""
         self.exit_code = code
@@ -132,6 +156,9 @@ class NodePolicy:
             if self._start_after_stop:
                 self._start_after_stop = False
                 self._schedule_by_hand(now)
+        elif code in self.config.fatal_exits:
+            self.state = State.FATAL
+            self.next_spawn_at = None
         elif self.state is State.STARTING:
             self.failed_starts += 1
             if self.failed_starts > self.config.startretries:

@@ -5,7 +5,10 @@ Everything the supervisor needs from the operating system is behind `Launcher` a
 
 Each node runs as `python -m node NAME -c CONFIG` in its own session (so its own process
 group), stdin from /dev/null, stdout and stderr appended to `log_dir/NAME.stderr.log`.
-`run_dir/NAME.pid` (JSON: pid, create_time, cmdline) lets a later supervisor adopt it.
+`run_dir/NAME.pid` (JSON: pid, create_time, cmdline) lets a later supervisor adopt it. It is
+also the node's record (`Record`: restarts, state, message): it stays while the node is meant
+to run, even once its process is gone, and is removed only when the node is stopped on
+purpose, so a later supervisor restarts a node that died while none was watching.
 Every file and folder made here is private to the user (node.private: 0600 and 0700).
 """
 
@@ -18,6 +21,7 @@ import os
 import socket
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, cast
 
@@ -34,6 +38,16 @@ from node.status import NodeStatus, status_path
 STDERR_SUFFIX = ".stderr.log"
 _TAIL_BYTES = 4096  # of a node's stderr log searched for its last line
 _CREATE_TIME_SLACK = 0.05  # seconds: psutil's create_time is rounded to clock ticks
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """What a supervisor noted about a node it means to run, for the next one."""
+
+    pid: int | None  # the process last spawned or adopted, if any
+    restarts: int
+    state: str | None  # policy.State when noted; None in a file from an older herdctl
+    message: str | None  # why it last stopped or went FATAL
 
 
 class NodeProc(Protocol):
@@ -75,16 +89,17 @@ class Launcher(Protocol):
 
     def adopt(self, name: str) -> NodeProc | None: ...
 
-    def note_restarts(self, name: str, restarts: int) -> None:
-        """Remember the node's restart count beside its pid, for a supervisor that adopts it."""
+    def note(self, name: str, restarts: int, state: str, message: str | None) -> None:
+        """Remember beside its pid that the node is meant to run, and how it is doing."""
         ...
 
-    def noted_restarts(self, name: str) -> int:
-        """The restart count an earlier supervisor noted for the node (0 if none)."""
+    def noted(self, name: str) -> Record | None:
+        """The node's record, if a supervisor meant it to run; None if it was stopped on
+        purpose (or never started)."""
         ...
 
     def forget(self, name: str) -> None:
-        """The node's process is gone: remove its pid file."""
+        """The node was stopped on purpose: remove its pid file and record."""
         ...
 
     def read_status(self, name: str) -> NodeStatus | None:
@@ -265,11 +280,10 @@ class PsLauncher:
         return proc
 
     def adopt(self, name: str) -> NodeProc | None:
-        path = pid_file(self.config.run_dir, name)
-        info = read_json(path)
+        """The node's process named in its pid file, if it is still alive and still the node;
+        the file stays either way (see `noted`)."""
+        info = read_json(pid_file(self.config.run_dir, name))
         if info is None:
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
             return None
         handle = live_process(info.get("pid"), info.get("create_time"))
         try:
@@ -277,8 +291,6 @@ class PsLauncher:
         except psutil.Error:
             ours = False
         if handle is None or not ours:
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
             return None
         return PsProc(handle, None, stderr_log(self.config.log_dir, name))
 
@@ -286,16 +298,27 @@ class PsLauncher:
         with contextlib.suppress(FileNotFoundError):
             pid_file(self.config.run_dir, name).unlink()
 
-    def note_restarts(self, name: str, restarts: int) -> None:
+    def note(self, name: str, restarts: int, state: str, message: str | None) -> None:
+        private_dir(self.config.run_dir)
+        path = pid_file(self.config.run_dir, name)
+        info = read_json(path) or {}
+        replace_json(path, {**info, "restarts": restarts, "state": state, "message": message})
+
+    def noted(self, name: str) -> Record | None:
         path = pid_file(self.config.run_dir, name)
         info = read_json(path)
-        if info is not None:
-            replace_json(path, {**info, "restarts": restarts})
-
-    def noted_restarts(self, name: str) -> int:
-        info = read_json(pid_file(self.config.run_dir, name)) or {}
-        restarts = info.get("restarts", 0)
-        return restarts if isinstance(restarts, int) and restarts >= 0 else 0
+        if info is None:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()  # unreadable: nothing can be learnt from it
+            return None
+        pid, restarts = info.get("pid"), info.get("restarts")
+        state, message = info.get("state"), info.get("message")
+        return Record(
+            pid=pid if isinstance(pid, int) else None,
+            restarts=restarts if isinstance(restarts, int) and restarts >= 0 else 0,
+            state=state if isinstance(state, str) else None,
+            message=message if isinstance(message, str) else None,
+        )
 
     def read_status(self, name: str) -> NodeStatus | None:
         status = read_json(status_path(self.config.run_dir, name))

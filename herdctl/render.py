@@ -23,9 +23,10 @@ COLUMNS = (
     "CPU%",
     "MEM(MiB)",
     "LINKS",
+    "CONNS",
     "CLIENTS",
 )
-_RIGHT = frozenset({"PID", "PORT", "UPTIME", "RESTARTS", "CPU%", "MEM(MiB)", "LINKS", "CLIENTS"})
+_RIGHT = frozenset(COLUMNS) - {"NODE", "STATE"}
 
 
 def duration(seconds: float | None) -> str:
@@ -74,6 +75,7 @@ def status_row(node: NodeRow) -> list[str]:
         percent(node.get("cpu_percent")),
         mebibytes(node.get("memory_rss")),
         _links(node),
+        _number(node.get("connections")),
         _number(node.get("clients")),
     ]
 

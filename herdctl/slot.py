@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from herdctl.messages import NodeRow
-from herdctl.policy import NodePolicy, State
+from herdctl.policy import EXIT_CONFIG, NodePolicy, State
 from herdctl.procs import NodeProc
 from node.config import NodeSpec
 from node.status import NodeStatus
@@ -28,7 +29,7 @@ class Slot:
     local: bool
     policy: NodePolicy
     proc: NodeProc | None = None
-    message: str | None = None
+    message: str | None = None  # why it last stopped or failed, stamped; None once ready
     cpu: float | None = None
     rss: int | None = None
 
@@ -56,6 +57,7 @@ def node_row(
         "memory_rss": None,
         "links_up": None,
         "links_expected": len(neighbours),
+        "connections": None,
         "clients": None,
         "ready": up[spec.name],
         "port_open": up[spec.name],
@@ -68,10 +70,8 @@ def node_row(
     links = status_links(status)
     linked = [nb for nb in neighbours if link_of(links, nb).get("out") is True]
     clients = status.get("clients") if status else None
+    connections = status.get("connections") if status else None
     journal_error = status.get("journal_error") if status else None
-    message = slot.message
-    if isinstance(journal_error, str) and policy.state in SERVING:
-        message = f"journal refusing writes: {journal_error}"
     row["state"] = str(policy.state)
     row["pid"] = proc.pid if proc else None
     row["uptime"] = round(max(0.0, now - proc.started_at), 3) if proc else None
@@ -79,6 +79,7 @@ def node_row(
     row["cpu_percent"] = slot.cpu
     row["memory_rss"] = slot.rss
     row["links_up"] = len(linked)
+    row["connections"] = connections if isinstance(connections, int) else None
     row["clients"] = clients if isinstance(clients, int) else None
     row["ready"] = (
         policy.state in SERVING
@@ -86,8 +87,21 @@ def node_row(
         and all(nb in linked for nb in neighbours if up[nb])
     )
     row["exit_code"] = policy.exit_code
-    row["message"] = message
+    if isinstance(journal_error, str) and policy.state in SERVING:
+        row["message"] = f"journal refusing writes: {journal_error}"
+    elif not back_to_normal(row):  # once it is, why it last stopped is history (herdctl.log)
+        row["message"] = slot.message
     return row
+
+
+def back_to_normal(row: NodeRow) -> bool:
+    """RUNNING (past its start period) and ready: a message about its past is stale."""
+    return row.get("state") == State.RUNNING and bool(row.get("ready"))
+
+
+def stamped(when: float, text: str) -> str:
+    """`text` after the local time of day of `when` (POSIX time): `12:03:04 text`."""
+    return f"{time.strftime('%H:%M:%S', time.localtime(when))} {text}"
 
 
 def status_links(status: NodeStatus | None) -> Mapping[str, object]:
@@ -102,14 +116,19 @@ def link_of(links: Mapping[str, object], name: str) -> Mapping[str, object]:
     return link if isinstance(link, dict) else {}
 
 
-def describe_exit(code: int | None, last_line: str | None) -> str:
-    """How a process ended, for the `message` column."""
+def describe_exit(code: int | None, last_line: str | None, name: str = "") -> str:
+    """How a process ended, for the `message` column; `last_line` is its last line on stderr,
+    where the node named `name` says why it stopped (`node NAME: ` is left out)."""
+    if last_line and name:
+        last_line = last_line.removeprefix(f"node {name}: ")
     if code is None:
-        return "exited (status unknown: not our child)"
+        return "exited (status unknown: adopted, so not a child of this supervisor)"
     if code < 0:
         with contextlib.suppress(ValueError):
             return f"killed by {signal.Signals(-code).name}"
         return f"killed by signal {-code}"
+    if code == EXIT_CONFIG:
+        return f"cannot start: {last_line or f'exited with code {code}'}"
     if code and last_line:
         return f"exited with code {code}: {last_line}"
     return f"exited with code {code}"

@@ -1,9 +1,10 @@
 """Waiting until nodes are ready: the poll of the supervisor's status, and how the CLI shows it.
 
-`wait_ready` polls until the wanted nodes are ready, one failing, or a deadline; it takes its
+`wait_ready` polls until each wanted node is ready or has failed, or a deadline; it takes its
 status source, clock and sleep as parameters so tests replay histories without processes.
 `show_until_ready` is what `up`, `start` and `restart` run: a line per node as it becomes
-ready (or one live line on a terminal), and a UserError with its logs for one that fails.
+ready (or one live line on a terminal); if any fails, every node's state and a UserError with
+the logs of those that failed.
 """
 
 from __future__ import annotations
@@ -30,13 +31,13 @@ class Readiness:
 
     ready: list[str] = field(default_factory=list)  # each node once, when first ready
     current: list[str] = field(default_factory=list)  # ready in the latest poll
-    failed: str | None = None  # the node that went FATAL
+    failed: list[str] = field(default_factory=list)  # FATAL in the latest poll
     timed_out: list[str] = field(default_factory=list)  # nodes not ready at the deadline
     last: dict[str, NodeRow] = field(default_factory=dict)  # name -> last status
 
     @property
     def ok(self) -> bool:
-        return self.failed is None and not self.timed_out
+        return not self.failed and not self.timed_out
 
 
 def wait_ready(
@@ -49,32 +50,35 @@ def wait_ready(
     sleep: Callable[[float], None] = time.sleep,
     interval: float = POLL_INTERVAL,
 ) -> Readiness:
-    """Poll `fetch()` (the status list) until every node in `names` is ready at once.
+    """Poll `fetch()` (the status list) until every node in `names` is settled at once:
+    ready, or FATAL (so one node that cannot start does not hide how the others did).
 
     Ready means RUNNING (it survived its start period) with its port open and links up.
-    Stops early when one goes FATAL. `on_change(result, name)` is called after each poll
-    with the node that just became ready for the first time, or None (for a live display).
+    `on_change(result, name)` is called after each poll with the node that just became ready
+    for the first time, or None (for a live display).
     """
     result = Readiness()
     deadline = clock() + timeout
     while True:
         result.last = {node["name"]: node for node in fetch() if node["name"] in names}
         for name in names:
-            node = result.last.get(name)
-            if node is not None and node.get("state") in FAILED_STATES:
-                result.failed = name
-                return result
-            if is_ready(node) and name not in result.ready:
+            if is_ready(result.last.get(name)) and name not in result.ready:
                 result.ready.append(name)
                 on_change(result, name)
         result.current = [name for name in names if is_ready(result.last.get(name))]
+        result.failed = [name for name in names if _failed(result.last.get(name))]
         on_change(result, None)
-        if len(result.current) == len(names):
+        if len(result.current) + len(result.failed) == len(names):
             return result
         if clock() >= deadline:
-            result.timed_out = [name for name in names if name not in result.current]
+            settled = {*result.current, *result.failed}
+            result.timed_out = [name for name in names if name not in settled]
             return result
         sleep(interval)
+
+
+def _failed(node: NodeRow | None) -> bool:
+    return node is not None and node.get("state") in FAILED_STATES
 
 
 def is_ready(node: NodeRow | None) -> bool:
@@ -101,7 +105,8 @@ def show_until_ready(
     *,
     announce: Collection[str] | None = None,
 ) -> None:
-    """Show progress until every node in `names` is ready; UserError naming a failed one.
+    """Show progress until every node in `names` is ready; else the status table of them
+    all (which are running, which failed and why) and a UserError naming the failed ones.
 
     A line is printed for each node in `announce` (default: all) as it becomes ready, or,
     on a terminal, one live line is redrawn; an empty `announce` prints nothing.
@@ -128,20 +133,21 @@ def show_until_ready(
         if live:
             sys.stdout.write("\n")
             sys.stdout.flush()
-    if result.failed is not None:
-        node = result.last.get(result.failed)
-        raise UserError(
-            f"{result.failed} failed to {verb}: {describe(node)}",
-            details=logs_of(config, result.failed),
-        )
+    if result.ok:
+        return
+    out(render.status_table([result.last[name] for name in names if name in result.last]))
+    problems = [
+        f"{name} failed to {verb}: {describe(result.last.get(name))}" for name in result.failed
+    ]
     if result.timed_out:
         waiting = ", ".join(
             f"{name} ({describe(result.last.get(name))})" for name in result.timed_out
         )
-        raise UserError(
-            f"timed out after {timeout:g}s waiting for {waiting}",
-            details="\n".join(logs_of(config, name) for name in result.timed_out),
-        )
+        problems.append(f"timed out after {timeout:g}s waiting for {waiting}")
+    raise UserError(
+        "; ".join(problems),
+        details="\n".join(logs_of(config, name) for name in [*result.failed, *result.timed_out]),
+    )
 
 
 def describe(node: NodeRow | None) -> str:

@@ -19,7 +19,10 @@ from node.rotation import rotate_stderr
 from node.secret import SecretError, load_secret
 from node.server import NodeServer, StartupError
 
-EXIT_USAGE = 2
+# A wrong command line exits 2 (argparse). EXIT_CONFIG (sysexits' EX_CONFIG): the node cannot
+# start as configured here (bad topology, port taken, unreadable secret or journal). Retrying
+# cannot help until something is changed, so a supervisor treats it as fatal at once.
+EXIT_CONFIG = 78
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -47,7 +50,7 @@ async def run_node(config: HerdConfig, name: str) -> int:
         log.event(f"START_FAILED node={name} reason={e}")
         log.close()
         print(f"node {name}: {e}", file=sys.stderr)
-        return EXIT_USAGE
+        return EXIT_CONFIG
     log.event(f"PLACES provider={places.name} reason={why}")
     log.event(f"LOOP {loop_name()}")
     settings = config.journal
@@ -60,6 +63,7 @@ async def run_node(config: HerdConfig, name: str) -> int:
     )
     node = NodeServer(config, name, secret=secret, places=places, log=log, journal=journal)
     try:
+        await node.bind()  # a port in use is known before the replay, however long
         stats = journal.open(node.store)
         log.event(
             f"JOURNAL_REPLAY folder={journal.folder} files={stats.files} entries={stats.entries}"
@@ -70,10 +74,11 @@ async def run_node(config: HerdConfig, name: str) -> int:
         await node.start()
     except (StartupError, JournalError) as e:
         log.event(f"START_FAILED node={name} reason={e}")
+        node.unbind()
         await places.close()
         log.close()
         print(f"node {name}: {e}", file=sys.stderr)
-        return EXIT_USAGE
+        return EXIT_CONFIG
     journal.start()
     rotator = asyncio.get_running_loop().create_task(
         _rotate_stderr_log(config.log_dir / f"{name}.stderr.log", rotation)
@@ -112,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config.node(args.name)
     except ConfigError as e:
         print(f"node: {e}", file=sys.stderr)
-        return EXIT_USAGE
+        return EXIT_CONFIG
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         return runner.run(run_node(config, args.name))
 

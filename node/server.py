@@ -107,7 +107,6 @@ class NodeServer:
         """Listen (on `port` when given, 0 for any) and bring the links up."""
         loop = asyncio.get_running_loop()
         loop.set_exception_handler(self._loop_exception)
-        want = self.spec.listen_port if port is None else port
         fd_limit = raise_fd_limit()
         admission = self.admission
         configured = self.limits.max_connections_total
@@ -119,24 +118,9 @@ class NodeServer:
             f" max_connections={admission.per_host} neighbour_reserve={admission.reserve}"
         )
         await self.places.start()
-        try:
-            self._server = await loop.create_server(
-                lambda: ClientConnection(self),
-                self.spec.bind,
-                want,
-                reuse_address=True,
-                backlog=1024,
-            )
-        except OSError as e:
-            if e.errno == errno.EADDRINUSE:
-                raise StartupError(
-                    f"port {want} on {self.spec.bind} is already in use"
-                    f"{port_holder(want)}"
-                ) from None
-            raise StartupError(
-                f"cannot listen on {self.spec.bind}:{want}: {e.strerror}"
-            ) from None
-        self.port = self._server.sockets[0].getsockname()[1]
+        await self.bind(port=port)
+        assert self._server is not None
+        await self._server.start_serving()
         neighbours = ",".join(self.config.neighbours(self.name))
         self.log.event(
             f"START node={self.name} listen={self.spec.bind}:{self.port} "
@@ -146,6 +130,35 @@ class NodeServer:
         self.peers.start()
         self.state = "running"
         self.status_file.start()
+
+    async def bind(self, *, port: int | None = None) -> None:
+        """Take the listening port (`port` when given, 0 for any) without taking connections
+        yet: a port in use is known at once, not after a long journal replay. `start`
+        binds, unless this was called before."""
+        if self._server is not None:
+            return
+        want = self.spec.listen_port if port is None else port
+        try:
+            self._server = await asyncio.get_running_loop().create_server(
+                lambda: ClientConnection(self),
+                self.spec.bind,
+                want,
+                reuse_address=True,
+                backlog=1024,
+                start_serving=False,
+            )
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                raise StartupError(
+                    f"port {want} on {self.spec.bind} is already in use{port_holder(want)}"
+                ) from None
+            raise StartupError(f"cannot listen on {self.spec.bind}:{want}: {e.strerror}") from None
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    def unbind(self) -> None:
+        """Give the port back, when the node does not start after `bind`."""
+        if self._server is not None:
+            self._server.close()
 
     async def stop(self) -> None:
         """Shut down in order: stop listening, finish replies, close links, bounded waits."""

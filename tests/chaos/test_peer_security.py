@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from node.__main__ import EXIT_CONFIG
 from node.handshake import Initiator, hello_line, new_nonce
 from tests.support import Herd, NodeProcess, wait_until, write_topology
 
@@ -316,7 +317,7 @@ def test_secret_file_is_private_and_a_readable_one_is_refused(tmp_path: Path) ->
             node = herd.nodes["Goloman"]
             node.start()
             assert node.proc is not None
-            assert node.proc.wait(30) == 2
+            assert node.proc.wait(30) == EXIT_CONFIG
             assert node.proc.stderr is not None
             lines = node.proc.stderr.read().decode().splitlines()
             node.proc.stderr.close()

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from herdctl.policy import Action, NodePolicy, PolicyConfig, State
+from herdctl.policy import EXIT_CONFIG, Action, NodePolicy, PolicyConfig, State
+from node.__main__ import EXIT_CONFIG as NODE_EXIT_CONFIG
 
 
 class Script:
@@ -67,6 +68,32 @@ def test_failed_starts_back_off_doubling_then_go_fatal() -> None:
     assert s.policy.restarts == 3
     assert s.policy.exit_code == 2
     assert s.at(1000.0).spawns == [0.0, 0.7, 1.8, 3.9]  # FATAL stays
+
+
+def test_a_node_that_cannot_start_as_configured_is_fatal_at_once() -> None:
+    assert EXIT_CONFIG == NODE_EXIT_CONFIG == 78
+    s = Script().start()
+    s.at(0.3).die(EXIT_CONFIG)  # e.g. its port is taken: a retry would fail the same way
+    assert (s.state(), s.policy.next_spawn_at, s.policy.exit_code) == (State.FATAL, None, 78)
+    assert s.at(1000.0).spawns == [0.0]
+    assert s.policy.restarts == 0
+    s.start()
+    assert (s.state(), s.spawns) == (State.STARTING, [0.0, 1000.0])
+
+
+def test_a_slow_start_that_fails_as_configured_is_fatal_too() -> None:
+    s = Script().start()
+    s.at(1.5)  # past startsecs on a loaded machine: counted RUNNING before it failed
+    assert s.state() is State.RUNNING
+    s.die(EXIT_CONFIG)
+    assert (s.state(), s.at(100.0).spawns) == (State.FATAL, [0.0])
+
+
+def test_fatal_exits_are_configurable() -> None:
+    s = Script(startretries=5)
+    s.policy = NodePolicy(PolicyConfig(fatal_exits=frozenset()))
+    s.start().at(0.1).die(EXIT_CONFIG)
+    assert s.state() is State.BACKOFF
 
 
 def test_start_by_hand_leaves_fatal_with_fresh_counters() -> None:
@@ -169,3 +196,30 @@ def test_adopted_process_is_running_if_old_enough() -> None:
     young.die(None)
     assert young.state() is State.EXITED
     assert young.spawns == []
+
+
+@pytest.mark.parametrize("was", [State.RUNNING, State.STARTING, State.EXITED, State.BACKOFF])
+def test_a_node_found_dead_by_a_new_supervisor_is_respawned_at_once(was: State) -> None:
+    s = Script()
+    s.policy.restarts = 4  # as the supervisor before noted
+    s.policy.on_found_dead(50.0, was)
+    assert s.state() is State.EXITED
+    assert s.at(50.0).spawns == [50.0]
+    assert (s.state(), s.policy.restarts) == (State.STARTING, 5)  # a restart, counted
+
+
+def test_a_new_supervisor_keeps_fatal_and_finishes_a_stop() -> None:
+    fatal = Script()
+    fatal.policy.on_found_dead(50.0, State.FATAL)
+    assert (fatal.state(), fatal.at(500.0).spawns) == (State.FATAL, [])
+    stopping = Script()
+    stopping.policy.on_found_dead(50.0, State.STOPPING)
+    assert (stopping.state(), stopping.at(500.0).spawns) == (State.STOPPED, [])
+
+
+def test_stop_of_a_fatal_node_makes_it_stopped() -> None:
+    s = Script(startretries=0).start()
+    s.at(0.1).die()
+    assert s.state() is State.FATAL
+    assert s.policy.request_stop(0.2) is False
+    assert s.state() is State.STOPPED

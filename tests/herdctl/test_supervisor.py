@@ -29,8 +29,9 @@ from herdctl import control
 from herdctl.daemon import SupervisorError, ensure_supervisor, running_supervisor, socket_for
 from herdctl.manager import Manager
 from herdctl.messages import Answer, NodeRow, Request, RequestError
-from herdctl.policy import PolicyConfig, State
-from herdctl.procs import is_local, runs_node
+from herdctl.policy import EXIT_CONFIG, PolicyConfig, State
+from herdctl.procs import Record, is_local, runs_node
+from herdctl.slot import stamped
 from herdctl.supervisor import AlreadyRunning, acquire_pid_file, release_pid_file
 from herdctl.supervisor import main as supervisor_main
 from node.config import HerdConfig, load_config, parse_config
@@ -117,7 +118,7 @@ class FakeLauncher:
         self.ignore_term: set[str] = set()
         self.spawn_error: OSError | None = None
         self.open_remote: set[tuple[str, int]] = set()
-        self.noted: dict[str, int] = {}
+        self.records: dict[str, Record] = {}  # what the supervisor noted, by node
 
     def spawn(self, name: str) -> FakeProc:
         if self.spawn_error is not None:
@@ -136,12 +137,14 @@ class FakeLauncher:
 
     def forget(self, name: str) -> None:
         self.forgotten.append(name)
+        self.records.pop(name, None)
 
-    def note_restarts(self, name: str, restarts: int) -> None:
-        self.noted[name] = restarts
+    def note(self, name: str, restarts: int, state: str, message: str | None) -> None:
+        proc = self.current.get(name)
+        self.records[name] = Record(proc.pid if proc else None, restarts, state, message)
 
-    def noted_restarts(self, name: str) -> int:
-        return self.noted.get(name, 0)
+    def noted(self, name: str) -> Record | None:
+        return self.records.get(name)
 
     def alive(self, name: str) -> bool:
         proc = self.current.get(name)
@@ -170,7 +173,7 @@ class FakeLauncher:
             "state": "running",
             "started_at": proc.started_at,
             "clients": 3,
-            "connections": 0,
+            "connections": 2,
             "links": links,
             "journal_error": None,
             "updated_at": self.clock.wall(),
@@ -226,7 +229,7 @@ async def test_start_all_spawns_local_nodes_only(world: World) -> None:
     assert a["state"] == "RUNNING"
     assert a["pid"] == launcher.current["A"].pid
     assert (a["uptime"], a["restarts"], a["cpu_percent"], a["memory_rss"]) == (1.0, 0, 12.5, 4e7)
-    assert (a["links_up"], a["links_expected"], a["clients"]) == (1, 1, 3)
+    assert (a["links_up"], a["links_expected"], a["connections"], a["clients"]) == (1, 1, 2, 3)
     assert a["ready"] and a["port_open"] and a["local"]
     assert (a["exit_code"], a["message"]) == (None, None)
 
@@ -274,7 +277,7 @@ async def test_a_crashed_node_is_respawned_and_counted(world: World) -> None:
         "EXITED",
         None,
         -9,
-        "killed by SIGKILL",
+        stamped(clock.wall(), "killed by SIGKILL"),
     )
     assert not a["ready"]
     assert (await status(manager))["B"]["ready"]  # A is down: its link is not expected
@@ -286,22 +289,41 @@ async def test_a_crashed_node_is_respawned_and_counted(world: World) -> None:
     a = (await status(manager))["A"]
     assert (a["state"], a["restarts"]) == ("STARTING", 1)
     assert a["pid"] != first.pid
-    assert launcher.forgotten == ["A"]
+    assert launcher.forgotten == []  # not stopped on purpose: its record stays
+    assert launcher.records["A"] == Record(a["pid"], 1, "STARTING", a["message"])
     assert any(line.startswith("EXITED node=A") and "code=-9" in line for line in log)
+
+
+async def test_a_message_is_stamped_and_cleared_once_the_node_is_ready(world: World) -> None:
+    manager, launcher, clock, _ = world
+    manager.start(["A"])
+    clock.now = 2.0
+    manager.step()
+    launcher.current["A"].die(-9)
+    manager.step()
+    killed = stamped(clock.wall(), "killed by SIGKILL")
+    assert killed[2] == killed[5] == ":" and killed[8:] == " killed by SIGKILL"
+    clock.now = 2.5
+    manager.step()  # respawned: STARTING, not ready yet, so the reason still shows
+    assert (await status(manager))["A"]["message"] == killed
+    clock.now = 3.5
+    a = (await status(manager))["A"]
+    assert (a["state"], a["ready"], a["message"], a["exit_code"]) == ("RUNNING", True, None, -9)
+    assert manager.slots["A"].message is None  # gone for good, not just hidden
 
 
 async def test_a_node_that_cannot_start_goes_fatal_with_its_error(world: World) -> None:
     manager, launcher, clock, _ = world
     manager.start(["C"])
     for _ in range(3):
-        launcher.current["C"].die(2, "node C: C: port 12002 on 127.0.0.1 is already in use")
+        launcher.current["C"].die(1, "node C: ImportError: no module named 'aiohttp'")
         manager.step()
         clock.now += 10
         manager.step()
     c = (await status(manager))["C"]
     assert c["state"] == "FATAL"
-    assert (
-        c["message"] == "exited with code 2: node C: C: port 12002 on 127.0.0.1 is already in use"
+    assert c["message"] == stamped(
+        clock.wall() - 10, "exited with code 1: ImportError: no module named 'aiohttp'"
     )
     assert launcher.spawned == ["C"] * 3
     clock.now += 100
@@ -311,12 +333,32 @@ async def test_a_node_that_cannot_start_goes_fatal_with_its_error(world: World) 
     assert (await status(manager))["C"]["state"] == "STARTING"
 
 
+async def test_a_node_that_cannot_start_as_configured_is_fatal_at_once(world: World) -> None:
+    manager, launcher, clock, log = world
+    manager.start(["C"])
+    clock.now = 1.5  # a slow failing start on a loaded machine: it counts as RUNNING
+    manager.step()
+    held = "port 12002 on 127.0.0.1 is already in use (held by pid 4242: python3)"
+    launcher.current["C"].die(EXIT_CONFIG, f"node C: {held}")
+    manager.step()
+    c = (await status(manager))["C"]
+    assert (c["state"], c["exit_code"], c["restarts"]) == ("FATAL", 78, 0)
+    assert c["message"] == stamped(clock.wall(), f"cannot start: {held}")
+    clock.now += 100
+    manager.step()
+    assert launcher.spawned == ["C"]
+    assert "STATE node=C RUNNING -> FATAL" in log
+
+
 async def test_spawn_failure_backs_off(world: World) -> None:
-    manager, launcher, _, _ = world
+    manager, launcher, clock, _ = world
     launcher.spawn_error = OSError("no python here")
     manager.start(["A"])
     a = (await status(manager))["A"]
-    assert (a["state"], a["message"]) == ("BACKOFF", "cannot spawn: no python here")
+    assert (a["state"], a["message"]) == (
+        "BACKOFF",
+        stamped(clock.wall(), "cannot spawn: no python here"),
+    )
 
 
 async def test_stop_terminates_the_group_and_it_stays_stopped(world: World) -> None:
@@ -386,7 +428,7 @@ async def test_adopted_nodes_keep_their_pids(world: World) -> None:
     manager, launcher, clock, log = world
     old = FakeProc(77, clock.wall() - 3600)
     launcher.adoptable["B"] = old
-    launcher.noted["B"] = 4  # what the supervisor before us counted
+    launcher.records["B"] = Record(77, 4, "RUNNING", None)  # what the one before us noted
     manager.adopt_all()
     b = (await status(manager))["B"]
     assert (b["state"], b["pid"], b["uptime"], b["restarts"]) == ("RUNNING", 77, 3600.0, 4)
@@ -394,6 +436,72 @@ async def test_adopted_nodes_keep_their_pids(world: World) -> None:
     assert "ADOPTED node=B pid=77 state=RUNNING" in log
     await manager.handle({"cmd": "start", "names": ["all"]}, no_progress)
     assert launcher.spawned == ["A", "C"]
+
+
+def successor(world: World) -> Manager:
+    """A new supervisor taking over `world`'s launcher, as after a kill -9 of the first."""
+    manager, launcher, clock, log = world
+    launcher.adoptable = {n: p for n, p in launcher.current.items() if p.alive}
+    return Manager(
+        manager.config,
+        launcher,
+        log=log.append,
+        clock=clock,
+        wall=clock.wall,
+        sleep=clock.sleep,
+        policy=PolicyConfig(startretries=2),
+    )
+
+
+async def test_a_node_that_died_unwatched_is_restarted_by_the_next_supervisor(
+    world: World,
+) -> None:
+    manager, launcher, clock, log = world
+    manager.start(["A", "B", "C"])
+    clock.now = 2.0
+    manager.step()
+    launcher.current["A"].die(-9)
+    manager.step()  # A crashes, counted, respawned: restarts 1
+    clock.now = 3.0
+    manager.step()
+    await manager.stop(["C"])  # stopped on purpose
+    dead = launcher.current["B"]
+    dead.die(-9)  # ... while no supervisor watches: nobody counts this one yet
+    clock.now = 10.0
+    second = successor(world)
+    second.adopt_all()
+    b = (await status(second))["B"]
+    assert (b["state"], b["restarts"]) == ("STARTING", 1)
+    assert b["pid"] not in (None, dead.pid)
+    assert b["message"] == stamped(
+        clock.wall(), f"died while no supervisor was watching (pid {dead.pid})"
+    )
+    assert f"LOST node=B pid={dead.pid} was=RUNNING" in "\n".join(log)
+    a, c = (await status(second))["A"], (await status(second))["C"]
+    assert (a["state"], a["restarts"], a["pid"]) == ("RUNNING", 1, launcher.current["A"].pid)
+    assert (c["state"], c["pid"]) == ("STOPPED", None)  # stays stopped
+    assert "C" not in launcher.records
+    assert launcher.spawned == ["A", "B", "C", "A", "B"]
+
+
+async def test_the_next_supervisor_keeps_fatal_and_finishes_a_stop(world: World) -> None:
+    _, launcher, clock, _ = world
+    launcher.records["A"] = Record(None, 2, "FATAL", "12:00:00 cannot start: port taken")
+    launcher.records["B"] = Record(41, 0, "STOPPING", None)  # its stop ended unwatched
+    launcher.records["C"] = Record(42, 0, "no such state", None)  # a newer herdctl's file?
+    second = successor(world)
+    second.adopt_all()
+    found = await status(second)
+    assert (found["A"]["state"], found["A"]["restarts"]) == ("FATAL", 2)
+    assert found["A"]["message"] == "12:00:00 cannot start: port taken"
+    assert found["B"]["state"] == "STOPPED" and "B" not in launcher.records
+    assert found["C"]["state"] == "STARTING"  # meant to run: restarted
+    assert launcher.spawned == ["C"]
+    clock.now += 100
+    second.step()
+    assert launcher.spawned == ["C"]
+    await second.stop(["A"])  # stopping a FATAL node forgets it
+    assert (await status(second))["A"]["state"] == "STOPPED" and "A" not in launcher.records
 
 
 async def test_shutdown_stops_everything_then_finishes(world: World) -> None:
@@ -504,7 +612,7 @@ def test_real_start_all_and_status(herd: HerdConfig) -> None:
     hands = found["Hands"]
     assert set(hands) == {
         "name", "state", "pid", "host", "port", "local", "uptime", "restarts", "cpu_percent",
-        "memory_rss", "links_up", "links_expected", "clients", "ready", "port_open",
+        "memory_rss", "links_up", "links_expected", "connections", "clients", "ready", "port_open",
         "exit_code", "message",
     }  # fmt: skip
     assert hands["local"] and hands["port_open"] and hands["links_expected"] == 2
@@ -533,9 +641,10 @@ def test_real_kill_9_node_comes_back(herd: HerdConfig) -> None:
         return hands["pid"] not in (None, old["pid"]) and hands["ready"]
 
     wait_until(back, "Hands to come back")
+    wait_until(lambda: nodes(herd)["Hands"]["state"] == "RUNNING", "Hands past its start")
     hands = nodes(herd)["Hands"]
     assert hands["restarts"] == old["restarts"] + 1
-    assert (hands["exit_code"], hands["message"]) == (-9, "killed by SIGKILL")
+    assert (hands["exit_code"], hands["message"]) == (-9, None)  # ready: the reason is history
     assert not psutil.pid_exists(old["pid"])  # reaped: no zombie
     log = (herd.log_dir / "herdctl.log").read_text()
     assert f"EXITED node=Hands pid={old['pid']} code=-9" in log
@@ -656,9 +765,13 @@ def test_real_node_that_cannot_start_goes_fatal() -> None:
         request(config, "start", names=["Welsh"])
         wait_until(lambda: nodes(config)["Welsh"]["state"] == "FATAL", "Welsh to go FATAL")
         welsh = nodes(config)["Welsh"]
-        assert welsh["exit_code"] == 2
-        assert f"port {port} on 127.0.0.1 is already in use" in welsh["message"]
-        assert (welsh["pid"], welsh["ready"], welsh["restarts"]) == (None, False, 3)
+        # Fatal at its first exit, however long the failed start took: no retry to count.
+        assert welsh["exit_code"] == EXIT_CONFIG
+        held = f"port {port} on 127.0.0.1 is already in use (held by pid {os.getpid()}: "
+        assert f"cannot start: {held}" in welsh["message"]
+        assert (welsh["pid"], welsh["ready"], welsh["restarts"]) == (None, False, 0)
+        log = (config.log_dir / "herdctl.log").read_text()
+        assert log.count("SPAWNED node=Welsh") == 1
         assert nodes(config)["Wilkes"]["state"] == "STOPPED"
         daemon = request(config, "ping")["pid"]
         request(config, "shutdown")

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,7 @@ from tests.herdctl_cli import (
     processes_under,
     short_tempdir,
 )
-from tests.support import NAMES, exchange_sync, port_open, wait_until, write_topology
+from tests.support import NAMES, exchange_sync, free_ports, port_open, wait_until, write_topology
 
 UCLA = "+34.068930-118.445127"
 
@@ -96,6 +98,7 @@ def test_status_table(up: Path) -> None:
         "CPU%",
         "MEM(MiB)",
         "LINKS",
+        "CONNS",
         "CLIENTS",
     ]
     cells = {row.split()[0]: row.split() for row in rows}
@@ -114,6 +117,25 @@ def test_status_json(up: Path) -> None:
         assert isinstance(node["pid"], int) and psutil.pid_exists(node["pid"])
         assert isinstance(node["port"], int) and port_open(node["port"])
         assert isinstance(node["restarts"], int)
+
+
+def test_conns_are_open_connections_and_clients_are_records(up: Path) -> None:
+    before = by_name(up)["Wilkes"]
+    with socket.create_connection(("127.0.0.1", before["port"]), timeout=30) as conn:
+        wait_until(lambda: by_name(up)["Wilkes"]["connections"] == 1, "CONNS 1 on Wilkes")
+        conn.sendall(f"IAMAT conns.test {UCLA} 1520023934.918963997\n".encode())
+        assert conn.recv(4096).startswith(b"AT Wilkes ")
+        want = before["clients"] + 1
+        wait_until(lambda: by_name(up)["Wilkes"]["clients"] == want, "a new client record")
+        result = herdctl("status", config=up)
+        header, *rows = result.stdout.splitlines()
+        cells = {
+            row.split()[0]: dict(zip(header.split(), row.split(), strict=False)) for row in rows
+        }
+        assert (cells["Wilkes"]["CONNS"], cells["Wilkes"]["CLIENTS"]) == ("1", str(want))
+    # Closed: no connection left, and the client's record stays.
+    wait_until(lambda: by_name(up)["Wilkes"]["connections"] == 0, "CONNS 0 on Wilkes")
+    assert by_name(up)["Wilkes"]["clients"] == want
 
 
 def test_send_to_a_supervised_node_and_read_it_elsewhere(up: Path) -> None:
@@ -160,12 +182,14 @@ def test_a_killed_node_comes_back_and_is_counted(up: Path) -> None:
 
     def back() -> bool:
         now = by_name(up)["Welsh"]
-        return bool(now["ready"] and now["pid"] != before["pid"])
+        return bool(now["ready"] and now["state"] == "RUNNING" and now["pid"] != before["pid"])
 
     wait_until(back, "Welsh to be restarted")
     now = by_name(up)["Welsh"]
     assert now["restarts"] == before["restarts"] + 1
-    assert now["message"] == "killed by SIGKILL"
+    assert (now["exit_code"], now["message"]) == (-9, None)  # ready again: nothing stale shown
+    log = (up.parent / "logs" / "herdctl.log").read_text()
+    assert f"EXITED node=Welsh pid={before['pid']} code=-9" in log  # the history is kept
 
 
 def test_a_stopped_node_stays_stopped(up: Path) -> None:
@@ -229,6 +253,43 @@ def test_down_leaves_no_process(folder: Path) -> None:
     assert (again.returncode, again.stdout) == (0, "no supervisor running; nothing to stop\n")
 
 
+def test_a_node_that_died_while_no_supervisor_ran_comes_back(folder: Path) -> None:
+    names = ["Hands", "Welsh", "Wilkes"]
+    config = write_topology(folder, names, [("Hands", "Welsh"), ("Welsh", "Wilkes")])
+    assert herdctl("up", config=config).returncode == 0
+    assert herdctl("stop", "Wilkes", config=config).returncode == 0  # on purpose
+    first = by_name(config)
+    os.kill(first["Welsh"]["pid"], signal.SIGKILL)  # watched: restarted and counted
+    wait_until(lambda: by_name(config)["Welsh"]["restarts"] == 1, "Welsh restarted once")
+    wait_until(lambda: all_ready_but(config, "Wilkes"), "Welsh ready again")
+    before = by_name(config)
+    _kill_and_reap(supervisor_pid(config))
+    dead = before["Hands"]["pid"]
+    _kill_and_reap(dead)  # dies while no supervisor runs
+    after = by_name(config)  # a new supervisor takes over
+    hands = after["Hands"]
+    assert hands["pid"] not in (None, dead)
+    assert hands["restarts"] == 1
+    assert f"died while no supervisor was watching (pid {dead})" in hands["message"]
+    assert (after["Welsh"]["pid"], after["Welsh"]["restarts"]) == (before["Welsh"]["pid"], 1)
+    assert (after["Wilkes"]["state"], after["Wilkes"]["pid"]) == ("STOPPED", None)
+    log = (folder / "logs" / "herdctl.log").read_text()
+    assert f"LOST node=Hands pid={dead} was=RUNNING" in log
+    wait_until(lambda: all_ready_but(config, "Wilkes"), "Hands ready again")
+    assert by_name(config)["Hands"]["message"] is None
+
+
+def all_ready_but(config: Path, stopped: str) -> bool:
+    nodes = [node for node in status_of(config) if node["name"] != stopped]
+    return all(node["ready"] and node["state"] == "RUNNING" for node in nodes)
+
+
+def _kill_and_reap(pid: int) -> None:
+    """SIGKILL `pid` and wait until it is gone (or a zombie its parent has yet to reap)."""
+    os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: _zombie(pid), f"pid {pid} to die")
+
+
 def test_up_with_a_bad_topology_is_one_clear_message(folder: Path) -> None:
     config = folder / "topology.yaml"
     config.write_text("nodes: {Hands: {port: 12001}}\nlinks: [[Hands, Foo]]\n")
@@ -244,13 +305,35 @@ def test_up_with_a_bad_topology_is_one_clear_message(folder: Path) -> None:
 def test_up_names_the_node_whose_port_is_taken(folder: Path) -> None:
     with socket.create_server(("127.0.0.1", 0)) as squatter:
         port = squatter.getsockname()[1]
-        config = write_topology(folder, ["Welsh"], [], ports={"Welsh": port})
+        (free,) = free_ports(1)
+        ports = {"Hands": free, "Welsh": port}
+        config = write_topology(folder, ["Hands", "Welsh"], [("Hands", "Welsh")], ports=ports)
+        started = time.monotonic()
         result = herdctl("up", "--timeout", "60", config=config)
+        took = time.monotonic() - started
+        welsh = by_name(config)["Welsh"]
     assert result.returncode == 1, result.stdout
     note, first, *details = result.stderr.splitlines()
     assert note.startswith("herdctl: started a supervisor (pid ")
-    assert first.startswith("herdctl: Welsh failed to start: FATAL: ")
-    assert f"port {port} on 127.0.0.1 is already in use" in first
+    held = f"port {port} on 127.0.0.1 is already in use (held by pid {os.getpid()}: "
+    assert re.match(r"herdctl: Welsh failed to start: FATAL: \d\d:\d\d:\d\d cannot start: ", first)
+    assert held in first
     assert any(line.startswith("--- last ") and "Welsh.stderr.log" in line for line in details)
     assert any("START_FAILED node=Welsh" in line for line in details)
     no_traceback(result)
+    # Every node's state is reported: which run, which failed and why.
+    lines = result.stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("NODE "))
+    table = {line.split()[0]: line.split() for line in lines[header + 1 :]}
+    assert table["Hands"][1] == "RUNNING" and table["Welsh"][1] == "FATAL"
+    # Fatal at once: one spawn, no retry, and no journal segment left behind.
+    assert (welsh["state"], welsh["restarts"], welsh["exit_code"]) == ("FATAL", 0, 78)
+    assert (folder / "logs" / "herdctl.log").read_text().count("SPAWNED node=Welsh") == 1
+    assert list((folder / "data" / "Welsh").iterdir()) == []
+    print(f"a taken port was reported by `up` in {took:.1f}s")
+    # The port is free now: started by hand, Welsh runs and its stale message is gone.
+    again = herdctl("start", "Welsh", config=config)
+    assert again.returncode == 0, again.stdout + again.stderr
+    welsh = by_name(config)["Welsh"]
+    assert (welsh["state"], welsh["ready"], welsh["message"]) == ("RUNNING", True, None)
+    assert "MESSAGE" not in herdctl("status", config=config).stdout

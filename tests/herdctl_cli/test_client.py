@@ -127,16 +127,18 @@ def test_wait_ready_reports_each_node_once_as_it_becomes_ready() -> None:
     assert clock.now == pytest.approx(0.4)
 
 
-def test_wait_ready_stops_at_the_first_fatal_node() -> None:
+def test_wait_ready_waits_for_the_others_once_one_is_fatal() -> None:
     clock = FakeClock()
     fetch = scripted(
-        {"A": ("STARTING", False), "B": ("BACKOFF", False)},
-        {"A": ("RUNNING", True), "B": ("FATAL", False)},
+        {"A": ("STARTING", False), "B": ("BACKOFF", False), "C": ("STARTING", False)},
+        {"A": ("RUNNING", True), "B": ("FATAL", False), "C": ("STARTING", False)},
+        {"A": ("RUNNING", True), "B": ("FATAL", False), "C": ("RUNNING", True)},
     )
-    result = wait_ready(fetch, ["A", "B"], timeout=10, clock=clock, sleep=clock.sleep)
+    result = wait_ready(fetch, ["A", "B", "C"], timeout=10, clock=clock, sleep=clock.sleep)
     assert not result.ok
-    assert result.failed == "B"
+    assert (result.failed, result.ready, result.timed_out) == (["B"], ["A", "C"], [])
     assert result.last["B"]["state"] == "FATAL"
+    assert clock.now == pytest.approx(0.4)
 
 
 def test_wait_ready_names_the_nodes_still_waiting_at_the_deadline() -> None:
@@ -144,7 +146,7 @@ def test_wait_ready_names_the_nodes_still_waiting_at_the_deadline() -> None:
     fetch = scripted({"A": ("RUNNING", True), "B": ("RUNNING", False), "C": ("BACKOFF", False)})
     result = wait_ready(fetch, ["A", "B", "C"], timeout=2, clock=clock, sleep=clock.sleep)
     assert result.timed_out == ["B", "C"]
-    assert result.failed is None and not result.ok
+    assert result.failed == [] and not result.ok
     assert 2 <= clock.now < 2.5
 
 

@@ -55,6 +55,7 @@ def node(**fields: Any) -> NodeRow:
         "memory_rss": 31_457_280,
         "links_up": 3,
         "links_expected": 3,
+        "connections": 2,
         "clients": 7,
         "ready": True,
         "port_open": True,
@@ -78,15 +79,16 @@ def test_status_table_aligns_every_column() -> None:
                 memory_rss=None,
                 links_up=0,
                 restarts=12,
+                connections=None,
                 clients=0,
                 port=12001,
             ),
         ]
     )
     assert text.splitlines() == [
-        "NODE     STATE     PID   PORT  UPTIME  RESTARTS  CPU%  MEM(MiB)  LINKS  CLIENTS",
-        "Goloman  RUNNING  4242  12000   3m12s         1   0.2      30.0    3/3        7",
-        "Hands    STOPPED     -  12001       -        12     -         -    0/3        0",
+        "NODE     STATE     PID   PORT  UPTIME  RESTARTS  CPU%  MEM(MiB)  LINKS  CONNS  CLIENTS",
+        "Goloman  RUNNING  4242  12000   3m12s         1   0.2      30.0    3/3      2        7",
+        "Hands    STOPPED     -  12001       -        12     -         -    0/3      -        0",
     ]
 
 
@@ -115,7 +117,7 @@ def test_status_table_shows_why_a_node_failed() -> None:
 def test_status_table_tolerates_missing_fields() -> None:
     older = cast(NodeRow, {"name": "Wilkes", "state": "STOPPED", "port": 12004})  # a bare row
     text = render.status_table([older])
-    assert text.splitlines()[1].split() == ["Wilkes", "STOPPED", "-", "12004"] + ["-"] * 6
+    assert text.splitlines()[1].split() == ["Wilkes", "STOPPED", "-", "12004"] + ["-"] * 7
 
 
 def test_progress_lines() -> None:

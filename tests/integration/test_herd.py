@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from node.__main__ import EXIT_CONFIG
 from tests.support import NAMES, Herd, exchange_sync, wait_until, write_topology
 
 UCLA = b"+34.068930-118.445127"
@@ -163,7 +164,7 @@ def test_sigterm_exits_zero_and_logs(tmp_path: Path) -> None:
 def test_unknown_name_is_one_clear_message(tmp_path: Path) -> None:
     config = write_topology(tmp_path, ["Solo"], [])
     result = run_node("Nobody", "-c", str(config))
-    assert result.returncode == 2
+    assert result.returncode == EXIT_CONFIG
     assert "unknown node 'Nobody'" in result.stderr
     assert "Traceback" not in result.stderr
 
@@ -175,10 +176,15 @@ def test_port_in_use_names_the_port(tmp_path: Path) -> None:
         taken = s.getsockname()[1]
         config = write_topology(tmp_path, ["Solo"], [], ports={"Solo": taken})
         result = run_node("Solo", "-c", str(config))
-    assert result.returncode == 2
+    assert result.returncode == EXIT_CONFIG
     assert f"port {taken}" in result.stderr and "in use" in result.stderr
     assert f"held by pid {os.getpid()}" in result.stderr
     assert "Traceback" not in result.stderr
+    # The port is taken before the journal is read: however long a replay would be, a port
+    # in use is told at once.
+    (log,) = tmp_path.glob("**/Solo.log")
+    text = log.read_text()
+    assert "START_FAILED node=Solo" in text and "JOURNAL_REPLAY" not in text
 
 
 @pytest.mark.parametrize(
@@ -196,7 +202,7 @@ def test_bad_topology_gives_its_message(tmp_path: Path, text: str, expected: str
     path = tmp_path / "topology.yaml"
     path.write_text(text)
     result = run_node("A", "-c", str(path))
-    assert result.returncode == 2
+    assert result.returncode == EXIT_CONFIG
     assert expected in result.stderr
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
@@ -210,7 +216,7 @@ def test_config_from_env_and_missing_file(tmp_path: Path) -> None:
         timeout=60,
         env={**os.environ, "HERD_CONFIG": str(tmp_path / "no.yaml")},
     )
-    assert result.returncode == 2
+    assert result.returncode == EXIT_CONFIG
     assert "no.yaml" in result.stderr and "Traceback" not in result.stderr
 
 

@@ -13,6 +13,7 @@ from urllib.parse import quote
 
 import pytest
 
+from node.__main__ import EXIT_CONFIG
 from tests.fakes.google import LEGACY_PATH, NEW_PATH, FakeGoogle, FakeGoogleThread, legacy_result
 from tests.support import NAMES, Herd, exchange_sync, wait_until, write_topology
 
@@ -192,6 +193,6 @@ def test_google_without_a_key_refuses_to_start(tmp_path: Path, provider: str) ->
         text=True,
         timeout=60,
     )
-    assert done.returncode == 2
+    assert done.returncode == EXIT_CONFIG
     assert "GOOGLE_PLACES_API_KEY" in done.stderr and "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
