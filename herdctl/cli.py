@@ -46,8 +46,6 @@ from herdctl.daemon import (
     supervisor_log,
     wait_gone,
 )
-from herdctl.loadgen.command import bench_herd
-from herdctl.loadgen.report import summary
 from herdctl.loadgen.result import BenchError, Mode
 from herdctl.messages import NodeRow, Request
 from herdctl.topology import Resolved, resolve
@@ -65,6 +63,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: rich would cost every --help a tenth of a second
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -579,6 +578,9 @@ def bench_command(
     config_path: ConfigOption = None,
 ) -> None:
     """Load a running herd and measure it: replies/s, latency, and this generator's own CPU."""
+    from herdctl.loadgen.command import bench_herd  # asyncio and the load engine: bench's own
+    from herdctl.loadgen.report import summary
+
     config = _options(ctx).load(config_path)
     if loop not in ("auto", "uvloop", "asyncio"):
         raise UserError(f"--loop must be auto, uvloop or asyncio, not {loop!r}", EXIT_USAGE)
