@@ -382,7 +382,13 @@ class Manager:
             return await self.launcher.probe(spec.host, spec.port)
         if slot.proc is None or slot.policy.state not in SERVING:
             return False
-        # psutil first: a probe connection would show up in the node's log every time.
+        # The node's own fresh word first: it says "running" only once it serves its port,
+        # and a node whose loop hangs stops refreshing the file. Then psutil (its socket
+        # table costs tens of ms a node), as a probe connection would show up in the
+        # node's log every time.
+        told = self._node_file(slot)
+        if told is not None and told.get("state") == "running":
+            return told.get("port") == spec.listen_port
         listening = slot.proc.listening(spec.listen_port)
         if listening is None:
             return await self.launcher.probe(spec.host, spec.port)

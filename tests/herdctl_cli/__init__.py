@@ -5,12 +5,13 @@ from __future__ import annotations
 import contextlib
 import os
 import selectors
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -96,3 +97,19 @@ def kill_all(procs: Iterable[psutil.Process]) -> None:
 
 def pids_of(nodes: Sequence[Mapping[str, Any]]) -> dict[str, int | None]:
     return {node["name"]: node["pid"] for node in nodes}
+
+
+@contextlib.contextmanager
+def herd_folder() -> Iterator[Path]:
+    """A short temp folder for a herd; whatever herd ran there is taken down at the end, and
+    every process left under it killed, even when the test failed."""
+    path = short_tempdir()
+    try:
+        yield path
+    finally:
+        try:
+            if (path / "topology.yaml").exists():
+                herdctl("down", config=path / "topology.yaml", timeout=60)
+        finally:
+            kill_all(processes_under(path))
+            shutil.rmtree(path, ignore_errors=True)

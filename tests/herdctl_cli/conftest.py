@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.herdctl_cli import herdctl, kill_all, processes_under, short_tempdir
+from tests.herdctl_cli import herd_folder
 
 
 @pytest.fixture
 def folder() -> Iterator[Path]:
     """A short temp folder for a herd; whatever herd ran there is taken down at the end."""
-    path = short_tempdir()
-    try:
+    with herd_folder() as path:
         yield path
-    finally:
-        try:
-            if (path / "topology.yaml").exists():
-                herdctl("down", config=path / "topology.yaml", timeout=60)
-        finally:
-            kill_all(processes_under(path))
-            shutil.rmtree(path, ignore_errors=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import time
@@ -17,12 +16,11 @@ import psutil
 import pytest
 
 from tests.herdctl_cli import (
+    herd_folder,
     herdctl,
-    kill_all,
     no_traceback,
     pids_of,
     processes_under,
-    short_tempdir,
 )
 from tests.support import NAMES, exchange_sync, free_ports, port_open, wait_until, write_topology
 
@@ -52,19 +50,12 @@ def all_ready(config: Path) -> bool:
 @pytest.fixture(scope="module")
 def herd() -> Iterator[Path]:
     """Five supervised nodes, brought up once for this module; its topology's path."""
-    path = short_tempdir()
-    config = write_topology(path)
-    try:
+    with herd_folder() as path:
+        config = write_topology(path)
         result = herdctl("up", config=config)
         assert result.returncode == 0, result.stdout + result.stderr
         assert result.stdout.splitlines()[-1].startswith("herd up: 5 nodes ready in ")
         yield config
-    finally:
-        try:
-            herdctl("down", config=config, timeout=60)
-        finally:
-            kill_all(processes_under(path))
-            shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

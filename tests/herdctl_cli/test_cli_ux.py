@@ -7,7 +7,6 @@ import json
 import os
 import pty
 import select
-import shutil
 import signal
 import subprocess
 import time
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.herdctl_cli import BIN, herdctl, kill_all, processes_under, short_tempdir
+from tests.herdctl_cli import BIN, herd_folder, herdctl
 from tests.support import wait_until, write_topology
 
 
@@ -88,16 +87,8 @@ def test_colour_on_a_terminal_only_and_never_with_no_color(tmp_path: Path) -> No
 @pytest.fixture
 def pair() -> Iterator[Path]:
     """A folder with Hands and Welsh, linked; whatever herd ran there is taken down."""
-    path = short_tempdir()
-    config = write_topology(path, ["Hands", "Welsh"], [("Hands", "Welsh")])
-    try:
-        yield config
-    finally:
-        try:
-            herdctl("down", config=config, timeout=60)
-        finally:
-            kill_all(processes_under(path))
-            shutil.rmtree(path, ignore_errors=True)
+    with herd_folder() as path:
+        yield write_topology(path, ["Hands", "Welsh"], [("Hands", "Welsh")])
 
 
 def test_what_start_status_and_a_new_supervisor_say(pair: Path) -> None:
