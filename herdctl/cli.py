@@ -8,23 +8,32 @@ ends as one line on stderr and a non-zero exit (herdctl.console), turned so in `
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import sys
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Annotated
 
 import typer
 
-from herdctl import locate, logs, render
+from herdctl import render, tailing
+from herdctl.arguments import (
+    ALL,
+    ConfigOption,
+    NamesArgument,
+    Options,
+    TimeoutOption,
+    checked_names,
+    complete_names,
+    ctrl_c_stops_waiting,
+    ensure,
+    local_names,
+    options_of,
+    show_version,
+)
 from herdctl.client import Unreachable, exchange, unsupervised_status
 from herdctl.console import (
-    EXIT_INTERRUPTED,
     EXIT_NOT_RUNNING,
     EXIT_REFUSED,
     EXIT_USAGE,
@@ -35,25 +44,19 @@ from herdctl.console import (
     interrupt_deferred,
     out,
 )
-from herdctl.control import ControlError
 from herdctl.daemon import (
-    SupervisorError,
     answering,
     ask,
-    ensure_supervisor,
     left_behind,
     node_rows,
-    supervisor_log,
     wait_gone,
 )
 from herdctl.loadgen.result import BenchError, Mode
 from herdctl.messages import NodeRow, Request
-from herdctl.topology import Resolved, resolve
 from herdctl.waiting import is_ready, not_running, show_until_ready
-from node.config import ConfigError, HerdConfig, load_config, parse_config, read_config_text
+from node.config import load_config, parse_config, read_config_text
 from node.secret import short_secret_warning
 
-ALL = "all"
 SERVING = ("RUNNING", "STARTING")  # what `start` leaves alone
 RELOAD_WAIT = 120.0  # seconds between two progress lines of a reload: a stop, a start, a sync
 
@@ -68,146 +71,6 @@ app = typer.Typer(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Options:
-    """The global options, shared by every command through the typer context."""
-
-    config_path: Path | None  # -c before the command
-
-    def path(self, config_path: Path | None = None) -> Path:
-        """The topology file: -c after the command, else -c before it, else $HERD_CONFIG,
-        else the nearest topology.yaml from here upwards (herdctl.locate)."""
-        return locate.config_path(config_path or self.config_path)
-
-    def load(self, config_path: Path | None = None) -> HerdConfig:
-        """The topology to work on: the running herd's own (whatever the file says now),
-        else the file's (herdctl.topology); a note on stderr when they differ."""
-        return self.herd(config_path).config
-
-    def herd(self, config_path: Path | None = None, *, note: bool = True) -> Resolved:
-        """herdctl.topology's `resolve` of `path()`. With no file found, the herd a
-        supervisor runs from here on its own copy still counts (the file may be gone)."""
-        try:
-            path = self.path(config_path)
-        except ConfigError as missing:  # no file here or above: is a herd running from here?
-            try:
-                herd = resolve(Path(locate.CONFIG_NAME))
-            except ConfigError:
-                raise missing from None
-            if not herd.supervised:
-                raise missing from None
-        else:
-            herd = resolve(path)
-        if note and herd.drift is not None:
-            err(f"herdctl: note: {herd.drift}")
-        return herd
-
-
-def _options(ctx: typer.Context) -> Options:
-    options = ctx.find_object(Options)
-    assert options is not None, "the app callback sets the options"
-    return options
-
-
-def _ensure(config: HerdConfig) -> int:
-    """The supervisor's pid, starting it (and letting it adopt running nodes) if needed."""
-    try:
-        return ensure_supervisor(config, on_start=lambda pid: _started(config, pid))
-    except (SupervisorError, ControlError, OSError) as e:
-        raise UserError(f"cannot start the supervisor: {e}") from None
-
-
-def _started(config: HerdConfig, pid: int) -> None:
-    err(f"herdctl: started a supervisor (pid {pid}, log {supervisor_log(config)})")
-
-
-def _names(config: HerdConfig, names: Sequence[str]) -> list[str]:
-    """The names as given, checked against the topology (["all"] for all); no duplicates."""
-    if not names:
-        raise UserError("name at least one node, or 'all'", EXIT_USAGE)
-    if ALL in names:
-        return [ALL]
-    for name in names:
-        config.node(name)  # ConfigError naming the known nodes
-    return list(dict.fromkeys(names))
-
-
-def _local(nodes: Iterable[NodeRow], names: Sequence[str]) -> list[str]:
-    """The local nodes among `names` (or all local nodes for ["all"]), in status order."""
-    wanted = set(names)
-    return [
-        node["name"]
-        for node in nodes
-        if node.get("local", True) and (ALL in wanted or node["name"] in wanted)
-    ]
-
-
-@contextlib.contextmanager
-def _ctrl_c_stops_waiting(config: HerdConfig) -> Iterator[None]:
-    """Ctrl-C ends the wait, never the herd: show what runs now and exit 130."""
-    try:
-        yield
-    except KeyboardInterrupt:
-        try:
-            nodes = list(ask(config, {"cmd": "status"}, timeout=5.0)["nodes"])
-        except ControlError as e:
-            err(f"herdctl: interrupted; no status from the supervisor: {e}")
-            raise typer.Exit(EXIT_INTERRUPTED) from None
-        err(
-            "herdctl: interrupted: stopped waiting; the supervisor carries on with what it "
-            "started (`herdctl down` stops the herd)"
-        )
-        out(render.status_table(nodes, colour=colour(sys.stdout)))
-        raise typer.Exit(EXIT_INTERRUPTED) from None
-
-
-# --- commands --------------------------------------------------------------------------------
-
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option(
-        "-c",
-        "--config",
-        metavar="PATH",
-        help="Topology file. Default: $HERD_CONFIG, else the nearest topology.yaml in this"
-        " folder or one above it.",
-        show_default=False,
-    ),
-]
-TimeoutOption = Annotated[
-    float, typer.Option("--timeout", min=0.1, help="Seconds to wait for the nodes to be ready.")
-]
-
-
-def _complete_names(ctx: typer.Context, incomplete: str) -> list[str]:
-    """Shell completion of NAME: the topology's nodes, and 'all'."""
-    given = ctx.params.get("config_path") or ctx.find_root().params.get("config")
-    try:
-        config = load_config(locate.config_path(given))
-    except ConfigError:
-        return []
-    return [name for name in (*config.nodes, ALL) if name.startswith(incomplete)]
-
-
-NamesArgument = Annotated[
-    list[str],
-    typer.Argument(
-        metavar="NAME",
-        help="Node names, or 'all'.",
-        show_default=False,
-        autocompletion=_complete_names,
-    ),
-]
-
-
-def _show_version(value: bool) -> None:
-    if value:
-        from importlib.metadata import version  # 40 ms: only for --version
-
-        out(f"herdctl {version('herd')}")
-        raise typer.Exit()
-
-
 @app.callback()
 def _global(
     ctx: typer.Context,
@@ -215,7 +78,7 @@ def _global(
     show_version: Annotated[
         bool,
         typer.Option(
-            "--version", help="Show the version and exit.", is_eager=True, callback=_show_version
+            "--version", help="Show the version and exit.", is_eager=True, callback=show_version
         ),
     ] = False,
 ) -> None:
@@ -230,12 +93,12 @@ def up(
 
     Ctrl-C stops the waiting, not the herd: the nodes come up all the same.
     """
-    config = _options(ctx).load(config_path)
-    with _ctrl_c_stops_waiting(config):
+    config = options_of(ctx).load(config_path)
+    with ctrl_c_stops_waiting(config):
         with interrupt_deferred():  # never a supervisor that was not asked to start the nodes
-            pid = _ensure(config)
+            pid = ensure(config)
             nodes = node_rows(config)
-            names = _local(nodes, [ALL])
+            names = local_names(nodes, [ALL])
             if not names:
                 out("no local node to start (every node in the topology is remote)")
                 return
@@ -259,13 +122,13 @@ def up(
 @app.command()
 def down(ctx: typer.Context, config_path: ConfigOption = None) -> None:
     """Stop every node, then the supervisor."""
-    config = _options(ctx).load(config_path)
+    config = options_of(ctx).load(config_path)
     pid = answering(config)
     if pid is None:
         if not left_behind(config):
             out("no supervisor running; nothing to stop")
             return
-        pid = _ensure(config)  # adopt what a dead supervisor left, so nothing is orphaned
+        pid = ensure(config)  # adopt what a dead supervisor left, so nothing is orphaned
     ask(config, {"cmd": "shutdown"}, on_progress=out, timeout=60.0)
     if not wait_gone(pid, timeout=30.0):
         raise UserError(f"the supervisor (pid {pid}) is still running 30s after shutdown")
@@ -281,14 +144,14 @@ def start(
 ) -> None:
     """Start nodes (stopped, exited or FATAL ones) and wait until they are ready; say which
     were running already."""
-    config = _options(ctx).load(config_path)
-    wanted = _names(config, names)
-    with _ctrl_c_stops_waiting(config):
+    config = options_of(ctx).load(config_path)
+    wanted = checked_names(config, names)
+    with ctrl_c_stops_waiting(config):
         with interrupt_deferred():
-            _ensure(config)
+            ensure(config)
             before = node_rows(config)
             ask(config, {"cmd": "start", "names": wanted}, on_progress=out, timeout=timeout)
-        local = _local(before, wanted)
+        local = local_names(before, wanted)
         running = [row for row in before if row["name"] in local and row["state"] in SERVING]
         for row in running:
             out(f"{row['name']}: already running (pid {row.get('pid')}); left as it is")
@@ -301,9 +164,9 @@ def start(
 @app.command()
 def stop(ctx: typer.Context, names: NamesArgument, config_path: ConfigOption = None) -> None:
     """Stop nodes; they stay stopped until started again."""
-    config = _options(ctx).load(config_path)
-    wanted = _names(config, names)
-    _ensure(config)
+    config = options_of(ctx).load(config_path)
+    wanted = checked_names(config, names)
+    ensure(config)
     ask(config, {"cmd": "stop", "names": wanted}, on_progress=out, timeout=60.0)
     out(f"stopped: {', '.join(wanted)}")
 
@@ -322,13 +185,13 @@ def restart(
     config_path: ConfigOption = None,
 ) -> None:
     """Restart nodes (stop, then start) and wait until they are ready."""
-    config = _options(ctx).load(config_path)
-    wanted = _names(config, names)
-    with _ctrl_c_stops_waiting(config):
-        _ensure(config)
+    config = options_of(ctx).load(config_path)
+    wanted = checked_names(config, names)
+    with ctrl_c_stops_waiting(config):
+        ensure(config)
         request: Request = {"cmd": "restart", "names": wanted, "rolling": rolling}
         ask(config, request, on_progress=out, timeout=timeout)
-        local = _local(node_rows(config), wanted)
+        local = local_names(node_rows(config), wanted)
         announce = () if rolling else None
         show_until_ready(
             config, lambda: node_rows(config), local, timeout, "restart", announce=announce
@@ -345,7 +208,7 @@ def reload(
     Stops removed nodes, starts added ones and restarts one at a time those whose spec
     changed, and those whose neighbours changed or moved (nodes read their links at start).
     """
-    path = _options(ctx).path(config_path)
+    path = options_of(ctx).path(config_path)
     text = read_config_text(path)
     config = parse_config(text, path)  # an invalid file changes nothing: ConfigError, exit 2
     if answering(config) is None:
@@ -376,11 +239,11 @@ def status(
 
     Exits 3 when a local node is not RUNNING (as supervisorctl does), else 0.
     """
-    herd = _options(ctx).herd(config_path, note=False)  # the table ends with the drift
+    herd = options_of(ctx).herd(config_path, note=False)  # the table ends with the drift
     config = herd.config
     nodes: list[NodeRow]
     if answering(config) is not None or left_behind(config):
-        _ensure(config)
+        ensure(config)
         nodes = node_rows(config)
         for node in nodes:
             node["topology_changed"] = herd.drift is not None
@@ -403,7 +266,7 @@ def tail(
         typer.Argument(
             metavar="NAME",
             help="The node whose log to show, or 'all'.",
-            autocompletion=_complete_names,
+            autocompletion=complete_names,
         ),
     ] = None,
     all_nodes: Annotated[
@@ -436,45 +299,11 @@ def tail(
     config_path: ConfigOption = None,
 ) -> None:
     """Show the last lines of a node's log, or of every node's ('all' or --all)."""
-    config = _options(ctx).load(config_path)
+    config = options_of(ctx).load(config_path)
     every = all_nodes or name == ALL
     if every == (name not in (None, ALL)):
         raise UserError("name one node, or 'all'", EXIT_USAGE)
-    names = list(config.nodes) if every else [config.node(str(name)).name]
-    suffix = ".stderr.log" if stderr else ".log"
-    paths = {n: config.log_dir / f"{n}{suffix}" for n in names}
-    cutoff = None
-    if since is not None:
-        if stderr:
-            raise UserError("--since needs timestamps, and NAME.stderr.log has none", EXIT_USAGE)
-        try:
-            cutoff = logs.since_stamp(since, datetime.now(UTC))
-        except ValueError as e:
-            raise UserError(f"--since: {e}", EXIT_USAGE) from None
-    where = config.log_dir if every else paths[names[0]]
-    if not any(path.exists() for path in paths.values()):
-        if not follow:
-            raise UserError(f"no log yet at {where} (has the node run?)")
-        err(f"herdctl: no log yet at {where}; waiting for it (Ctrl-C to stop)")
-    width = max(map(len, names)) if every else 0
-
-    def emit(entries: Iterable[logs.Entry]) -> None:
-        for entry in entries:
-            text = logs.prefixed(entry, width) if every else entry.lines
-            sys.stdout.write("".join(f"{line}\n" for line in text))
-        sys.stdout.flush()
-
-    followers = {n: logs.Follower(path) for n, path in paths.items()}
-    emit(logs.history(followers, 10 if lines is None and cutoff is None else lines, cutoff))
-    if not follow:
-        for f in followers.values():
-            f.close()
-        return
-    try:
-        for entry in logs.follow(followers):
-            emit([entry])
-    except KeyboardInterrupt:
-        raise typer.Exit(EXIT_INTERRUPTED) from None
+    tailing.show(config, name, every, stderr=stderr, since=since, lines=lines, follow=follow)
 
 
 @app.command()
@@ -482,7 +311,7 @@ def send(
     ctx: typer.Context,
     name: Annotated[
         str,
-        typer.Argument(metavar="NAME", help="The node to talk to.", autocompletion=_complete_names),
+        typer.Argument(metavar="NAME", help="The node to talk to.", autocompletion=complete_names),
     ],
     message: Annotated[
         list[str],
@@ -502,7 +331,7 @@ def send(
     Options may come anywhere; after `--` everything is the message:
     `herdctl send Welsh --timeout 2 -- IAMAT syd -33.86+151.20 1520023934.9`.
     """
-    config = _options(ctx).load(config_path)
+    config = options_of(ctx).load(config_path)
     spec = config.node(name)
     data = os.fsencode(" ".join(message))  # the argument's own bytes, UTF-8 or not
     if not data.endswith(b"\n"):
@@ -525,7 +354,7 @@ def send(
 @app.command()
 def check(ctx: typer.Context, config_path: ConfigOption = None) -> None:
     """Validate the topology file and summarise it in one line; warn if $HERD_SECRET is short."""
-    config = load_config(_options(ctx).path(config_path))  # the file, never the herd's copy
+    config = load_config(options_of(ctx).path(config_path))  # the file, never the herd's copy
     out(render.check_summary(config))
     warning = short_secret_warning()
     if warning is not None:
@@ -581,7 +410,7 @@ def bench_command(
     from herdctl.loadgen.command import bench_herd  # asyncio and the load engine: bench's own
     from herdctl.loadgen.report import summary
 
-    config = _options(ctx).load(config_path)
+    config = options_of(ctx).load(config_path)
     if loop not in ("auto", "uvloop", "asyncio"):
         raise UserError(f"--loop must be auto, uvloop or asyncio, not {loop!r}", EXIT_USAGE)
     try:
