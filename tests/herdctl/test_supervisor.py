@@ -196,7 +196,14 @@ def world() -> tuple[Manager, FakeLauncher, FakeClock, list[str]]:
     clock = FakeClock()
     launcher = FakeLauncher(config, clock)
     log: list[str] = []
-    manager = Manager(
+    return fake_manager(config, launcher, clock, log), launcher, clock, log
+
+
+def fake_manager(
+    config: HerdConfig, launcher: FakeLauncher, clock: FakeClock, log: list[str]
+) -> Manager:
+    """A supervisor's manager on the fakes, with short stop and catch-up limits."""
+    return Manager(
         config,
         launcher,
         log=log.append,
@@ -207,7 +214,6 @@ def world() -> tuple[Manager, FakeLauncher, FakeClock, list[str]]:
         stop_timeout=10.0,
         catchup_timeout=5.0,
     )
-    return manager, launcher, clock, log
 
 
 World = tuple[Manager, FakeLauncher, FakeClock, list[str]]
@@ -442,15 +448,7 @@ def successor(world: World) -> Manager:
     """A new supervisor taking over `world`'s launcher, as after a kill -9 of the first."""
     manager, launcher, clock, log = world
     launcher.adoptable = {n: p for n, p in launcher.current.items() if p.alive}
-    return Manager(
-        manager.config,
-        launcher,
-        log=log.append,
-        clock=clock,
-        wall=clock.wall,
-        sleep=clock.sleep,
-        policy=PolicyConfig(startretries=2),
-    )
+    return fake_manager(manager.config, launcher, clock, log)
 
 
 async def test_a_node_that_died_unwatched_is_restarted_by_the_next_supervisor(
