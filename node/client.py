@@ -117,10 +117,7 @@ class ClientConnection(LineReader):
         if self._phase is not Phase.OPEN:
             return  # answered its last line; read and drop the rest so close() is not a reset
         splitter = self.splitter
-        lines = splitter.feed(data)
-        if lines[1]:
-            self._backlog.add(lines)
-            self._work()
+        self._take(data)
         if splitter.overlong is not None:
             self.node.log.event(f"LINE_TOO_LONG conn={self.id} limit={splitter.max_line}")
             self._overlong_reply = format_invalid(splitter.overlong)
@@ -146,10 +143,8 @@ class ClientConnection(LineReader):
 
     def eof_received(self) -> bool:
         self._eof = True
-        last = self.splitter.feed_eof()
-        if last is not None and self._phase is Phase.OPEN:
-            self._backlog.add((last, 1))
-            self._work()
+        if self._phase is Phase.OPEN:
+            self._take_last()
         self._close_after_replies()
         self._pending_since = None
         self._write_ready()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from node.ingest import LineBacklog
+from node.protocol import LineSplitter
 
 
 class LineReader(asyncio.Protocol):
@@ -18,6 +19,7 @@ class LineReader(asyncio.Protocol):
     """
 
     transport: asyncio.Transport | None
+    splitter: LineSplitter
 
     def __init__(self, *, read_paused: bool = False, write_paused: bool = False) -> None:
         self._backlog = LineBacklog()  # lines read but not yet handled
@@ -33,6 +35,20 @@ class LineReader(asyncio.Protocol):
     def _work(self) -> None:
         """Handle backlog lines, up to this turn's share."""
         raise NotImplementedError
+
+    def _take(self, data: bytes) -> None:
+        """Put the lines `data` completes into the backlog, and work them off."""
+        lines = self.splitter.feed(data)
+        if lines[1]:
+            self._backlog.add(lines)
+            self._work()
+
+    def _take_last(self) -> None:
+        """The other side closed its own: a last line without LF is a line too."""
+        last = self.splitter.feed_eof()
+        if last is not None:
+            self._backlog.add((last, 1))
+            self._work()
 
     def pause_writing(self) -> None:
         self._write_paused = True

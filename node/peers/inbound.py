@@ -1,6 +1,6 @@
 """The inbound half of a link: a neighbour's connection once its handshake is done.
 
-The client side (`node.server`) answers HELLO and AUTH like any line; after WELCOME it
+The client side (`node.client`) answers HELLO and AUTH like any line; after WELCOME it
 hands the transport over to a `PeerConnection`, which from then on applies the neighbour's
 CHANGELOCs (a backlog of nothing else as one block), floods what is new to our other
 neighbours, notes its SYNCED, and exchanges PINGs. A malformed line drops the link (the
@@ -81,19 +81,13 @@ class PeerConnection(LineReader):
     def data_received(self, data: bytes) -> None:
         self._last_activity = time.monotonic()
         splitter = self.splitter
-        lines = splitter.feed(data)
-        if lines[1]:
-            self._backlog.add(lines)
-            self._work()
+        self._take(data)
         if splitter.overlong is not None and not self._closed:
             self.host.log.event(f"LINE_TOO_LONG conn={self.id} limit={splitter.max_line}")
             self.abort("line too long")
 
     def eof_received(self) -> bool:
-        last = self.splitter.feed_eof()
-        if last is not None:
-            self._backlog.add((last, 1))
-            self._work()
+        self._take_last()
         return False  # nothing to answer: close
 
     def connection_lost(self, exc: Exception | None) -> None:
