@@ -307,7 +307,7 @@ class Manager:
             return None
         if status.get("state") != "running":
             return None
-        up = await self._reachable()
+        up = await self._reachable(self._node_files())
         links = status_links(status)
         return [
             nb
@@ -360,23 +360,28 @@ class Manager:
     async def status(self) -> list[NodeRow]:
         """One row per node, in topology order."""
         self.step()
-        up = await self._reachable()
+        files = self._node_files()
+        up = await self._reachable(files)
         now = self._wall()
         rows = []
         for name, slot in self.slots.items():
-            row = node_row(slot, self.config.neighbours(name), up, self._node_file(slot), now)
+            row = node_row(slot, self.config.neighbours(name), up, files[name], now)
             if back_to_normal(row):
                 slot.message = None
             rows.append(row)
         return rows
 
-    async def _reachable(self) -> dict[str, bool]:
-        """Whether each node's port accepts connections: psutil for ours, a probe for others."""
+    async def _reachable(self, files: dict[str, NodeStatus | None]) -> dict[str, bool]:
+        """Whether each node's port accepts connections: its status file, else psutil for
+        ours, a probe for others. `files`: each node's fresh status file (`_node_files`)."""
         names = list(self.slots)
-        found = await asyncio.gather(*(self._port_open(self.slots[n]) for n in names))
+        found = await asyncio.gather(*(self._port_open(self.slots[n], files[n]) for n in names))
         return dict(zip(names, found, strict=True))
 
-    async def _port_open(self, slot: Slot) -> bool:
+    def _node_files(self) -> dict[str, NodeStatus | None]:
+        return {name: self._node_file(slot) for name, slot in self.slots.items()}
+
+    async def _port_open(self, slot: Slot, told: NodeStatus | None) -> bool:
         spec = slot.spec
         if not slot.local:
             return await self.launcher.probe(spec.host, spec.port)
@@ -386,7 +391,6 @@ class Manager:
         # and a node whose loop hangs stops refreshing the file. Then psutil (its socket
         # table costs tens of ms a node), as a probe connection would show up in the
         # node's log every time.
-        told = self._node_file(slot)
         if told is not None and told.get("state") == "running":
             return told.get("port") == spec.listen_port
         listening = slot.proc.listening(spec.listen_port)
