@@ -17,7 +17,7 @@ from typing import Annotated
 
 import typer
 
-from herdctl import render, tailing
+from herdctl import plain_params, render, tailing
 from herdctl.arguments import (
     ALL,
     ConfigOption,
@@ -56,6 +56,8 @@ from herdctl.messages import NodeRow, Request
 from herdctl.waiting import is_ready, not_running, show_until_ready
 from node.config import load_config, parse_config, read_config_text
 from node.secret import short_secret_warning
+
+plain_params.install()  # before any command runs: see herdctl.plain_params
 
 SERVING = ("RUNNING", "STARTING")  # what `start` leaves alone
 RELOAD_WAIT = 120.0  # seconds between two progress lines of a reload: a stop, a start, a sync

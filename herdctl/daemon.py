@@ -4,6 +4,9 @@
 returns the pid of a supervisor that answers `ping`, starting one (detached, in its own
 session) when none is running, and cleaning a stale pid file or socket first. `ask` sends it
 one request; `wait_gone` sees it exit after `shutdown`.
+
+herdctl.procs (and psutil under it, 10 ms) is imported by the calls that look at processes,
+not here: `herdctl status` and `--help` never need it.
 """
 
 from __future__ import annotations
@@ -16,12 +19,9 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import psutil
-
 from herdctl import control
 from herdctl.logs import last_lines
 from herdctl.messages import Answer, NodeRow, Request
-from herdctl.procs import live_process, pid_file, read_json, spawn_detached
 from node.config import HerdConfig, load_config
 from node.private import private_dir
 
@@ -56,6 +56,10 @@ def supervisor_cmdline(config_path: Path) -> list[str]:
 
 def running_supervisor(run_dir: Path) -> int | None:
     """The pid in `run_dir/herdctl.pid` if that process is alive and is a supervisor."""
+    import psutil
+
+    from herdctl.procs import live_process, read_json
+
     info = read_json(control.pid_path(run_dir)) or {}
     proc = live_process(info.get("pid"), info.get("create_time"))
     if proc is None:
@@ -101,6 +105,8 @@ def answering(config: HerdConfig) -> int | None:
 
 def left_behind(config: HerdConfig) -> bool:
     """Whether a supervisor ran here and ended without `down`: its nodes may still run."""
+    from herdctl.procs import pid_file
+
     run_dir = config.run_dir
     files = [control.pid_path(run_dir), *(pid_file(run_dir, name) for name in config.nodes)]
     return any(path.exists() for path in files)
@@ -111,6 +117,8 @@ def wait_gone(pid: int, *, timeout: float, interval: float = 0.05) -> bool:
 
     A zombie counts as gone: it holds no resources, and its reaping is its parent's job.
     """
+    import psutil
+
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -181,6 +189,8 @@ def ensure_supervisor(
 
 def start_daemon(config: HerdConfig, args: Sequence[str] = ()) -> subprocess.Popen[bytes]:
     """Start `python -m herdctl.supervisor` in its own session, output to its log."""
+    from herdctl.procs import spawn_detached
+
     private_dir(config.log_dir)
     cmdline = [*supervisor_cmdline(config.path), *args]
     return spawn_detached(cmdline, supervisor_log(config), config.path.parent)

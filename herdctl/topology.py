@@ -18,8 +18,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from herdctl import control
 from node.config import ConfigError, HerdConfig, parse_config, read_config_text
 from node.fields import Invalid, load_yaml
@@ -61,6 +59,8 @@ def write_copy(owned: Owned) -> HerdConfig:
     doc = load_yaml(owned.text)
     assert isinstance(doc, dict), "a valid topology is a mapping"
     folders = {name: str(getattr(config, name)) for name in _FOLDERS}
+    import yaml  # only the supervisor writes the copy
+
     text = _COPY_HEADER + yaml.safe_dump({**doc, **folders}, sort_keys=False)
     path = copy_path(config.run_dir)
     copied = parse_config(text, path)
@@ -87,22 +87,25 @@ def resolve(path: Path) -> Resolved:
     """The running supervisor's topology if one answers, else the file at `path` (its
     ConfigError raised when it is not valid and no supervisor runs)."""
     try:
-        disk: HerdConfig | None = parse_config(read_config_text(path), path)
+        disk: Owned | None = Owned.read(path)
         error: ConfigError | None = None
     except ConfigError as e:
         disk, error = None, e
-    run_dir = disk.run_dir if disk is not None else guess_run_dir(path)
-    running = supervisor_topology(run_dir)
+    run_dir = disk.config.run_dir if disk is not None else guess_run_dir(path)
+    running = supervisor_topology(run_dir, same_as=disk)
     if running is None:
         if error is not None:
             raise error
         assert disk is not None
-        return Resolved(disk, supervised=False)
+        return Resolved(disk.config, supervised=False)
     return Resolved(running.config, supervised=True, drift=drift(path, running))
 
 
-def supervisor_topology(run_dir: Path, timeout: float = 5.0) -> Owned | None:
-    """What the supervisor in `run_dir` runs, if one answers (and says)."""
+def supervisor_topology(
+    run_dir: Path, timeout: float = 5.0, *, same_as: Owned | None = None
+) -> Owned | None:
+    """What the supervisor in `run_dir` runs, if one answers (and says). When it runs the
+    text of `same_as` from the same place, that is the answer, not parsed again."""
     try:
         answer = control.request(
             control.socket_path(run_dir), {"cmd": "ping"}, timeout=timeout
@@ -112,6 +115,8 @@ def supervisor_topology(run_dir: Path, timeout: float = 5.0) -> Owned | None:
     text, where = answer.get("topology"), answer.get("config")
     if not isinstance(text, str) or not isinstance(where, str):
         return None  # a supervisor from before topologies were owned
+    if same_as is not None and same_as.text == text and same_as.config.path == Path(where):
+        return same_as
     try:
         return Owned(text, parse_config(text, Path(where)))
     except ConfigError:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import stat
 from collections.abc import Mapping
 from pathlib import Path
@@ -35,6 +34,8 @@ def load_secret(path: Path, env: Mapping[str, str] = os.environ) -> bytes:
         return _read(path)
     except FileNotFoundError:
         pass
+    import secrets  # 4 ms, for the one start that makes the file
+
     try:
         private_dir(path.parent)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
