@@ -29,8 +29,10 @@ _TOP_KEYS = (
     "data_dir",
     "run_dir",
     "secret_file",
+    "dashboard",
 )
-_NODE_KEYS = ("host", "port", "bind", "bind_port")
+_NODE_KEYS = ("host", "port", "bind", "bind_port", "metrics_port")
+_DASHBOARD_KEYS = ("host", "port")
 _PLACES_KEYS = ("provider", "api_key_env", "endpoint", "timeout")
 
 
@@ -49,6 +51,7 @@ class NodeSpec:
     port: int
     bind: str
     bind_port: int = 0  # where to listen when it differs from `port` (behind a proxy); 0: port
+    metrics_port: int = 0  # Prometheus /metrics on `bind`; 0: none
 
     @property
     def listen_port(self) -> int:
@@ -104,6 +107,14 @@ class LogRotation:
 
 
 @dataclass(frozen=True, slots=True)
+class DashboardConfig:
+    """Where the supervisor serves its dashboard (port 0: any free port, said by `up`)."""
+
+    host: str = DEFAULT_HOST
+    port: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class HerdConfig:
     """The whole validated topology file; paths are absolute."""
 
@@ -118,6 +129,7 @@ class HerdConfig:
     secret_file: Path
     log_rotation: LogRotation = LogRotation()
     journal: JournalConfig = JournalConfig()
+    dashboard: DashboardConfig | None = None  # None: the supervisor serves none
 
     def node(self, name: str) -> NodeSpec:
         """The node called `name`, or ConfigError listing the known names."""
@@ -196,6 +208,7 @@ def _build(data: object, path: Path) -> HerdConfig:
         secret_file=secret_file,
         log_rotation=_parse_log_rotation(top.get("log_rotation")),
         journal=_parse_journal(top.get("journal")),
+        dashboard=_parse_dashboard(top.get("dashboard"), nodes),
     )
 
 
@@ -222,10 +235,39 @@ def _parse_nodes(raw: object) -> dict[str, NodeSpec]:
         bind = fields.text(spec.get("bind", host), f"{where}.bind")
         bind_port = fields.integer(spec.get("bind_port", port), f"{where}.bind_port", 1, 65535)
         if (other := owners.get((host, port))) is not None:
-            fields.fail(where, f"address {host}:{port} is already used by node {other!r}")
-        owners[(host, port)] = name
-        nodes[name] = NodeSpec(name=name, host=host, port=port, bind=bind, bind_port=bind_port)
+            fields.fail(where, f"address {host}:{port} is already used by {other}")
+        owners[(host, port)] = f"node {name!r}"
+        metrics_port = 0
+        if "metrics_port" in spec:
+            metrics_port = fields.integer(spec["metrics_port"], f"{where}.metrics_port", 1, 65535)
+            if (other := owners.get((host, metrics_port))) is not None:
+                fields.fail(
+                    f"{where}.metrics_port",
+                    f"address {host}:{metrics_port} is already used by {other}",
+                )
+            owners[(host, metrics_port)] = f"the metrics of node {name!r}"
+        nodes[name] = NodeSpec(
+            name=name,
+            host=host,
+            port=port,
+            bind=bind,
+            bind_port=bind_port,
+            metrics_port=metrics_port,
+        )
     return nodes
+
+
+def _parse_dashboard(raw: object, nodes: dict[str, NodeSpec]) -> DashboardConfig | None:
+    if raw is None:
+        return None
+    spec = fields.mapping(raw, "dashboard", _DASHBOARD_KEYS, "a mapping like {port: 12110}")
+    host = fields.text(spec.get("host", DEFAULT_HOST), "dashboard.host")
+    port = fields.integer(spec.get("port", 0), "dashboard.port", 0, 65535)
+    for node in nodes.values():
+        if port and node.host == host and port in (node.port, node.metrics_port):
+            what = "port" if port == node.port else "metrics_port"
+            fields.fail("dashboard.port", f"{port} is node {node.name!r}'s {what} on {host}")
+    return DashboardConfig(host=host, port=port)
 
 
 def _parse_links(raw: object, nodes: dict[str, NodeSpec]) -> tuple[tuple[str, str], ...]:

@@ -8,6 +8,7 @@ import pytest
 
 from node.config import (
     ConfigError,
+    DashboardConfig,
     HerdConfig,
     Limits,
     default_config_path,
@@ -51,6 +52,8 @@ def test_repo_topology_loads() -> None:
     assert cfg.places.api_key_env == "GOOGLE_PLACES_API_KEY"
     assert cfg.places.endpoint is None
     assert cfg.limits == Limits()
+    assert [spec.metrics_port for spec in cfg.nodes.values()] == list(range(12100, 12105))
+    assert cfg.dashboard == DashboardConfig(host="127.0.0.1", port=12110)
 
 
 def test_repo_topology_paths_are_absolute_under_its_folder() -> None:
@@ -210,6 +213,34 @@ BAD = [
     ("data_dir list", NODES + "data_dir: [a]\n", ["data_dir:", "['a']"]),
     ("run_dir empty", NODES + "run_dir: ''\n", ["run_dir:", "''"]),
     ("secret_file bool", NODES + "secret_file: no\n", ["secret_file:", "false"]),
+    (
+        "metrics port string",
+        "nodes: {A: {port: 1, metrics_port: on}}\n",
+        ["nodes.A.metrics_port:", "got true"],
+    ),
+    (
+        "metrics port zero",
+        "nodes: {A: {port: 1, metrics_port: 0}}\n",
+        ["nodes.A.metrics_port: 0 is out of range 1..65535"],
+    ),
+    (
+        "metrics port is a node's port",
+        "nodes: {A: {port: 1}, B: {port: 2, metrics_port: 1}}\n",
+        ["nodes.B.metrics_port:", "127.0.0.1:1", "node 'A'"],
+    ),
+    (
+        "port is a node's metrics port",
+        "nodes: {A: {port: 1, metrics_port: 2}, B: {port: 2}}\n",
+        ["nodes.B:", "127.0.0.1:2", "the metrics of node 'A'"],
+    ),
+    ("dashboard not mapping", NODES + "dashboard: 8080\n", ["dashboard:", "8080"]),
+    ("dashboard unknown key", NODES + "dashboard: {bind: x}\n", ["dashboard:", "'bind'"]),
+    ("dashboard port high", NODES + "dashboard: {port: 70000}\n", ["dashboard.port:", "70000"]),
+    (
+        "dashboard on a node's port",
+        NODES + "dashboard: {port: 12001}\n",
+        ["dashboard.port:", "12001 is node 'B'"],
+    ),
 ]
 
 
@@ -307,3 +338,11 @@ def test_journal_settings(tmp_path):
     assert parse_config(text, tmp_path / "t.yaml").journal.fsync == "always"
     with pytest.raises(ConfigError, match=r"journal\.fsync: 'sometimes' is not one of"):
         parse_config("nodes: {A: {port: 1}}\njournal: {fsync: sometimes}\n", tmp_path / "t.yaml")
+
+
+def test_metrics_and_dashboard_are_off_unless_asked(tmp_path: Path) -> None:
+    cfg = load_text(tmp_path, NODES)
+    assert all(spec.metrics_port == 0 for spec in cfg.nodes.values())
+    assert cfg.dashboard is None
+    cfg = load_text(tmp_path, NODES + "dashboard: {}\n")
+    assert cfg.dashboard == DashboardConfig(host="127.0.0.1", port=0)
