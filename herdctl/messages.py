@@ -28,6 +28,12 @@ class Request(TypedDict):
     text: NotRequired[str]  # reload: the topology file's text, as the CLI validated it
 
 
+# One neighbour's link as a node reports it (node.status.LinkStatus, the booleans): `out` its
+# link to the neighbour is up, `in` the neighbour's link to it, `synced` the neighbour has
+# sent it its whole state on that link.
+PeerLink = TypedDict("PeerLink", {"out": bool, "in": bool, "synced": bool})
+
+
 class NodeRow(TypedDict):
     """One node in `status`. A supervisor fills every field; without one, the CLI can only
     tell whether each port answers, and the fields it cannot know are absent."""
@@ -46,6 +52,8 @@ class NodeRow(TypedDict):
     links_expected: NotRequired[int]
     connections: NotRequired[int | None]  # client connections open now (not peer links)
     clients: NotRequired[int | None]  # client records the node holds (clients it knows of)
+    links: NotRequired[dict[str, PeerLink] | None]  # by neighbour; None: no word from the node
+    counters: NotRequired[dict[str, int] | None]  # cumulative, as the node reports them
     ready: NotRequired[bool]  # RUNNING, port open, a link to every neighbour that is up
     port_open: bool
     exit_code: NotRequired[int | None]
