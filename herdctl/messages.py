@@ -61,6 +61,16 @@ class NodeRow(TypedDict):
     topology_changed: NotRequired[bool]  # the file on disk differs from what the herd runs
 
 
+class DashboardInfo(TypedDict):
+    """Where the supervisor's dashboard is (herdctl.dashboard): `url` while it is served,
+    with the `token` a browser must bring; `error` when it could not be; all None when the
+    topology asks for none."""
+
+    url: str | None
+    token: str | None
+    error: str | None
+
+
 class Answer(TypedDict):
     """The final line of an exchange; which fields come with `ok` depends on the command."""
 
@@ -73,6 +83,7 @@ class Answer(TypedDict):
     failed: NotRequired[list[str]]  # reload: the nodes that did not come back
     touched: NotRequired[list[str]]  # reload: the nodes it started or restarted, here
     nodes: NotRequired[list[NodeRow]]  # status: in topology order
+    dashboard: NotRequired[DashboardInfo]  # ping: where the supervisor serves its page
 
 
 class ProgressNote(TypedDict):
