@@ -25,6 +25,7 @@ from herdctl.loadgen.result import BenchError
 from node.config import HerdConfig
 
 TIMEOUT = 5.0  # seconds a node may take to have the record before it counts as not seen
+DEPTH = 1  # WHATSATs in flight at each node: the bench keeps 4 at one, a probe polls them all
 LOCATION = b"+34.068930-118.445127"
 _serial = itertools.count(1)
 
@@ -132,7 +133,7 @@ async def probe(config: HerdConfig, source: str, *, timeout: float = TIMEOUT) ->
 async def _connect(config: HerdConfig, name: str) -> Prober | str:
     """A Prober connected to node `name`, or why it could not be."""
     spec = config.nodes[name]
-    prober = Prober(depth=2)  # the bench keeps 4 in flight: a probe is not a benchmark
+    prober = Prober(DEPTH)
     loop = asyncio.get_running_loop()
     try:
         await asyncio.wait_for(

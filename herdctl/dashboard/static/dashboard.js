@@ -9,7 +9,7 @@
 (function () {
   const SVG = "http://www.w3.org/2000/svg";
   const WIDTH = 760;
-  const HEIGHT = 380;
+  const HEIGHT = 420;
   const RADIUS = 34;
   const MARGIN = { left: 100, right: 100, top: 64, bottom: 78 }; // room for the labels
   const MAX_LOG = 300;
@@ -124,10 +124,11 @@
       const facts = el("svg:text", { class: "facts", y: RADIUS + 18 });
       const rates = el("svg:text", { class: "rates", y: RADIUS + 33 });
       const probe = el("svg:text", { class: "probe", y: -RADIUS - 12 });
+      const backing = el("svg:rect", { class: "backing", rx: 4 }); // under the labels
       const title = el("svg:title", {}, node.name + " " + node.host + ":" + node.port);
-      g.append(title, ring, circle, name, state, facts, rates, probe);
+      g.append(title, ring, circle, name, state, backing, facts, rates, probe);
       graph.append(g);
-      nodeViews[node.name] = { g, state, facts, rates, probe, ...buildRow(node) };
+      nodeViews[node.name] = { g, state, facts, rates, probe, backing, ...buildRow(node) };
       probeSource.append(el("option", { value: node.name }, node.name));
     }
     const welsh = snapshot.nodes.find((n) => n.name === "Welsh");
@@ -210,6 +211,7 @@
       view.rates.textContent = node.rates
         ? rate(node.rates, "requests") + " req/s \u00b7 " + value(node.clients) + " clients"
         : value(node.clients) + " clients";
+      back(view);
       const c = view.cells;
       c.state.firstChild.textContent = node.state;
       c.pid.textContent = value(node.pid);
@@ -230,6 +232,20 @@
       view.buttons.restart.disabled = !node.local;
     }
     drawProbe();
+  }
+
+  // A backing behind a node's two label lines, so no link runs through them.
+  function back(view) {
+    const boxes = [view.facts, view.rates].map((t) => t.getBBox()).filter((b) => b.width > 0);
+    if (!boxes.length) return;
+    const x = Math.min(...boxes.map((b) => b.x)) - 4;
+    const y = Math.min(...boxes.map((b) => b.y)) - 1;
+    const right = Math.max(...boxes.map((b) => b.x + b.width)) + 4;
+    const bottom = Math.max(...boxes.map((b) => b.y + b.height)) + 1;
+    view.backing.setAttribute("x", x);
+    view.backing.setAttribute("y", y);
+    view.backing.setAttribute("width", right - x);
+    view.backing.setAttribute("height", bottom - y);
   }
 
   // -- the propagation probe -------------------------------------------------------------
