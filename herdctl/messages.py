@@ -62,12 +62,11 @@ class NodeRow(TypedDict):
 
 
 class DashboardInfo(TypedDict):
-    """Where the supervisor's dashboard is (herdctl.dashboard): `url` while it is served,
-    with the `token` a browser must bring; `error` when it could not be; all None when the
-    topology asks for none."""
+    """Where the supervisor's dashboard is (herdctl.dashboard): `url` while it is served
+    (with its token: the address as a browser opens it), `error` when it could not be; both
+    None when the topology asks for none."""
 
     url: str | None
-    token: str | None
     error: str | None
 
 

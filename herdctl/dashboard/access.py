@@ -1,15 +1,17 @@
-"""Who may use the dashboard: whoever brings this supervisor's token. Pure.
+"""Who may use the dashboard: whoever has this supervisor's token. Pure.
 
 The control socket is 0600 and the logs are the herd user's only; a port on 127.0.0.1 is
 open to every user of the machine, and to every web page in the operator's browser. So the
-supervisor draws a random token at start, `herdctl dashboard` (which asks over the control
-socket) prints the page's address with it, and the page trades it for a cookie on its first
-load (HttpOnly, SameSite=Strict, named after the port: cookies do not tell ports apart):
+supervisor draws a random token at start and serves everything under it,
+`http://127.0.0.1:12110/TOKEN/`: the page, its files, its API and its event stream, so any
+client (a browser, curl, a script) uses the address as it is printed. `herdctl dashboard`
+gets it over the control socket, which only the herd's user can reach; any other path is
+answered with how to get it.
 
-- reading (`/`, `/api/state`, `/api/events`, `/api/logs`) needs the cookie or the header;
-- a change (every POST) needs the token in the `X-Herd-Token` header, which the page sends
-  from the copy it was served and another site cannot read or set without a CORS
-  preflight the dashboard never grants, and an `Origin`, when there is one, of this host.
+A change (every POST) must also carry the token in the `X-Herd-Token` header, which the
+page sends from the copy it was served and which a form or a page of another site cannot
+send without a CORS preflight the dashboard never grants; and its `Origin`, when it has
+one, must be this host. So a leaked address alone does not let another site press a button.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 HEADER = "X-Herd-Token"
-QUERY = "token"
 
 
 def new_token() -> str:
@@ -28,18 +29,9 @@ def new_token() -> str:
     return secrets.token_urlsafe(24)
 
 
-def cookie_name(port: int) -> str:
-    return f"herd-dashboard-{port}"
-
-
 def matches(token: str, presented: str | None) -> bool:
     """Whether `presented` is the token (in constant time)."""
     return presented is not None and hmac.compare_digest(token.encode(), presented.encode())
-
-
-def may_read(token: str, headers: Mapping[str, str], cookies: Mapping[str, str], port: int) -> bool:
-    """Whether a GET brings the token, as the page's cookie or the header."""
-    return matches(token, cookies.get(cookie_name(port))) or matches(token, headers.get(HEADER))
 
 
 def refusal(token: str, headers: Mapping[str, str], host: str) -> str | None:

@@ -1,17 +1,20 @@
 """The dashboard's routes (aiohttp.web), served from the supervisor's own event loop.
 
-    GET  /                          the page (static/index.html, with the token for its POSTs)
-    GET  /static/...                its script and style, shipped in the package
-    GET  /api/state                 the snapshot (herdctl.dashboard.state)
-    GET  /api/events                server-sent events: `state`, `log`, `probe` (hub)
-    GET  /api/logs?n=50             the last entries of every log, merged
-    POST /api/probe                 {"source": NAME}: a propagation probe (propagation)
-    POST /api/nodes/NAME/ACTION     start, stop or restart one node
+Everything lives under the supervisor's token (herdctl.dashboard.access), /TOKEN/:
 
-Every request but the static files needs the token (herdctl.dashboard.access). A node's
-buttons go through the same control handler as `herdctl start|stop|restart` (the request a
-CLI would send, to the function that answers the control socket), so both behave alike.
-Only the supervisor imports this module, and only when its topology asks for a dashboard.
+    GET  /TOKEN/                       the page (static/index.html; its links are relative)
+    GET  /TOKEN/static/NAME            its script and style, shipped in the package
+    GET  /TOKEN/api/state              the snapshot (herdctl.dashboard.state)
+    GET  /TOKEN/api/events             server-sent events: `state`, `log`, `probe` (hub)
+    GET  /TOKEN/api/logs?n=50          the last entries of every log, merged
+    POST /TOKEN/api/probe              {"source": NAME}: a propagation probe (propagation)
+    POST /TOKEN/api/nodes/NAME/ACTION  start, stop or restart one node
+
+A wrong token is answered 404, as any other path; `/` says how to get the address. A POST
+also needs the token in its header. A node's buttons go through the same control handler
+as `herdctl start|stop|restart` (the request a CLI would send, to the function that
+answers the control socket), so both behave alike. Only the supervisor imports this
+module, and only when its topology asks for a dashboard.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from herdctl.manager import Manager
 from herdctl.messages import Request, RequestError
 
 STATIC = Path(__file__).with_name("static")
+FILES = ("dashboard.js", "dashboard.css")  # what /TOKEN/static/ serves
 ACTIONS = ("start", "stop", "restart")
 HISTORY = 50  # log entries a page gets when it connects
 MAX_HISTORY = 1000
@@ -106,16 +110,18 @@ def make_app(
     """The dashboard of the herd `manager` supervises; `handle` answers its control socket."""
     board = Dashboard(manager, handle, token, log)
     board.hub = Hub(board.look, board.signature, board.log_paths, log=log, tick=tick, every=every)
-    app = web.Application(middlewares=[_headers])
+    app = web.Application(middlewares=[_headers, _guard])
     app[KEY] = board
     page = (STATIC / "index.html").read_text(encoding="utf-8")
-    app.router.add_get("/", _page(page))
-    app.router.add_static("/static/", STATIC)
-    app.router.add_get("/api/state", _state)
-    app.router.add_get("/api/events", _events)
-    app.router.add_get("/api/logs", _logs)
-    app.router.add_post("/api/probe", _probe)
-    app.router.add_post("/api/nodes/{name}/{action}", _action)
+    app.router.add_get("/", _no_token)
+    app.router.add_get("/{token}", _to_page)
+    app.router.add_get("/{token}/", _page(page))
+    app.router.add_get("/{token}/static/{name}", _static)
+    app.router.add_get("/{token}/api/state", _state)
+    app.router.add_get("/{token}/api/events", _events)
+    app.router.add_get("/{token}/api/logs", _logs)
+    app.router.add_post("/{token}/api/probe", _probe)
+    app.router.add_post("/{token}/api/nodes/{name}/{action}", _action)
     app.on_startup.append(_start_hub)
     app.on_shutdown.append(_end_streams)
     return app
@@ -127,11 +133,31 @@ Route = Callable[[web.Request], Awaitable[web.StreamResponse]]
 @web.middleware
 async def _headers(request: web.Request, handler: Route) -> web.StreamResponse:
     """Never framed, never cached, no referrer: the token must stay on this page."""
-    response = await handler(request)
+    try:
+        response = await handler(request)
+    except web.HTTPException as e:
+        response = e
     if not response.prepared:
         response.headers.update(_HEADERS)
         response.headers.setdefault("Cache-Control", "no-store")
+    if isinstance(response, web.HTTPException):
+        raise response
     return response
+
+
+@web.middleware
+async def _guard(request: web.Request, handler: Route) -> web.StreamResponse:
+    """Under /TOKEN/, the token or a 404 (the same as for a path that is not there); a
+    POST must carry the token in its header too, and come from this host's page."""
+    board = request.app[KEY]
+    given = request.match_info.get("token")
+    if given is not None and not access.matches(board.token, given):
+        raise _refused(404, "not found")
+    if request.method == "POST":
+        why = access.refusal(board.token, request.headers, request.host)
+        if why is not None:
+            raise _refused(403, why)
+    return await handler(request)
 
 
 async def _start_hub(app: web.Application) -> None:
@@ -147,18 +173,6 @@ async def _start_hub(app: web.Application) -> None:
 
 async def _end_streams(app: web.Application) -> None:
     app[KEY].hub.close()
-
-
-def _may_read(request: web.Request) -> None:
-    port = request.url.port or 80
-    if not access.may_read(request.app[KEY].token, request.headers, request.cookies, port):
-        raise _refused(403, "this needs the dashboard's token: see `herdctl dashboard`")
-
-
-def _may_change(request: web.Request) -> None:
-    why = access.refusal(request.app[KEY].token, request.headers, request.host)
-    if why is not None:
-        raise _refused(403, why)
 
 
 _ERRORS: dict[int, type[web.HTTPException]] = {
@@ -178,44 +192,40 @@ def _refused(status: int, error: str) -> web.HTTPException:
 
 def _page(template: str) -> Route:
     async def page(request: web.Request) -> web.StreamResponse:
-        board = request.app[KEY]
-        given = request.query.get(access.QUERY)
-        if given is not None:
-            if not access.matches(board.token, given):
-                raise web.HTTPForbidden(text=_NO_TOKEN, content_type="text/html")
-            # Trade the token in the address for a cookie, and take it out of the address.
-            moved = web.HTTPSeeOther(location="/")
-            moved.set_cookie(
-                access.cookie_name(request.url.port or 80),
-                board.token,
-                httponly=True,
-                samesite="Strict",
-                path="/",
-            )
-            raise moved
-        port = request.url.port or 80
-        if not access.may_read(board.token, request.headers, request.cookies, port):
-            raise web.HTTPForbidden(text=_NO_TOKEN, content_type="text/html")
-        text = template.replace("{{TOKEN}}", board.token)
+        text = template.replace("{{TOKEN}}", request.app[KEY].token)
         return web.Response(text=text, content_type="text/html")
 
     return page
 
 
+async def _to_page(request: web.Request) -> web.StreamResponse:
+    """/TOKEN without its slash: the page's relative links need it."""
+    raise web.HTTPSeeOther(location=f"/{request.match_info['token']}/")
+
+
+async def _no_token(request: web.Request) -> web.StreamResponse:
+    raise web.HTTPForbidden(text=_NO_TOKEN, content_type="text/html")
+
+
+async def _static(request: web.Request) -> web.StreamResponse:
+    name = request.match_info["name"]
+    if name not in FILES:
+        raise _refused(404, "not found")
+    return web.FileResponse(STATIC / name)
+
+
 _NO_TOKEN = (
-    "<!doctype html><title>herd dashboard</title><p>This dashboard needs its token. "
+    "<!doctype html><title>herd dashboard</title><p>The dashboard lives under its token. "
     "Open the address <code>herdctl dashboard</code> prints (or run "
     "<code>herdctl dashboard --open</code>).</p>"
 )
 
 
 async def _state(request: web.Request) -> web.StreamResponse:
-    _may_read(request)
     return web.json_response(await request.app[KEY].look())
 
 
 async def _logs(request: web.Request) -> web.StreamResponse:
-    _may_read(request)
     try:
         n = int(request.query.get("n", str(HISTORY)))
     except ValueError:
@@ -227,7 +237,6 @@ async def _logs(request: web.Request) -> web.StreamResponse:
 
 async def _events(request: web.Request) -> web.StreamResponse:
     """The page's live feed: a snapshot and the last log entries at once, then the hub's."""
-    _may_read(request)
     board = request.app[KEY]
     response = web.StreamResponse(
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store", **_HEADERS}
@@ -259,7 +268,6 @@ async def _json_body(request: web.Request) -> dict[str, object]:
 
 
 async def _probe(request: web.Request) -> web.StreamResponse:
-    _may_change(request)
     board = request.app[KEY]
     source = (await _json_body(request)).get("source")
     if not isinstance(source, str) or source not in board.manager.config.nodes:
@@ -282,7 +290,6 @@ async def _probe(request: web.Request) -> web.StreamResponse:
 
 async def _action(request: web.Request) -> web.StreamResponse:
     """One node's button: the request `herdctl ACTION NAME` sends, to the same handler."""
-    _may_change(request)
     board = request.app[KEY]
     name, action = request.match_info["name"], request.match_info["action"]
     if action not in ACTIONS:

@@ -1,6 +1,6 @@
 """The CLI's side of the dashboard: `herdctl dashboard [--open]`, and the line `herdctl up`
-prints. The address comes from the supervisor's `ping` answer, over the control socket
-(which only the herd's user can reach), with the token a browser must bring.
+prints. The address, with the token in its path (herdctl.dashboard.access), comes from the
+supervisor's `ping` answer over the control socket, which only the herd's user can reach.
 
 No aiohttp here: these are quick commands (tests/herdctl_cli/test_lazy_imports.py).
 """
@@ -18,13 +18,6 @@ OPENER_NAME = "herdctl.dashboard.html"  # in run_dir: what `--open` hands the br
 EXAMPLE = "dashboard: {host: 127.0.0.1, port: 12110}"
 
 
-def address(info: DashboardInfo) -> str | None:
-    """The page's address with its token, or None when it is not served."""
-    if info["url"] is None:
-        return None
-    return f"{info['url']}?token={info['token']}"
-
-
 def info_of(config: HerdConfig) -> DashboardInfo | None:
     """What the running supervisor says of its dashboard; None from one that says nothing
     (a supervisor from before dashboards)."""
@@ -37,7 +30,7 @@ def announce(config: HerdConfig) -> None:
     info = info_of(config)
     if info is None:
         return
-    where = address(info)
+    where = info["url"]
     if where is not None:
         out(f"dashboard: {where}")
     elif info["error"] is not None:
@@ -56,7 +49,7 @@ def show(config: HerdConfig, *, open_browser: bool) -> None:
             f"the herd serves no dashboard: add `{EXAMPLE}` to {config.path.name} "
             "(port 0: any free port), then `herdctl reload`"
         )
-    where = address(info)
+    where = info["url"]
     if where is None:
         raise UserError(
             f"the dashboard is not served: {info['error']}; free the port or change "

@@ -49,7 +49,8 @@ def why_not(e: OSError, host: str, port: int) -> str:
 
 
 class DashboardService:
-    """The dashboard site, if the topology asks for one; one token for the supervisor's life."""
+    """The dashboard site, if the topology asks for one; one token for the supervisor's life.
+    `_url` is the site's root; the page is under the token."""
 
     def __init__(
         self, manager: Manager, handle: Handler, *, log: Callable[[str], None] = lambda t: None
@@ -64,12 +65,9 @@ class DashboardService:
         self._error: str | None = None
 
     def info(self) -> DashboardInfo:
-        """Where the page is (with its token), or why it is not served."""
-        return {
-            "url": self._url,
-            "token": self.token if self._url else None,
-            "error": self._error,
-        }
+        """Where the page is (its address with the token), or why it is not served."""
+        url = f"{self._url}{self.token}/" if self._url else None
+        return {"url": url, "error": self._error}
 
     async def apply(self, wanted: DashboardConfig | None) -> str | None:
         """Serve the dashboard as `wanted` says (None: none); one line saying what changed,
@@ -84,7 +82,7 @@ class DashboardService:
         error = await self._start(wanted)
         if error is not None:
             return f"dashboard: not served: {error}"
-        return f"dashboard: {self._url}" + (" (moved)" if was else "")
+        return f"dashboard: {self.info()['url']}" + (" (moved)" if was else "")
 
     async def _start(self, wanted: DashboardConfig) -> str | None:
         from aiohttp import web  # the supervisor's only, and only with a dashboard
@@ -104,7 +102,8 @@ class DashboardService:
         self._runner = runner
         port = int(runner.addresses[0][1])
         self._url = url_for(wanted.host, port)
-        self._log(f"DASHBOARD_START url={self._url} bind={wanted.host}:{port}")
+        # The token stays out of the log: logs get pasted into bug reports.
+        self._log(f"DASHBOARD_START url={self._url}TOKEN/ bind={wanted.host}:{port}")
         return None
 
     async def stop(self) -> None:
@@ -113,5 +112,5 @@ class DashboardService:
         if runner is None:
             return
         await runner.cleanup()
-        self._log(f"DASHBOARD_STOP url={self._url}")
+        self._log(f"DASHBOARD_STOP url={self._url}TOKEN/")
         self._url = None

@@ -32,6 +32,7 @@ _HEALTH = {
     "EXITED": DOWN,
     "FATAL": DOWN,
     "STOPPED": OFF,
+    "REMOTE_DOWN": DOWN,  # another machine's node whose port does not answer (newer rows)
 }
 
 

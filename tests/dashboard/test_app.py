@@ -125,6 +125,11 @@ async def board(tmp_path: Path) -> AsyncIterator[Board]:
         yield board
 
 
+def at(path: str) -> str:
+    """`path` under the token, where the dashboard lives."""
+    return f"/{TOKEN}/{path}"
+
+
 def with_token(**more: str) -> dict[str, str]:
     return {access.HEADER: TOKEN, **more}
 
@@ -146,27 +151,30 @@ async def events(response: ClientResponse) -> AsyncIterator[tuple[str, Any]]:
             name, data = "", ""
 
 
-async def test_the_page_wants_its_token_then_a_cookie(board: Board) -> None:
+async def test_everything_lives_under_the_token(board: Board) -> None:
     client = board.client
-    assert (await client.get("/")).status == 403
-    assert (await client.get("/", params={"token": "wrong"})).status == 403
-    moved = await client.get("/", params={"token": TOKEN}, allow_redirects=False)
-    assert moved.status == 303 and moved.headers["Location"] == "/"
-    cookie = moved.cookies[access.cookie_name(client.port or 0)]
-    assert cookie.value == TOKEN and cookie["httponly"] and cookie["samesite"] == "Strict"
-    page = await client.get("/")  # the test client keeps the cookie, as a browser does
+    bare = await client.get("/")
+    assert bare.status == 403 and "herdctl dashboard" in await bare.text()
+    for path in ("/wrong/", "/wrong/api/state", "/wrong/static/dashboard.js", "/api/state"):
+        assert (await client.get(path)).status == 404, path
+    moved = await client.get(f"/{TOKEN}", allow_redirects=False)
+    assert moved.status == 303 and moved.headers["Location"] == f"/{TOKEN}/"
+    page = await client.get(at(""))
     assert page.status == 200
     text = await page.text()
     assert f'<meta name="herd-token" content="{TOKEN}">' in text
+    assert 'src="static/dashboard.js"' in text  # relative: under the token too
     assert "frame-ancestors 'none'" in page.headers["Content-Security-Policy"]
     assert page.headers["X-Frame-Options"] == "DENY"
-    script = await client.get("/static/dashboard.js")  # the page's own files need no token
+    assert page.headers["Referrer-Policy"] == "no-referrer"
+    script = await client.get(at("static/dashboard.js"))
     assert script.status == 200 and "EventSource" in await script.text()
+    assert (await client.get(at("static/index.html"))).status == 404  # only the two files
+    assert (await client.get(at("static/..%2f..%2faccess.py"))).status == 404
 
 
-async def test_state_needs_the_token_and_has_the_topology(board: Board) -> None:
-    assert (await board.client.get("/api/state")).status == 403
-    response = await board.client.get("/api/state", headers=with_token())
+async def test_state_has_the_topology(board: Board) -> None:
+    response = await board.client.get(at("api/state"))
     assert response.status == 200 and response.headers["Cache-Control"] == "no-store"
     state = await response.json()
     assert [n["name"] for n in state["nodes"]] == ["A", "B", "C"]
@@ -183,7 +191,7 @@ async def test_state_needs_the_token_and_has_the_topology(board: Board) -> None:
 async def test_the_stream_sends_state_then_new_log_lines(board: Board) -> None:
     log = board.config.log_dir / "B.log"
     log.write_text("2026-12-04T08:00:00.000000Z OLD line\n")
-    response = await board.client.get("/api/events", headers=with_token())
+    response = await board.client.get(at("api/events"))
     assert response.headers["Content-Type"] == "text/event-stream"
     stream = events(response)
     name, state = await anext(stream)
@@ -203,7 +211,7 @@ async def test_the_stream_sends_state_then_new_log_lines(board: Board) -> None:
 
 async def test_a_kill_is_sent_at_once_not_at_the_next_minute(tmp_path: Path) -> None:
     async with open_board(tmp_path, every=60.0) as board:
-        response = await board.client.get("/api/events", headers=with_token())
+        response = await board.client.get(at("api/events"))
         stream = events(response)
         name, data = await anext(stream)
         assert name == "state" and data["nodes"][1]["health"] == "pending"
@@ -222,25 +230,25 @@ async def test_logs_endpoint(board: Board) -> None:
         "".join(f"2026-12-04T08:00:{i:02d}.000000Z A{i}\n" for i in range(5))
     )
     (board.config.log_dir / "herdctl.log").write_text("2026-12-04T08:00:02.500000Z SUP\n")
-    response = await board.client.get("/api/logs", params={"n": "3"}, headers=with_token())
+    response = await board.client.get(at("api/logs"), params={"n": "3"})
     entries = (await response.json())["entries"]
     assert [(e["source"], e["text"].split()[1]) for e in entries] == [
         ("herdctl", "SUP"),
         ("A", "A3"),
         ("A", "A4"),
     ]
-    bad = await board.client.get("/api/logs", params={"n": "x"}, headers=with_token())
+    bad = await board.client.get(at("api/logs"), params={"n": "x"})
     assert bad.status == 400
 
 
 async def test_buttons_go_through_the_control_handler(board: Board) -> None:
     client = board.client
-    response = await client.post("/api/nodes/B/stop", headers=with_token())
+    response = await client.post(at("api/nodes/B/stop"), headers=with_token())
     assert response.status == 200 and (await response.json())["ok"] is True
     assert board.calls == [{"cmd": "stop", "names": ["B"]}]  # what `herdctl stop B` sends
     assert str(board.manager.slots["B"].policy.state) == "STOPPED"
-    await client.post("/api/nodes/B/start", headers=with_token())
-    await client.post("/api/nodes/C/restart", headers=with_token())
+    await client.post(at("api/nodes/B/start"), headers=with_token())
+    await client.post(at("api/nodes/C/restart"), headers=with_token())
     assert board.calls[1:] == [
         {"cmd": "start", "names": ["B"]},
         {"cmd": "restart", "names": ["C"], "rolling": False},
@@ -248,37 +256,39 @@ async def test_buttons_go_through_the_control_handler(board: Board) -> None:
     assert str(board.manager.slots["B"].policy.state) == "STARTING"
 
 
-async def test_a_change_without_the_token_or_from_another_site_is_refused(board: Board) -> None:
+async def test_a_change_without_the_header_or_from_another_site_is_refused(board: Board) -> None:
     client = board.client
-    bare = await client.post("/api/nodes/B/stop")
+    bare = await client.post(at("api/nodes/B/stop"))  # the address alone is not enough
     assert bare.status == 403 and "X-Herd-Token" in (await bare.json())["error"]
-    wrong = await client.post("/api/nodes/B/stop", headers={access.HEADER: "guess"})
+    wrong = await client.post(at("api/nodes/B/stop"), headers={access.HEADER: "guess"})
     assert wrong.status == 403
-    # a page of another site, even one the browser sent the cookie from
-    client.session.cookie_jar.update_cookies({access.cookie_name(client.port or 0): TOKEN})
-    evil = await client.post("/api/nodes/B/stop", headers=with_token(Origin="http://evil.example"))
+    elsewhere = await client.post("/guess/api/nodes/B/stop", headers=with_token())
+    assert elsewhere.status == 404
+    evil = await client.post(
+        at("api/nodes/B/stop"), headers=with_token(Origin="http://evil.example")
+    )
     assert evil.status == 403 and "cross-site" in (await evil.json())["error"]
-    probe = await client.post("/api/probe", json={"source": "A"})
+    probe = await client.post(at("api/probe"), json={"source": "A"})
     assert probe.status == 403
     assert board.calls == []
     assert str(board.manager.slots["B"].policy.state) == "STARTING"
     host = f"{client.host}:{client.port}"
-    same = await client.post("/api/nodes/B/stop", headers=with_token(Origin=f"http://{host}"))
+    same = await client.post(at("api/nodes/B/stop"), headers=with_token(Origin=f"http://{host}"))
     assert same.status == 200
 
 
 async def test_unknown_nodes_and_actions(board: Board) -> None:
     client = board.client
-    assert (await client.post("/api/nodes/Q/stop", headers=with_token())).status == 404
-    assert (await client.post("/api/nodes/all/stop", headers=with_token())).status == 404
-    assert (await client.post("/api/nodes/B/shutdown", headers=with_token())).status == 404
+    assert (await client.post(at("api/nodes/Q/stop"), headers=with_token())).status == 404
+    assert (await client.post(at("api/nodes/all/stop"), headers=with_token())).status == 404
+    assert (await client.post(at("api/nodes/B/shutdown"), headers=with_token())).status == 404
     assert board.calls == []
 
 
 async def test_the_probe_times_each_node(board: Board) -> None:
-    response = await board.client.get("/api/events", headers=with_token())
+    response = await board.client.get(at("api/events"))
     stream = events(response)
-    probe = await board.client.post("/api/probe", json={"source": "A"}, headers=with_token())
+    probe = await board.client.post(at("api/probe"), json={"source": "A"}, headers=with_token())
     assert probe.status == 200
     result = await probe.json()
     nodes = result["nodes"]
@@ -297,7 +307,7 @@ async def test_the_probe_times_each_node(board: Board) -> None:
 
 async def test_a_probe_from_a_node_that_does_not_answer(board: Board) -> None:
     client = board.client
-    bad = await client.post("/api/probe", json={"source": "Q"}, headers=with_token())
+    bad = await client.post(at("api/probe"), json={"source": "Q"}, headers=with_token())
     assert bad.status == 400
     server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
@@ -305,6 +315,6 @@ async def test_a_probe_from_a_node_that_does_not_answer(board: Board) -> None:
     await server.wait_closed()
     text = topology({"A": port, "B": board.config.nodes["B"].port, "C": 1})
     board.manager.config = parse_config(text, board.config.path)
-    refused = await client.post("/api/probe", json={"source": "A"}, headers=with_token())
+    refused = await client.post(at("api/probe"), json={"source": "A"}, headers=with_token())
     assert refused.status == 409
     assert "cannot reach A: connection refused" in (await refused.json())["error"]

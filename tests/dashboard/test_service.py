@@ -55,20 +55,23 @@ async def fetch(url: str) -> int:
 async def test_serves_reports_and_stops() -> None:
     log: list[str] = []
     service = DashboardService(manager_on_fakes(log), refuse, log=log.append)
-    assert service.info() == {"url": None, "token": None, "error": None}
+    assert service.info() == {"url": None, "error": None}
     assert await service.apply(None) is None
     line = await service.apply(DashboardConfig("127.0.0.1", 0))
-    info = service.info()
-    assert info["url"] is not None and info["url"].startswith("http://127.0.0.1:")
-    assert line == f"dashboard: {info['url']}" and info["token"] == service.token
-    assert log[-1].startswith(f"DASHBOARD_START url={info['url']} bind=127.0.0.1:")
-    assert await fetch(f"{info['url']}api/state") == 403  # no token
+    url = service.info()["url"]
+    assert url is not None and line == f"dashboard: {url}"
+    root, token = url.removesuffix(f"{service.token}/"), service.token
+    assert root.startswith("http://127.0.0.1:") and root.endswith("/") and len(token) >= 32
+    assert log[-1].startswith(f"DASHBOARD_START url={root}TOKEN/ bind=127.0.0.1:")
+    assert token not in log[-1]  # the log may be pasted somewhere
+    assert await fetch(f"{url}api/state") == 200
+    assert await fetch(f"{root}api/state") == 404  # without the token
     assert await service.apply(DashboardConfig("127.0.0.1", 0)) is None  # unchanged
     assert await service.apply(None) == "dashboard: stopped"
-    assert service.info() == {"url": None, "token": None, "error": None}
-    assert log[-1] == f"DASHBOARD_STOP url={info['url']}"
+    assert service.info() == {"url": None, "error": None}
+    assert log[-1] == f"DASHBOARD_STOP url={root}TOKEN/"
     with pytest.raises(aiohttp.ClientConnectionError):
-        await fetch(f"{info['url']}api/state")
+        await fetch(f"{url}api/state")
 
 
 async def test_a_taken_port_is_reported_and_tried_again(taken: int) -> None:
@@ -78,7 +81,7 @@ async def test_a_taken_port_is_reported_and_tried_again(taken: int) -> None:
     line = await service.apply(wanted)
     error = f"port {taken} on 127.0.0.1 is already in use"
     assert line == f"dashboard: not served: {error}"
-    assert service.info() == {"url": None, "token": None, "error": error}
+    assert service.info() == {"url": None, "error": error}
     assert log == [f"DASHBOARD_ERROR host=127.0.0.1 port={taken} error={error}"]
     assert await service.apply(wanted) == f"dashboard: not served: {error}"  # tried again
     await service.stop()

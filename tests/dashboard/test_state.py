@@ -70,6 +70,7 @@ def row(name: str, state: str = "RUNNING", **fields: Any) -> NodeRow:
         ("STOPPED", False, False, OFF),
         ("REMOTE", False, True, UP),
         ("REMOTE", False, False, DOWN),
+        ("REMOTE_DOWN", False, False, DOWN),
         ("UNMANAGED", False, True, UNKNOWN),
     ],
 )

@@ -3,7 +3,8 @@
 // /api/events sends `state` (the whole snapshot, herdctl/dashboard/state.py), `log` (new
 // log entries) and `probe` (a propagation probe's result). The graph and the table are
 // built once per topology and then only updated, so a button is never replaced under the
-// pointer. Every POST carries the token this page was served with (X-Herd-Token).
+// pointer. Every address is relative: the page lives under its token (/TOKEN/), and every
+// POST also carries the token in a header (X-Herd-Token).
 "use strict";
 
 (function () {
@@ -79,7 +80,6 @@
       method: "POST",
       headers: { "X-Herd-Token": token, "Content-Type": "application/json" },
       body: JSON.stringify(body || {}),
-      credentials: "same-origin",
     });
     let answer = {};
     try {
@@ -285,7 +285,7 @@
     probeResult.className = "muted";
     probeResult.textContent = "Probing from " + probeSource.value + "\u2026";
     try {
-      showProbe(await post("/api/probe", { source: probeSource.value }));
+      showProbe(await post("api/probe", { source: probeSource.value }));
     } catch (e) {
       probeResult.className = "error";
       probeResult.textContent = "Probe failed: " + e.message;
@@ -300,7 +300,7 @@
     button.disabled = true;
     say(action + " " + name + "\u2026", false);
     try {
-      const answer = await post("/api/nodes/" + encodeURIComponent(name) + "/" + action);
+      const answer = await post("api/nodes/" + encodeURIComponent(name) + "/" + action);
       const notes = (answer.progress || []).join("; ");
       say(action + " " + name + ": done" + (notes ? " (" + notes + ")" : ""), false);
     } catch (e) {
@@ -336,7 +336,7 @@
   // -- the stream ------------------------------------------------------------------------
 
   function connect() {
-    const events = new EventSource("/api/events");
+    const events = new EventSource("api/events");
     events.addEventListener("open", () => {
       live.dataset.live = "live";
       live.textContent = "live";
@@ -348,8 +348,8 @@
       live.dataset.live = "reconnecting";
       live.textContent = "reconnecting";
       try {
-        const response = await fetch("/api/state", { credentials: "same-origin" });
-        if (response.status === 403) {
+        const response = await fetch("api/state");
+        if (response.status === 404) {
           events.close();
           live.dataset.live = "refused";
           live.textContent = "token no longer valid";
