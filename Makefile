@@ -42,6 +42,7 @@ bench: $(FAST_STAMP)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 	$(BIN)/python bench/places_bench.py
 	$(BIN)/python bench/startup.py
+	$(BIN)/python bench/observed.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

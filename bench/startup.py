@@ -6,7 +6,7 @@ A supervisor or a grader probes a restarted node at once, and an operator types 
 commands by the dozen, so both are measured as whole processes, from outside:
 
 - spawn to listening: `python -m node NAME` on a one-node topology (offline places, no
-  key) until its port accepts a connection; the process is then stopped;
+  key, a metrics port) until its port accepts a connection; the process is then stopped;
 - `herdctl --help`, and `herdctl status` against a running herd (`herdctl up` first);
 - for scale, the bare interpreter (`python -c pass`) in the same run: what no command of
   ours can go below, and a gauge of how loaded the machine is.
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -30,7 +31,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from systems import HOST, REPO, node_argv, write_topology
+from systems import HOST, REPO, free_ports, node_argv, write_topology
 
 NODE_TARGET = 0.2  # seconds from spawn to listening, offline places
 COMMAND_TARGET = 0.15  # seconds for `herdctl --help` and `herdctl status`
@@ -133,6 +134,10 @@ def main() -> None:
         folder = Path(tmp)
         config, topology = write_topology(folder / "one", names=("Welsh",))
         port = int(topology["nodes"]["Welsh"]["port"])
+        # As the default topology runs it: with its metrics port (bound at start, the
+        # metrics code imported only on the first scrape).
+        topology["nodes"]["Welsh"]["metrics_port"] = free_ports(1)[0]
+        config.write_text(json.dumps(topology, indent=2) + "\n")
         print(f"start-up, {args.runs} runs each, {os.cpu_count()} cores, {sys.version.split()[0]}")
         bare = [sys.executable, "-c", "pass"]
         print(

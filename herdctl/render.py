@@ -115,6 +115,7 @@ STATE_COLOURS = {
     "STOPPED": YELLOW,
     "EXITED": RED,
     "FATAL": RED,
+    "REMOTE_DOWN": RED,  # another machine's node whose port does not answer
 }
 
 

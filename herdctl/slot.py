@@ -46,7 +46,8 @@ def node_row(
     spec = slot.spec
     row: NodeRow = {
         "name": spec.name,
-        "state": "REMOTE",
+        # Another machine's herdctl runs it: what we see is whether its port answers.
+        "state": "REMOTE" if up[spec.name] else "REMOTE_DOWN",
         "pid": None,
         "host": spec.host,
         "port": spec.port,

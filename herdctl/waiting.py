@@ -87,13 +87,19 @@ def is_ready(node: NodeRow | None) -> bool:
 
 
 # What `status` counts as running: RUNNING under a supervisor, a port that answers without
-# one (UNMANAGED); a REMOTE node is run by another machine's herdctl and not counted.
-RUNNING_STATES = frozenset({"RUNNING", "UNMANAGED", "REMOTE"})
+# one (UNMANAGED). A remote node (REMOTE, or REMOTE_DOWN when its port does not answer) is
+# run by another machine's herdctl: shown, not counted.
+RUNNING_STATES = frozenset({"RUNNING", "UNMANAGED"})
+REMOTE_STATES = frozenset({"REMOTE", "REMOTE_DOWN"})
 
 
 def not_running(nodes: Iterable[NodeRow]) -> list[str]:
     """The nodes that make `status` exit 3: local ones not RUNNING (or not answering)."""
-    return [node["name"] for node in nodes if node.get("state") not in RUNNING_STATES]
+    return [
+        node["name"]
+        for node in nodes
+        if node.get("state") not in RUNNING_STATES | REMOTE_STATES
+    ]
 
 
 def show_until_ready(

@@ -83,6 +83,8 @@ class ClientConnection(LineReader):
         self._pending_since: float | None = None
         self._where = "?"
         self._host = "?"
+        self._counters = node.counters
+        self._iamat_latency = node.counters.reply_latency["IAMAT"]
 
     # -- asyncio callbacks --------------------------------------------------------------
 
@@ -94,6 +96,7 @@ class ClientConnection(LineReader):
             self._where = f"{peername[0]}:{peername[1]}"
             self._host = str(peername[0])
         node = self.node
+        self._counters.conns_accepted += 1
         admission = node.admission
         kind, evicted = admission.admit(self, self._host)
         node.connections.add(self)
@@ -119,6 +122,7 @@ class ClientConnection(LineReader):
         splitter = self.splitter
         self._take(data)
         if splitter.overlong is not None:
+            self._counters.count("other", "too_long")
             self.node.log.event(f"LINE_TOO_LONG conn={self.id} limit={splitter.max_line}")
             self._overlong_reply = format_invalid(splitter.overlong)
             self._close_after_replies()
@@ -136,6 +140,8 @@ class ClientConnection(LineReader):
         """Replies to a run of lines, in line order: written at once when no reply before
         them is still waiting (a waiting client's whole read, the common case), else
         queued behind those."""
+        # From the read they came in (reading stops while lines wait) to their replies.
+        self._iamat_latency.observe(time.monotonic() - self._last_activity, len(replies))
         if self._queue:
             self._queue.extend(replies)
         elif self.transport is not None and self._phase is not Phase.CLOSED:
@@ -226,23 +232,30 @@ class ClientConnection(LineReader):
         if isinstance(msg, WhatsAt):
             record = node.store.get(msg.client)
             if record is None:
+                self._counters.count("WHATSAT", "unknown_client")
                 return format_invalid(line)
+            self._counters.count("WHATSAT", "answered")
             task = asyncio.get_running_loop().create_task(node.whatsat(record, msg))
             task.add_done_callback(self._reply_done)
             return task
         if isinstance(msg, PeerLine):
             return self._handshake(msg, line)
+        self._counters.count_invalid(line)
         return format_invalid(line)
 
     def _handshake(self, msg: PeerLine, line: bytes) -> bytes:
         node = self.node
         if self._responder is None:
             self._responder = Responder(node.secret, node.name_bytes, node.neighbours)
+        kind = msg.keyword.decode()
         try:
             if msg.keyword == b"HELLO":
-                return self._responder.on_hello(msg.fields)
+                reply = self._responder.on_hello(msg.fields)
+                self._counters.count(kind, "answered")
+                return reply
             reply = self._responder.on_auth(msg.fields)
         except HandshakeError as e:
+            self._counters.count(kind, "failed")
             node.log.event(f"PEER_AUTH_FAILED conn={self.id} from={self._where} reason={e}")
             # A failed AUTH ends the conversation; so does any failure over a client cap.
             if msg.keyword == b"AUTH" or self._probation is not None:
@@ -250,6 +263,7 @@ class ClientConnection(LineReader):
                 self._close_after_replies()
             return format_invalid(line)
         self._authenticated = self._responder.peer
+        self._counters.count(kind, "answered")
         return reply
 
     def _hand_over(self, peer: bytes) -> None:
@@ -318,6 +332,7 @@ class ClientConnection(LineReader):
         """The journal could not take this client's IAMATs: they get no AT. The replies to
         the lines before them still go out, then the connection closes; the lines after
         them are not handled. The client may reconnect and retry."""
+        self._counters.conns_cut += 1
         error = self.node.journal_error()
         why = f" ({error})" if error is not None else ""
         self.node.log.event(
@@ -349,6 +364,7 @@ class ClientConnection(LineReader):
         """Refuse a connection over a client cap: logged (rate-limited), then reset."""
         if self._phase is Phase.CLOSED or self.transport is None:
             return
+        self._counters.conns_refused += 1
         self.node.refusals.event(
             "CONN_REFUSED", f"CONN_REFUSED conn={self.id} from={self._where} reason={reason}"
         )
@@ -361,6 +377,7 @@ class ClientConnection(LineReader):
         if self._phase is Phase.CLOSED or self.transport is None:
             return
         self._phase = Phase.CLOSED
+        self._counters.conns_cut += 1
         self.node.log.event(f"CONN_CUT conn={self.id} from={self._where} reason={reason}")
         self.transport.abort()
 

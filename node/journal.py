@@ -44,6 +44,7 @@ from typing import Protocol
 
 from node import journal_folder
 from node.config import FSYNC_POLICIES
+from node.counters import JournalTally
 from node.entries import ReplayStats, replay_file
 from node.private import DIR_MODE, open_private, private_dir
 from node.store import ClientStore
@@ -65,11 +66,17 @@ class JournalLike(Protocol):
     @property
     def failing(self) -> OSError | None: ...
 
+    @property
+    def tally(self) -> JournalTally: ...
+
 
 class NullJournal:
     """Keeps nothing: for in-process tests and tools that need no durability."""
 
     failing: OSError | None = None
+
+    def __init__(self) -> None:
+        self.tally = JournalTally()
 
     def write(self, entries: list[bytes]) -> None:
         pass
@@ -118,6 +125,7 @@ class Journal:
         self._failed_writes = 0
         self._failing_since = 0.0
         self._fsync_failing = False
+        self.tally = JournalTally()
 
     # -- start-up ---------------------------------------------------------------------
 
@@ -213,11 +221,16 @@ class Journal:
             if written < len(data):  # a short write: rare, so only then the loop
                 self._write_rest(fd, data, written)
             if self.fsync_policy == "always":
+                started = time.perf_counter()
                 os.fsync(fd)
+                self.tally.fsync_latency.observe(time.perf_counter() - started)
         except OSError as e:
             self._cut_back()
             self._failed(e)
             raise
+        tally = self.tally
+        tally.writes += 1
+        tally.bytes_written += len(data)
         self._size += len(data)
         if self.failing is not None:
             self._recovered()
@@ -258,6 +271,7 @@ class Journal:
             self._seq += 1
 
     def _failed(self, e: OSError) -> None:
+        self.tally.write_failures += 1
         self._failed_writes += 1
         if self.failing is None:
             self._failing_since = time.monotonic()
@@ -289,14 +303,17 @@ class Journal:
                         await self._fsync(self._fd)
 
     async def _fsync(self, fd: int) -> None:
+        started = time.perf_counter()
         try:
             await asyncio.to_thread(os.fsync, fd)
         except OSError as e:
+            self.tally.fsync_failures += 1
             self._dirty = True
             if not self._fsync_failing:
                 self._fsync_failing = True
                 self._log(f"JOURNAL_FSYNC_FAILED errno={errno_name(e)} error={e.strerror}")
         else:
+            self.tally.fsync_latency.observe(time.perf_counter() - started)
             if self._fsync_failing:
                 self._fsync_failing = False
                 self._log("JOURNAL_FSYNC_RECOVERED")
@@ -335,6 +352,7 @@ class Journal:
                 await asyncio.to_thread(os.fsync, old_fd)
             await asyncio.to_thread(journal_folder.write_snapshot, self.folder, seq, records)
         except OSError as e:
+            self.tally.compaction_failures += 1
             self._compact_after = time.monotonic() + COMPACT_RETRY
             self._log(
                 f"JOURNAL_COMPACT_FAILED errno={errno_name(e)} error={e.strerror}"
@@ -345,6 +363,7 @@ class Journal:
             if old_fd >= 0:
                 os.close(old_fd)
         journal_folder.remove_before(self.folder, seq)
+        self.tally.compactions += 1
         self._log(
             f"JOURNAL_COMPACTED records={len(records)} replaced_through={old_seq}"
             f" seconds={time.perf_counter() - started:.3f}"

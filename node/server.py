@@ -20,13 +20,15 @@ from typing import Any
 from node.admission import Admission, client_cap, raise_fd_limit, reserve_for
 from node.client import ClientConnection
 from node.config import HerdConfig
+from node.counters import JournalTally, NodeCounters
 from node.ingest import Batch
 from node.journal import JournalLike, NullJournal, errno_name
 from node.logbook import LogBook, RateLimited, show
+from node.metrics_http import MetricsEndpoint
 from node.peers import Peers
 from node.places.base import PlacesProvider, failure_response
 from node.protocol import WhatsAt, parse_location
-from node.status import NodeStatus, status_path
+from node.status import LinkStatus, NodeStatus, status_path
 from node.status_file import StatusFile
 from node.store import ClientStore, Packed, Record
 
@@ -86,6 +88,9 @@ class NodeServer:
         self.clock_ns = clock_ns
         self.neighbours = frozenset(n.encode() for n in config.neighbours(name))
         self.known_servers = frozenset(n.encode() for n in config.nodes)
+        self.counters = NodeCounters()
+        for neighbour in config.neighbours(name):
+            self.counters.peer(neighbour)  # every neighbour in the metrics, even never linked
         self.peers = Peers(self)
         self.connections: set[ClientConnection] = set()
         self.admission: Admission[ClientConnection] = Admission(
@@ -102,6 +107,12 @@ class NodeServer:
         self.started_at = time.time()
         self.state = "starting"
         self.status_file = StatusFile(status_path(config.run_dir, name), self.status)
+        self.metrics: MetricsEndpoint | None = None
+        if self.spec.metrics_port:
+            self.metrics = MetricsEndpoint(
+                self.spec.bind, self.spec.metrics_port, name, self._render_metrics
+            )
+        self._registry: Any = None  # node.metrics' registry, made on the first scrape
 
     async def start(self, *, port: int | None = None) -> None:
         """Listen (on `port` when given, 0 for any) and bring the links up."""
@@ -154,11 +165,29 @@ class NodeServer:
                 ) from None
             raise StartupError(f"cannot listen on {self.spec.bind}:{want}: {e.strerror}") from None
         self.port = self._server.sockets[0].getsockname()[1]
+        if self.metrics is not None:
+            await self._bind_metrics(self.metrics)
+
+    async def _bind_metrics(self, metrics: MetricsEndpoint) -> None:
+        where = f"{metrics.host}:{metrics.port}"
+        try:
+            await metrics.bind()
+        except OSError as e:
+            self.unbind()
+            if e.errno == errno.EADDRINUSE:
+                raise StartupError(
+                    f"metrics_port {metrics.port} on {metrics.host} is already in use"
+                    f"{port_holder(metrics.port)}"
+                ) from None
+            raise StartupError(f"cannot serve metrics on {where}: {e.strerror}") from None
+        self.log.event(f"METRICS listen={metrics.host}:{metrics.port} path=/metrics")
 
     def unbind(self) -> None:
-        """Give the port back, when the node does not start after `bind`."""
+        """Give the ports back, when the node does not start after `bind`."""
         if self._server is not None:
             self._server.close()
+        if self.metrics is not None:
+            self.metrics.close()
 
     async def stop(self) -> None:
         """Shut down in order: stop listening, finish replies, close links, bounded waits."""
@@ -167,6 +196,8 @@ class NodeServer:
         self.status_file.write_now()
         if self._server is not None:
             self._server.close()
+        if self.metrics is not None:
+            self.metrics.close()
         if self._sweeper is not None:
             self._sweeper.cancel()
         waits = [c.finish() for c in list(self.connections)]
@@ -200,21 +231,28 @@ class NodeServer:
         records it would have kept in `refused` (a neighbour's link applies them again
         later), and the journal has logged the failure, once per episode.
         """
-        if batch.entries:
+        kept = len(batch.entries)
+        if kept:
             try:
                 self.journal.write(batch.entries)
             except OSError:
+                if origin is None:
+                    self.counters.iamat_refused += len(batch.replies)
                 self.store.restore(batch.undo)
                 batch.refuse()
                 return False
             batch.entries.clear()
             batch.undo.clear()
         if batch.replies:
+            if origin is None:
+                counters = self.counters
+                counters.iamat_kept += kept
+                counters.iamat_stale += len(batch.replies) - kept
             if deliver is not None:
                 deliver(batch.replies)
             batch.replies.clear()
         if batch.flood:
-            self.peers.flood(b"".join(batch.flood), origin)
+            self.peers.flood(b"".join(batch.flood), origin, len(batch.flood))
             batch.flood.clear()
         if batch.log:
             self.log.raw_events(batch.log)
@@ -236,15 +274,21 @@ class NodeServer:
         """The stored AT line, then the places near the client as Nearby Search JSON."""
         point = parse_location(record.location)
         assert point is not None  # stored records were validated on the way in
+        started = time.monotonic()
+        places = self.counters.places_of(self.places.name)
         try:
             response = await self.places.nearby(point[0], point[1], msg.radius_km * 1000, msg.bound)
+            status = response.get("status")
+            places.record(status if isinstance(status, str) else "?", time.monotonic() - started)
             results = response.get("results")
             if isinstance(results, list) and len(results) > msg.bound:
                 response = {**response, "results": results[: msg.bound]}
             body = format_places(response)
         except Exception as e:  # a provider bug must still produce a reply, never a hang
+            places.record("EXCEPTION", time.monotonic() - started)
             self.log.event(f"PLACES_ERROR provider={self.places.name} error={type(e).__name__}")
             body = format_places(failure_response("UNKNOWN_ERROR", "places provider failed"))
+        self.counters.reply_latency["WHATSAT"].observe(time.monotonic() - started)
         return record.at_line() + body + b"\n\n"
 
     def status(self) -> NodeStatus:
@@ -261,7 +305,32 @@ class NodeServer:
             "connections": len(self.connections),
             "links": self.peers.status(),
             "journal_error": self.journal_error(),
+            "counters": {
+                "requests": self.counters.answered(),
+                "records_in": sum(t.records_received for t in self.counters.peers.values()),
+                "records_out": sum(t.records_sent for t in self.counters.peers.values()),
+            },
         }
+
+    # -- what node.metrics reads ------------------------------------------------------
+
+    @property
+    def places_name(self) -> str:
+        return self.places.name
+
+    @property
+    def journal_tally(self) -> JournalTally:
+        return self.journal.tally
+
+    def link_status(self) -> dict[str, LinkStatus]:
+        return self.peers.status()
+
+    def _render_metrics(self, accept: str) -> tuple[bytes, str]:
+        from node import metrics  # prometheus_client: on the first scrape, not at start
+
+        if self._registry is None:
+            self._registry = metrics.registry_for(self)
+        return metrics.render(self._registry, accept)
 
     def journal_error(self) -> str | None:
         """Why the journal refuses writes (`ENOSPC`), or None while it takes them."""

@@ -17,6 +17,15 @@ LinkStatus = TypedDict(
 )
 
 
+class StatusCounters(TypedDict):
+    """Running totals since the node started, for rates: client lines answered, CHANGELOC
+    records received from neighbours, and records flooded to them (summed over links)."""
+
+    requests: int
+    records_in: int
+    records_out: int
+
+
 class NodeStatus(TypedDict):
     """The status file's object. A reader must expect a file written by another version of
     the node, with keys missing or added: check each value where it is used."""
@@ -31,6 +40,7 @@ class NodeStatus(TypedDict):
     connections: int
     links: dict[str, LinkStatus]  # by neighbour name
     journal_error: str | None  # the errno name while the journal refuses writes
+    counters: NotRequired[StatusCounters]
     updated_at: NotRequired[float]  # POSIX time; added by StatusFile when it writes
 
 

@@ -54,12 +54,12 @@ class Peers:
         for conn in list(self.inbound.values()):
             conn.heartbeat(now, timeout)
 
-    def flood(self, lines: bytes, exclude: bytes | None) -> None:
-        """Send the CHANGELOC lines (each with LF) of records this node just applied to
-        every neighbour but the one they came from."""
+    def flood(self, lines: bytes, exclude: bytes | None, records: int) -> None:
+        """Send the CHANGELOC lines (each with LF) of `records` records this node just
+        applied to every neighbour but the one they came from."""
         for name, link in self.links.items():
             if name != exclude:
-                link.send(lines)
+                link.send(lines, records)
 
     def status(self) -> dict[str, LinkStatus]:
         """Per neighbour: our link to it, its link to us, and whether it has synced us."""

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from node.config import HerdConfig, Limits
+from node.counters import NodeCounters
 from node.ingest import Batch
 from node.logbook import LogBook
 from node.store import ClientStore, Packed
@@ -38,6 +39,9 @@ class PeerHost(Protocol):
 
     @property
     def known_servers(self) -> frozenset[bytes]: ...
+
+    @property
+    def counters(self) -> NodeCounters: ...
 
     def commit(
         self, batch: Batch, deliver: Callable[[list[bytes]], object] | None, origin: bytes | None

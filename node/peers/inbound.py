@@ -59,6 +59,7 @@ class PeerConnection(LineReader):
         self._stall_delay = 0.0  # its current retry delay; 0 while the journal takes ours
         self._closed = False
         self._last_activity = time.monotonic()
+        self.tally = host.counters.peer(peer.decode())
 
     @property
     def closed(self) -> bool:
@@ -142,6 +143,10 @@ class PeerConnection(LineReader):
             self._stall_delay = 0.0
             host.log.event(f"PEER_IN_RESUMED peer={self.peer.decode()} conn={self.id}")
         if batch.received:
+            tally = self.tally
+            tally.records_received += batch.received
+            tally.records_applied += batch.applied
+            tally.records_duplicate += batch.duplicates
             host.log.event(
                 f"PEER_IN peer={self.peer.decode()} changelocs={batch.received}"
                 f" applied={batch.applied} duplicates={batch.duplicates}"
@@ -155,6 +160,7 @@ class PeerConnection(LineReader):
         if msg is None or isinstance(msg, Ping):
             return True  # its arrival already counted as activity
         if isinstance(msg, Synced):
+            self.tally.syncs_received += 1
             self.host.log.event(f"PEER_SYNCED peer={self.peer.decode()} records={msg.count}")
             self.peers.inbound_synced(self.peer, self)
             return True

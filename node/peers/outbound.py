@@ -52,6 +52,7 @@ class PeerLink:
         self.up = False
         self._stopping = False
         self.since = 0.0  # when `up` last changed (POSIX time)
+        self.tally = node.counters.peer(spec.name)
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"link-{self.name}")
@@ -70,10 +71,12 @@ class PeerLink:
         if resync and self.up and self._writer is not None:
             self._writer.transport.abort()  # the neighbour lost its state: send ours again
 
-    def send(self, lines: bytes) -> None:
-        """Queue lines for the neighbour; what is queued in one loop tick goes in one write."""
+    def send(self, lines: bytes, records: int) -> None:
+        """Queue `records` lines for the neighbour; what is queued in one loop tick goes in
+        one write."""
         if not self.up:
             return  # the full sync when the link comes back covers it
+        self.tally.records_sent += records
         self._outbox.append(lines)
         if not self._send_scheduled:
             self._send_scheduled = True
@@ -123,6 +126,7 @@ class PeerLink:
                     self.since = time.time()
                 self._close_writer()
             if was_up:
+                self.tally.link_downs += 1
                 log.event(f"LINK_DOWN peer={self.name} reason={reason}")
             else:
                 log.event(f"LINK_FAILED peer={self.name} retry_in={delay:.2f}s reason={reason}")
@@ -184,6 +188,8 @@ class PeerLink:
             writer.write(b"".join([CHANGELOC_LINE % record for record in chunk]))
             await writer.drain()
         writer.write(format_synced(len(records)))
+        self.tally.syncs_sent += 1
+        self.tally.sync_records_sent += len(records)
         self.node.log.event(f"LINK_SYNC_SENT peer={self.name} records={len(records)}")
 
     def buffered(self) -> int:

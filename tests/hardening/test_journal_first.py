@@ -77,7 +77,7 @@ class Herd:
         )
         self.journal.open(self.node.store)
         self.floods: list[tuple[bytes, bytes | None]] = []
-        self.node.peers.flood = lambda lines, exclude: self.floods.append(  # type: ignore[method-assign]
+        self.node.peers.flood = lambda lines, exclude, records: self.floods.append(  # type: ignore[method-assign]
             (lines, exclude)
         )
 
@@ -155,6 +155,9 @@ async def test_plain_read_refused_by_the_journal_gets_no_at_and_keeps_nothing(
     assert len(herd.events("JOURNAL_WRITE_FAILED")) == 1
     (cut,) = herd.events("CONN_CUT")
     assert "reason=journal write failed (ENOSPC)" in cut or "(EIO)" in cut
+    counters, tally = herd.node.counters, herd.node.journal_tally
+    assert (counters.iamat_refused, counters.iamat_kept, counters.conns_cut) == (3, 1, 1)
+    assert (tally.write_failures, tally.writes) == (1, 1)  # `known`'s write went through
 
     herd.disk.heal()  # space is back: the next client is served, with no restart
     again, transport2 = herd.connect()
@@ -273,7 +276,7 @@ async def test_records_from_a_failed_batch_never_reach_the_wire_of_a_link(
     class Link:
         up = True
 
-        def send(self, lines: bytes) -> None:
+        def send(self, lines: bytes, records: int) -> None:
             sent.append(lines)
 
     del herd.node.peers.flood  # back to the real flood, over a stand-in link

@@ -232,7 +232,7 @@ async def test_start_all_spawns_local_nodes_only(world: World) -> None:
     assert await manager.handle({"cmd": "start", "names": ["all"]}, no_progress) == {"ok": True}
     assert launcher.spawned == ["A", "B", "C"]
     nodes = await status(manager)
-    assert [n["state"] for n in nodes.values()] == ["STARTING"] * 3 + ["REMOTE"]
+    assert [n["state"] for n in nodes.values()] == ["STARTING"] * 3 + ["REMOTE_DOWN"]
     clock.now = 1.0
     manager.step()
     a = (await status(manager))["A"]
@@ -265,7 +265,7 @@ async def test_remote_node_shows_whether_its_port_answers(world: World) -> None:
     manager, launcher, _, _ = world
     r = (await status(manager))["R"]
     assert (r["state"], r["local"], r["pid"], r["port_open"], r["ready"]) == (
-        "REMOTE",
+        "REMOTE_DOWN",
         False,
         None,
         False,
@@ -273,7 +273,9 @@ async def test_remote_node_shows_whether_its_port_answers(world: World) -> None:
     )
     launcher.open_remote.add(("10.99.0.1", 12003))
     r = (await status(manager))["R"]
-    assert r["port_open"] and r["ready"]
+    assert r["state"] == "REMOTE" and r["port_open"] and r["ready"]
+    launcher.open_remote.clear()  # its machine's herdctl stopped it, or the network failed
+    assert (await status(manager))["R"]["state"] == "REMOTE_DOWN"
     with pytest.raises(RequestError, match="not this machine"):
         await manager.handle({"cmd": "start", "names": ["R"]}, no_progress)
 

@@ -180,8 +180,9 @@ def test_status_counts_every_local_node_not_running() -> None:
             "D": ("STOPPED", False),
             "E": ("BACKOFF", False),
             "R": ("REMOTE", False),  # another machine's to run
+            "S": ("REMOTE_DOWN", False),  # ... whose port does not answer: shown, not counted
             "U": ("UNMANAGED", False),  # no supervisor, but its port answers
         }
     )()
     assert not_running(rows) == ["B", "C", "D", "E"]
-    assert not_running(rows[:1] + rows[-2:]) == []
+    assert not_running(rows[:1] + rows[-3:]) == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from node.config import (
     ConfigError,
@@ -346,3 +347,11 @@ def test_metrics_and_dashboard_are_off_unless_asked(tmp_path: Path) -> None:
     assert cfg.dashboard is None
     cfg = load_text(tmp_path, NODES + "dashboard: {}\n")
     assert cfg.dashboard == DashboardConfig(host="127.0.0.1", port=0)
+
+
+def test_the_prometheus_example_scrapes_every_node_of_the_default_topology() -> None:
+    example = yaml.safe_load((REPO_TOPOLOGY.parent / "docs" / "prometheus.yml").read_text())
+    (job,) = example["scrape_configs"]
+    (static,) = job["static_configs"]
+    cfg = load_config(REPO_TOPOLOGY)
+    assert static["targets"] == [f"{n.host}:{n.metrics_port}" for n in cfg.nodes.values()]

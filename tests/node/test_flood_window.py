@@ -7,6 +7,7 @@ import time
 from types import SimpleNamespace
 from typing import Any, cast
 
+from node.counters import NodeCounters
 from node.peers.outbound import FLOOD_BURST_GAP, FLOOD_WINDOW, PeerLink
 
 DEADLINE = 5.0  # seconds: generous for a loaded machine; the assertions bound from below
@@ -32,7 +33,7 @@ class FakeWriter:
 
 
 def up_link() -> tuple[PeerLink, FakeWriter]:
-    node = SimpleNamespace(log=SimpleNamespace(event=lambda text: None))
+    node = SimpleNamespace(log=SimpleNamespace(event=lambda text: None), counters=NodeCounters())
     link = PeerLink(cast(Any, node), cast(Any, SimpleNamespace(name="Hands")))
     writer = FakeWriter()
     link._writer = cast(Any, writer)
@@ -49,7 +50,7 @@ async def writes_reach(writer: FakeWriter, count: int) -> None:
 
 async def test_a_lone_update_is_written_on_the_next_loop_turn() -> None:
     link, writer = up_link()
-    link.send(b"CHANGELOC a\n")
+    link.send(b"CHANGELOC a\n", 1)
     assert writer.writes == []  # not inside send: lines of this turn share the write
     await asyncio.sleep(0)
     assert [data for _, data in writer.writes] == [b"CHANGELOC a\n"]
@@ -58,7 +59,7 @@ async def test_a_lone_update_is_written_on_the_next_loop_turn() -> None:
 async def test_lines_queued_in_one_turn_share_one_write() -> None:
     link, writer = up_link()
     for name in (b"a", b"b", b"c"):
-        link.send(b"CHANGELOC %s\n" % name)
+        link.send(b"CHANGELOC %s\n" % name, 1)
     await writes_reach(writer, 1)
     assert [data for _, data in writer.writes] == [b"CHANGELOC a\nCHANGELOC b\nCHANGELOC c\n"]
 
@@ -84,13 +85,13 @@ def fake_clock(monkeypatch: Any) -> FakeClock:
 async def test_a_burst_waits_for_the_window_and_shares_its_write(monkeypatch: Any) -> None:
     clock = fake_clock(monkeypatch)
     link, writer = up_link()
-    link.send(b"CHANGELOC a\n")
+    link.send(b"CHANGELOC a\n", 1)
     await writes_reach(writer, 1)
     clock.now += FLOOD_BURST_GAP / 2  # right after that write: a burst
-    link.send(b"CHANGELOC b\n")
+    link.send(b"CHANGELOC b\n", 1)
     held_at = time.monotonic()
     await asyncio.sleep(0)
-    link.send(b"CHANGELOC c\n")
+    link.send(b"CHANGELOC c\n", 1)
     await asyncio.sleep(0)
     assert len(writer.writes) == 1 or time.monotonic() - held_at > FLOOD_WINDOW / 2
     await writes_reach(writer, 2)
@@ -102,10 +103,10 @@ async def test_a_burst_waits_for_the_window_and_shares_its_write(monkeypatch: An
 async def test_after_a_quiet_gap_an_update_goes_out_at_once_again(monkeypatch: Any) -> None:
     clock = fake_clock(monkeypatch)
     link, writer = up_link()
-    link.send(b"CHANGELOC a\n")
+    link.send(b"CHANGELOC a\n", 1)
     await writes_reach(writer, 1)
     clock.now += FLOOD_BURST_GAP * 2
-    link.send(b"CHANGELOC b\n")
+    link.send(b"CHANGELOC b\n", 1)
     await asyncio.sleep(0)
     assert [data for _, data in writer.writes] == [b"CHANGELOC a\n", b"CHANGELOC b\n"]
 
@@ -113,7 +114,7 @@ async def test_after_a_quiet_gap_an_update_goes_out_at_once_again(monkeypatch: A
 async def test_a_link_that_is_down_queues_nothing() -> None:
     link, writer = up_link()
     link.up = False
-    link.send(b"CHANGELOC a\n")
+    link.send(b"CHANGELOC a\n", 1)
     await asyncio.sleep(0.01)
     assert writer.writes == []
     assert link.buffered() == 0

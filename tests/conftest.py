@@ -1,4 +1,4 @@
-"""Chaos test fixtures: the figures each test reports, gathered into one summary at the end."""
+"""The figures tests report (chaos, multi-host), gathered into one summary at the end."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ def figures(
     request: pytest.FixtureRequest, record_property: Callable[[str, object], None]
 ) -> Report:
     """`figures(written=..., acked=...)`: printed (pytest -s), put in the junit properties,
-    and repeated in a "chaos figures" section of the terminal summary, so they can be quoted."""
+    and repeated in a "figures" section of the terminal summary, so they can be quoted."""
 
     def report(**values: object) -> None:
         line = f"{request.node.nodeid}: " + ", ".join(f"{k}={v}" for k, v in values.items())
@@ -33,6 +33,6 @@ def pytest_terminal_summary(
 ) -> None:
     lines = config.stash.get(_FIGURES, [])
     if lines:
-        terminalreporter.section("chaos figures")
+        terminalreporter.section("figures")
         for line in lines:
             terminalreporter.write_line(line)
