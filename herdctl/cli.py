@@ -51,6 +51,7 @@ from herdctl.daemon import (
     node_rows,
     wait_gone,
 )
+from herdctl.dashboard import command as dashboard
 from herdctl.loadgen.result import BenchError, Mode
 from herdctl.messages import NodeRow, Request
 from herdctl.waiting import is_ready, not_running, show_until_ready
@@ -109,6 +110,7 @@ def up(
             if not pending:
                 ready = f"{len(names)} nodes ready (supervisor pid {pid})"
                 out(f"herd already up: {ready}; nothing changed")
+                dashboard.announce(config)
                 return
             idle = [n for n in pending if by_name[n].get("state") not in SERVING]
             if idle:
@@ -119,6 +121,7 @@ def up(
             config, lambda: node_rows(config), names, timeout, "start", announce=pending
         )
     out(f"herd up: {len(names)} nodes ready in {time.monotonic() - started:.1f}s")
+    dashboard.announce(config)
 
 
 @app.command()
@@ -227,6 +230,19 @@ def reload(
     touched = answer.get("touched", [])
     show_until_ready(config, lambda: node_rows(config), touched, timeout, "reload", announce=())
     out(f"reloaded {path.name}: {len(changes)} change{'s' * (len(changes) != 1)} applied")
+
+
+@app.command("dashboard")
+def dashboard_command(
+    ctx: typer.Context,
+    open_browser: Annotated[bool, typer.Option("--open", help="Open it in a browser too.")] = False,
+    config_path: ConfigOption = None,
+) -> None:
+    """Print the address of the herd's dashboard (with its token); --open opens it.
+
+    The topology's `dashboard:` key turns it on: {host: 127.0.0.1, port: 12110}.
+    """
+    dashboard.show(options_of(ctx).load(config_path), open_browser=open_browser)
 
 
 @app.command()

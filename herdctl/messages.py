@@ -28,6 +28,12 @@ class Request(TypedDict):
     text: NotRequired[str]  # reload: the topology file's text, as the CLI validated it
 
 
+# One neighbour's link as a node reports it (node.status.LinkStatus, the booleans): `out` its
+# link to the neighbour is up, `in` the neighbour's link to it, `synced` the neighbour has
+# sent it its whole state on that link.
+PeerLink = TypedDict("PeerLink", {"out": bool, "in": bool, "synced": bool})
+
+
 class NodeRow(TypedDict):
     """One node in `status`. A supervisor fills every field; without one, the CLI can only
     tell whether each port answers, and the fields it cannot know are absent."""
@@ -46,11 +52,22 @@ class NodeRow(TypedDict):
     links_expected: NotRequired[int]
     connections: NotRequired[int | None]  # client connections open now (not peer links)
     clients: NotRequired[int | None]  # client records the node holds (clients it knows of)
+    links: NotRequired[dict[str, PeerLink] | None]  # by neighbour; None: no word from the node
+    counters: NotRequired[dict[str, int] | None]  # cumulative, as the node reports them
     ready: NotRequired[bool]  # RUNNING, port open, a link to every neighbour that is up
     port_open: bool
     exit_code: NotRequired[int | None]
     message: str | None  # why FATAL, EXITED, ...; None when there is nothing to say
     topology_changed: NotRequired[bool]  # the file on disk differs from what the herd runs
+
+
+class DashboardInfo(TypedDict):
+    """Where the supervisor's dashboard is (herdctl.dashboard): `url` while it is served
+    (with its token: the address as a browser opens it), `error` when it could not be; both
+    None when the topology asks for none."""
+
+    url: str | None
+    error: str | None
 
 
 class Answer(TypedDict):
@@ -65,6 +82,7 @@ class Answer(TypedDict):
     failed: NotRequired[list[str]]  # reload: the nodes that did not come back
     touched: NotRequired[list[str]]  # reload: the nodes it started or restarted, here
     nodes: NotRequired[list[NodeRow]]  # status: in topology order
+    dashboard: NotRequired[DashboardInfo]  # ping: where the supervisor serves its page
 
 
 class ProgressNote(TypedDict):

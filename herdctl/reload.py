@@ -5,10 +5,11 @@ adds the owned topology's text to `ping` (herdctl.topology) and passes the rest 
 
 A reload validates the text first (an invalid one changes nothing), refuses what a running
 herd cannot take (a new run_dir), then follows herdctl.topodiff's plan: stop the removed
-nodes, take the new topology (the supervisor's copy and the file nodes start from), start
-the added nodes, restart the changed ones one at a time, each caught up with its neighbours
-before the next (neighbours still to be restarted do not know it yet, so they are not
-waited for), and last see the added nodes caught up. A node that fails is reported and the
+nodes, take the new topology (the supervisor's copy and the file nodes start from) and the
+supervisor's own settings (its dashboard: started, moved or stopped), start the added
+nodes, restart the changed ones one at a time, each caught up with its neighbours before
+the next (neighbours still to be restarted do not know it yet, so they are not waited
+for), and last see the added nodes caught up. A node that fails is reported and the
 rest goes on. A node stopped by hand stays stopped and takes its new spec when started.
 """
 
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 
 from herdctl.control import Progress
 from herdctl.manager import Manager
@@ -24,7 +25,7 @@ from herdctl.messages import RELOAD, Answer, RequestError, checked_reload
 from herdctl.policy import State
 from herdctl.topodiff import compare, fixed_changes, plan
 from herdctl.topology import Owned
-from node.config import ConfigError, parse_config
+from node.config import ConfigError, HerdConfig, parse_config
 
 
 class Reloader:
@@ -38,10 +39,13 @@ class Reloader:
         save: Callable[[Owned], None],
         log: Callable[[str], None] = lambda text: None,
         clock: Callable[[], float] = time.monotonic,
+        retune: Callable[[HerdConfig], Awaitable[str | None]] | None = None,
     ) -> None:
         self.manager = manager
         self.owned = owned
         self._save = save  # writes the copy nodes start from, and points the launcher at it
+        # The supervisor's own settings (its dashboard): a line for the progress, or None.
+        self._retune = retune
         self._log = log
         self._clock = clock
         self._lock = asyncio.Lock()
@@ -86,6 +90,10 @@ class Reloader:
         self._save(owned)  # first: nodes started from here on read the new topology
         self.owned = owned
         manager.use_config(new)
+        if self._retune is not None:
+            note = await self._retune(new)
+            if note is not None:
+                await progress(note)
         started = [name for name in work.start if manager.slots[name].local]
         spawned_at = self._clock()
         manager.start(started)

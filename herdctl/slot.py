@@ -12,7 +12,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from herdctl.messages import NodeRow
+from herdctl.messages import NodeRow, PeerLink
 from herdctl.policy import EXIT_CONFIG, NodePolicy, State
 from herdctl.procs import NodeProc
 from node.config import NodeSpec
@@ -60,6 +60,8 @@ def node_row(
         "links_expected": len(neighbours),
         "connections": None,
         "clients": None,
+        "links": None,
+        "counters": None,
         "ready": up[spec.name],
         "port_open": up[spec.name],
         "exit_code": None,
@@ -82,6 +84,9 @@ def node_row(
     row["links_up"] = len(linked)
     row["connections"] = connections if isinstance(connections, int) else None
     row["clients"] = clients if isinstance(clients, int) else None
+    if status is not None:
+        row["links"] = {nb: peer_link(link_of(links, nb)) for nb in neighbours}
+        row["counters"] = counters_of(status)
     row["ready"] = (
         policy.state in SERVING
         and up[spec.name]
@@ -115,6 +120,28 @@ def link_of(links: Mapping[str, object], name: str) -> Mapping[str, object]:
     """One neighbour's entry of `status_links`; empty when there is none."""
     link = links.get(name)
     return link if isinstance(link, dict) else {}
+
+
+def peer_link(link: Mapping[str, object]) -> PeerLink:
+    """One neighbour's link for a status row: each direction up or not (absent: not)."""
+    return {
+        "out": link.get("out") is True,
+        "in": link.get("in") is True,
+        "synced": link.get("synced") is True,
+    }
+
+
+def counters_of(status: Mapping[str, object]) -> dict[str, int] | None:
+    """The node's cumulative counters (requests answered, records received and flooded),
+    when its status file has them: a node of another version may not."""
+    counters = status.get("counters")
+    if not isinstance(counters, dict):
+        return None
+    return {
+        str(key): value
+        for key, value in counters.items()
+        if isinstance(value, int) and not isinstance(value, bool)
+    }
 
 
 def describe_exit(code: int | None, last_line: str | None, name: str = "") -> str:

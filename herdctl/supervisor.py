@@ -23,7 +23,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TextIO
 
@@ -31,7 +31,9 @@ import psutil
 
 from herdctl import control
 from herdctl.daemon import LOG_NAME, SupervisorError, socket_for
+from herdctl.dashboard.service import DashboardService
 from herdctl.manager import Manager
+from herdctl.messages import Answer
 from herdctl.procs import PsLauncher, read_json
 from herdctl.reload import Reloader
 from herdctl.topology import Owned, write_copy
@@ -100,7 +102,8 @@ def release_pid_file(path: Path, fd: int) -> None:
 
 
 async def serve(owned: Owned, log: EventLog, *, stop_timeout: float = 10.0) -> int:
-    """Adopt, serve the control socket and monitor until a signal or `shutdown`.
+    """Adopt, serve the control socket (and the dashboard, when the topology asks for one)
+    and monitor until a signal or `shutdown`.
 
     Nodes are started from the supervisor's own copy of the topology (herdctl.topology),
     which only `herdctl reload` changes (herdctl.reload)."""
@@ -112,13 +115,28 @@ async def serve(owned: Owned, log: EventLog, *, stop_timeout: float = 10.0) -> i
     def save(new: Owned) -> None:
         launcher.config = write_copy(new)
 
-    reloader = Reloader(manager, owned, save=save, log=log.event)
+    async def handle(raw: Mapping[str, object], progress: control.Progress) -> Answer:
+        """The control channel's handler, which the dashboard's buttons call too."""
+        answer = await reloader.handle(raw, progress)
+        if raw.get("cmd") == "ping":
+            answer["dashboard"] = dashboard.info()
+        return answer
+
+    dashboard = DashboardService(manager, handle, log=log.event)
+    reloader = Reloader(
+        manager,
+        owned,
+        save=save,
+        log=log.event,
+        retune=lambda new: dashboard.apply(new.dashboard),
+    )
     manager.adopt_all()
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    server = await control.serve(sock, reloader.handle)
+    await dashboard.apply(config.dashboard)  # before `ping` answers: `up` prints where it is
+    server = await control.serve(sock, handle)
     monitor = loop.create_task(manager.run())
     ends = [loop.create_task(stop.wait()), loop.create_task(manager.finished.wait())]
     await asyncio.wait(ends, return_when=asyncio.FIRST_COMPLETED)
@@ -126,6 +144,7 @@ async def serve(owned: Owned, log: EventLog, *, stop_timeout: float = 10.0) -> i
     server.close()
     with contextlib.suppress(FileNotFoundError):
         sock.unlink()
+    await dashboard.stop()
     for task in (monitor, *ends):
         task.cancel()
     await asyncio.gather(monitor, *ends, return_exceptions=True)

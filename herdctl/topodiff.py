@@ -1,12 +1,13 @@
 """What changed between two topologies, and what `herdctl reload` must do about it. Pure.
 
 `compare(old, new)` lists the nodes added and removed, the nodes whose own spec changed
-(host, port, bind, bind_port), the links added and removed and the herd-wide settings that
-changed. `plan(old, new)` turns that into work: stop the removed nodes, start the added ones
-and restart, one at a time, every other node that would read something different at start.
-A node reads its whole topology only when it starts, so it is restarted when its own spec
-changed, when its set of neighbours changed, when a neighbour moved (new host or port: where
-it dials) or when a herd-wide setting changed (every node reads those).
+(host, port, bind, bind_port), the links added and removed and the settings that changed
+(the supervisor's own, its dashboard, restart no node). `plan(old, new)` turns that into
+work: stop the removed nodes, start the added ones and restart, one at a time, every other
+node that would read something different at start. A node reads its whole topology only
+when it starts, so it is restarted when its own spec changed, when its set of neighbours
+changed, when a neighbour moved (new host or port: where it dials) or when a herd-wide
+setting changed (every node reads those).
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ HERD_SETTINGS = (
 )
 # Settings the supervisor itself lives in: a running herd cannot move them.
 FIXED_SETTINGS = ("run_dir",)
+# Settings of the supervisor alone (its dashboard): a change restarts no node.
+SUPERVISOR_SETTINGS = ("dashboard",)
 _SPEC_FIELDS = tuple(f.name for f in fields(NodeSpec) if f.name != "name")
 _DEFAULTS_TO = {"bind": "host", "bind_port": "port"}  # node.config fills them so
 
@@ -101,7 +104,7 @@ def compare(old: HerdConfig, new: HerdConfig) -> TopologyDiff:
     old_links, new_links = _link_set(old.links), _link_set(new.links)
     settings = tuple(
         name
-        for name in (*HERD_SETTINGS, *FIXED_SETTINGS)
+        for name in (*HERD_SETTINGS, *FIXED_SETTINGS, *SUPERVISOR_SETTINGS)
         if getattr(old, name) != getattr(new, name)
     )
     return TopologyDiff(

@@ -29,11 +29,13 @@ BACKGROUND_CONNS = 16
 BACKGROUND_WARMUP = 0.5
 
 
-class _Prober(asyncio.Protocol):
+class Prober(asyncio.Protocol):
     """A persistent connection to the destination, polling one client with pipelined WHATSATs
-    until its AT line shows up; `? ...` means not there yet."""
+    until its AT line shows up; `? ...` means not there yet. `depth` polls are kept in flight
+    (the dashboard's probe, herdctl.dashboard, keeps one)."""
 
-    def __init__(self) -> None:
+    def __init__(self, depth: int = POLL_DEPTH) -> None:
+        self.depth = depth
         self.transport: asyncio.Transport | None = None
         self.buf = bytearray()
         self.line = b""
@@ -58,7 +60,7 @@ class _Prober(asyncio.Protocol):
         self.line = line
         self.hit = asyncio.get_running_loop().create_future()
         self.active_since = clock()
-        self._poll(POLL_DEPTH)
+        self._poll(self.depth)
         return self.hit
 
     def end(self, now: float) -> None:
@@ -139,7 +141,7 @@ async def run_propagate(
             prefix=b"bg-",
         )
         await bg.connect()
-    prober = _Prober()
+    prober = Prober()
     writer: asyncio.StreamWriter | None = None
     try:
         try:

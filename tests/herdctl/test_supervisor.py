@@ -119,6 +119,7 @@ class FakeLauncher:
         self.spawn_error: OSError | None = None
         self.open_remote: set[tuple[str, int]] = set()
         self.records: dict[str, Record] = {}  # what the supervisor noted, by node
+        self.counters: dict[str, object] = {}  # a status file's `counters`, by node
 
     def spawn(self, name: str) -> FakeProc:
         if self.spawn_error is not None:
@@ -165,7 +166,7 @@ class FakeLauncher:
         }
         proc = self.current[name]
         spec = self.config.node(name)
-        return {
+        status: NodeStatus = {
             "name": name,
             "pid": proc.pid,
             "host": spec.host,
@@ -178,6 +179,9 @@ class FakeLauncher:
             "journal_error": None,
             "updated_at": self.clock.wall(),
         }
+        if name in self.counters:
+            cast(dict[str, object], status)["counters"] = self.counters[name]
+        return status
 
     def is_local(self, host: str) -> bool:
         return host == "127.0.0.1"
@@ -238,6 +242,23 @@ async def test_start_all_spawns_local_nodes_only(world: World) -> None:
     assert (a["links_up"], a["links_expected"], a["connections"], a["clients"]) == (1, 1, 2, 3)
     assert a["ready"] and a["port_open"] and a["local"]
     assert (a["exit_code"], a["message"]) == (None, None)
+
+
+async def test_rows_carry_each_link_and_the_counters_a_node_reports(world: World) -> None:
+    manager, launcher, _, _ = world
+    await manager.handle({"cmd": "start", "names": ["A", "B"]}, no_progress)
+    launcher.counters["A"] = {"requests": 7, "records_in": 3, "records_out": 2, "odd": "x"}
+    launcher.counters["B"] = "garbled"
+    nodes = await status(manager)
+    a, b, c = nodes["A"], nodes["B"], nodes["C"]
+    assert a["links"] == {"B": {"out": True, "in": True, "synced": True}}
+    assert b["links"] == {
+        "A": {"out": True, "in": True, "synced": True},
+        "C": {"out": False, "in": False, "synced": False},
+    }
+    assert a["counters"] == {"requests": 7, "records_in": 3, "records_out": 2}
+    assert b["counters"] is None  # not a mapping: as if absent (a node of another version)
+    assert (c["links"], c["counters"]) == (None, None)  # not running: no word from it
 
 
 async def test_remote_node_shows_whether_its_port_answers(world: World) -> None:
@@ -612,8 +633,8 @@ def test_real_start_all_and_status(herd: HerdConfig) -> None:
     hands = found["Hands"]
     assert set(hands) == {
         "name", "state", "pid", "host", "port", "local", "uptime", "restarts", "cpu_percent",
-        "memory_rss", "links_up", "links_expected", "connections", "clients", "ready", "port_open",
-        "exit_code", "message",
+        "memory_rss", "links_up", "links_expected", "connections", "clients", "links",
+        "counters", "ready", "port_open", "exit_code", "message",
     }  # fmt: skip
     assert hands["local"] and hands["port_open"] and hands["links_expected"] == 2
     assert hands["port"] == herd.nodes["Hands"].port

@@ -94,6 +94,13 @@ def test_a_herd_wide_setting_restarts_every_node() -> None:
     assert {why for _, why in restart} == {"limits changed"}
 
 
+def test_the_dashboard_is_the_supervisors_and_restarts_no_node() -> None:
+    new = config(BASE + "dashboard: {port: 12110}\n")
+    diff = compare(config(BASE), new)
+    assert diff.settings == ("dashboard",) and diff.lines() == ["dashboard changed"]
+    assert plan(config(BASE), new).empty and fixed_changes(diff) == ()
+
+
 def test_run_dir_cannot_change_under_a_running_herd() -> None:
     new = config(BASE + "run_dir: elsewhere\n")
     diff = compare(config(BASE), new)

@@ -2,7 +2,8 @@
 
 Each of these costs 10-100 ms at every start and is needed only by other paths: pydantic by
 typer's coercion of typed values (herdctl.plain_params), yaml by reading a topology,
-psutil by the commands that look at processes, asyncio by the probes of an unsupervised herd.
+psutil by the commands that look at processes, asyncio by the probes of an unsupervised herd,
+aiohttp by the supervisor's dashboard alone.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from tests.herdctl_cli import herdctl
 from tests.support import write_topology
 
 ROOT = Path(__file__).resolve().parents[2]
-HEAVY = ("pydantic", "yaml", "psutil", "asyncio", "secrets", "herdctl.loadgen.run")
+HEAVY = ("pydantic", "yaml", "psutil", "asyncio", "secrets", "herdctl.loadgen.run", "aiohttp")
 
 
 def imported_by(argv: list[str], cwd: Path) -> set[str]:
@@ -34,7 +35,9 @@ def imported_by(argv: list[str], cwd: Path) -> set[str]:
     return set(done.stderr.splitlines()[-1].split())
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["status", "--help"], ["send", "--help"]])
+@pytest.mark.parametrize(
+    "argv", [["--help"], ["status", "--help"], ["send", "--help"], ["dashboard", "--help"]]
+)
 def test_help_imports_nothing_heavy(argv: list[str], tmp_path: Path) -> None:
     assert imported_by(argv, tmp_path) == set()
 
