@@ -355,7 +355,10 @@ def send(
 
 @app.command()
 def check(ctx: typer.Context, config_path: ConfigOption = None) -> None:
-    """Validate the topology file and summarise it in one line; warn if $HERD_SECRET is short."""
+    """Validate the topology file and summarise it: nodes, links, diameter, cut vertices.
+
+    Warns when the links leave the herd in parts, and when $HERD_SECRET is short.
+    """
     config = load_config(options_of(ctx).path(config_path))  # the file, never the herd's copy
     out(render.check_summary(config))
     warning = short_secret_warning()
