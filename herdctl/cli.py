@@ -17,7 +17,7 @@ from typing import Annotated
 
 import typer
 
-from herdctl import plain_params, render, tailing
+from herdctl import cli_files, plain_params, render, tailing
 from herdctl.arguments import (
     ALL,
     ConfigOption,
@@ -71,6 +71,7 @@ app = typer.Typer(
     rich_markup_mode=None,  # plain help: rich would cost every --help a tenth of a second
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+app.add_typer(cli_files.topology_app, name="topology")
 
 
 @app.callback()
