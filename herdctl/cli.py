@@ -72,6 +72,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(cli_files.topology_app, name="topology")
+app.add_typer(cli_files.export_app, name="export")
 
 
 @app.callback()

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from node.config import load_config
-from tests.herdctl_cli import herdctl, short_tempdir
+from tests.herdctl_cli import herdctl, no_traceback, short_tempdir
 from tests.herdctl_cli.test_lazy_imports import imported_by
+from tests.support import write_topology
 
 TWO_MACHINES = """\
 nodes:
@@ -82,10 +84,79 @@ def test_topology_random_refuses_what_cannot_be_made(
     assert (result.returncode, result.stdout, result.stderr) == (2, "", message)
 
 
+def test_export_systemd_writes_the_units_of_one_host(folder: Path) -> None:
+    (folder / "topology.yaml").write_text(TWO_MACHINES)
+    units = folder / "units"
+    result = herdctl("export", "systemd", "--host", "198.51.100.1", "-o", str(units), cwd=folder)
+    assert result.returncode == 0, result.stderr
+    names = ["herd-Goloman.service", "herd-Hands.service", "herd.target"]
+    assert result.stdout == "".join(f"wrote {units / name}\n" for name in names) + (
+        "then: systemctl daemon-reload && systemctl enable --now herd.target\n"
+    )
+    assert sorted(path.name for path in units.iterdir()) == names
+    assert result.stderr == (
+        "herdctl: note: make the folders the nodes write to before they start: install -d"
+        f" -m 0700 {folder}/logs {folder}/data {folder}/run\n"
+    )
+    service = (units / "herd-Hands.service").read_text()
+    assert f" -m node Hands -c {folder}/topology.yaml\n" in service
+    assert "\nEnvironmentFile=/etc/herd/herd.env\n" in service  # Welsh is on another machine
+    if (analyze := shutil.which("systemd-analyze")) is not None:
+        verify = subprocess.run(
+            [analyze, "verify", "--man=no", *(str(units / name) for name in names)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert verify.returncode == 0 and str(units) not in verify.stderr, verify.stderr
+
+    # Welsh moves to this host's file: exporting again names the unit no longer written
+    (folder / "topology.yaml").write_text(TWO_MACHINES.replace("198.51.100.1", "198.51.100.2"))
+    for made in ("logs", "data", "run"):
+        (folder / made).mkdir()
+    moved = herdctl("export", "systemd", "--host", "198.51.100.1", "-o", str(units), cwd=folder)
+    assert moved.returncode == 2 and "has host 198.51.100.1" in moved.stderr
+    both = herdctl("export", "systemd", "--host", "198.51.100.2", "-o", str(units), cwd=folder)
+    assert both.returncode == 0, both.stderr
+    assert both.stderr == ""  # the folders exist, and every node unit is this export's
+
+
+def test_export_systemd_prints_this_machines_units(folder: Path) -> None:
+    config = write_topology(folder)  # every node on 127.0.0.1
+    result = herdctl("export", "systemd", "--user", "herd", config=config)
+    assert result.returncode == 0, result.stderr
+    headers = [line for line in result.stdout.splitlines() if line.startswith("==> ")]
+    assert headers == [
+        "==> herd-Goloman.service <==",
+        "==> herd-Hands.service <==",
+        "==> herd-Holiday.service <==",
+        "==> herd-Welsh.service <==",
+        "==> herd-Wilkes.service <==",
+        "==> herd.target <==",
+    ]
+    assert "\nUser=herd\n" in result.stdout
+    assert "\nEnvironmentFile=-/etc/herd/herd.env\n" in result.stdout  # one machine: optional
+
+
+def test_export_systemd_with_no_local_node_says_so(folder: Path) -> None:
+    (folder / "topology.yaml").write_text(TWO_MACHINES)
+    result = herdctl("export", "systemd", cwd=folder)
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"herdctl: no node of {folder}/topology.yaml runs on this machine (its hosts:"
+        " 198.51.100.1, 198.51.100.2); --host H exports the nodes of host H\n"
+    )
+    relative = herdctl("export", "systemd", "--python", "python3", cwd=folder)
+    assert relative.returncode == 2
+    assert relative.stderr == "herdctl: --python must be an absolute path, not 'python3'\n"
+    no_traceback(result)
+
+
 @pytest.mark.parametrize(
     "argv",
     [
         ["topology", "random", "--help"],
+        ["export", "systemd", "--help"],
         ["topology", "random", "--nodes", "20", "--seed", "1"],
     ],
 )
