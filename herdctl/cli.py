@@ -17,7 +17,7 @@ from typing import Annotated
 
 import typer
 
-from herdctl import plain_params, render, tailing
+from herdctl import cli_files, plain_params, render, tailing
 from herdctl.arguments import (
     ALL,
     ConfigOption,
@@ -72,6 +72,8 @@ app = typer.Typer(
     rich_markup_mode=None,  # plain help: rich would cost every --help a tenth of a second
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+app.add_typer(cli_files.topology_app, name="topology")
+app.add_typer(cli_files.export_app, name="export")
 
 
 @app.callback()
@@ -371,7 +373,10 @@ def send(
 
 @app.command()
 def check(ctx: typer.Context, config_path: ConfigOption = None) -> None:
-    """Validate the topology file and summarise it in one line; warn if $HERD_SECRET is short."""
+    """Validate the topology file and summarise it: nodes, links, diameter, cut vertices.
+
+    Warns when the links leave the herd in parts, and when $HERD_SECRET is short.
+    """
     config = load_config(options_of(ctx).path(config_path))  # the file, never the herd's copy
     out(render.check_summary(config))
     warning = short_secret_warning()

@@ -3,7 +3,8 @@
 typer 0.29 coerces every parameter through a pydantic TypeAdapter built on first use, and
 importing pydantic and building the adapters costs 70-100 ms on every command: more than the
 rest of `herdctl status` together. Most of our values need no such help: a name is already a
-str, `-c PATH` is a str that becomes a Path, and an option left out is our own default.
+str, `-c PATH` is a str that becomes a Path, a count typed in digits is an int, and an
+option left out is our own default.
 
 `install` has typer's parameters take those values as they are and hand every other value
 (a number typed on the command line, an enum, a bound that fails) to typer's own coercion,
@@ -14,6 +15,7 @@ hook, `install` leaves typer as it is: slower, never wrong.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, get_args, get_origin
 
@@ -29,6 +31,7 @@ except ImportError:  # another typer: keep its own coercion
     HOOKABLE = False
 
 _NOT_PLAIN = object()
+_DIGITS = re.compile(r"[0-9]{1,18}")  # a number typed as ASCII digits, well within int64
 
 
 def plain_value(annotation: Any, info: ParameterInfo, value: Any, is_default: bool) -> Any:
@@ -44,11 +47,15 @@ def plain_value(annotation: Any, info: ParameterInfo, value: Any, is_default: bo
         # step it asks pydantic for: a str made a Path.
         return coerce_cli_path(Path(value), info, path_type=Path)
     if is_default and annotation in (int, float) and type(value) is annotation:
-        within = (info.min is None or value >= info.min) and (
-            info.max is None or value <= info.max
-        )
-        return value if within else _NOT_PLAIN
+        return value if _within(value, info) else _NOT_PLAIN
+    if annotation is int and type(value) is str and _DIGITS.fullmatch(value):
+        number = int(value)  # plain decimal digits: the one reading typer's coercion has
+        return number if _within(number, info) else _NOT_PLAIN
     return _NOT_PLAIN
+
+
+def _within(value: float, info: ParameterInfo) -> bool:
+    return (info.min is None or value >= info.min) and (info.max is None or value <= info.max)
 
 
 class PlainCoercion:

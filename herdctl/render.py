@@ -178,33 +178,48 @@ def progress_line(
 
 
 def check_summary(config: HerdConfig) -> str:
-    """`check`'s one line: the file, how many nodes and links, the provider, and a warning
-    when the links leave the herd in several parts (an update could not reach every node)."""
+    """`check`'s summary: a line for the file (how many nodes and links, the provider, and a
+    warning when the links leave the herd in several parts, so an update could not reach
+    every node), then one for its shape (`graph_summary`)."""
+    from herdctl import graph  # `check`'s alone: no other command's start pays for it
+
     n, m = len(config.nodes), len(config.links)
     text = (
         f"{config.path}: ok: {n} node{'s' * (n != 1)}, {m} link{'s' * (m != 1)}, "
         f"places provider {config.places.provider}"
     )
-    parts = connected_parts(config.nodes, config.links)
+    parts = graph.connected_parts(config.nodes, config.links)
     if len(parts) > 1:
         shown = " | ".join(", ".join(part) for part in parts)
         text += f"; warning: the herd is split into {len(parts)} parts ({shown})"
-    return text
+    return f"{text}\n{graph_summary(config)}"
 
 
-def connected_parts(names: Iterable[str], links: Iterable[tuple[str, str]]) -> list[list[str]]:
-    """The connected parts of the graph, each in the order of `names` (union-find)."""
-    group = {name: name for name in names}
+SHOWN_CUTS = 10  # cut vertices named before "and N more"
 
-    def root(name: str) -> str:
-        while group[name] != name:
-            group[name] = group[group[name]]
-            name = group[name]
-        return name
 
-    for a, b in links:
-        group[root(a)] = root(b)
-    parts: dict[str, list[str]] = {}
-    for name in group:
-        parts.setdefault(root(name), []).append(name)
-    return list(parts.values())
+def graph_summary(config: HerdConfig) -> str:
+    """The herd's shape in a line: its diameter (the most hops an update takes to reach
+    every node) and between which nodes, and its cut vertices (nodes whose loss would
+    leave the others unable to hear of each other)."""
+    from herdctl import graph
+
+    shape = graph.adjacency(config.nodes, config.links)
+    span = graph.diameter(shape)
+    if span is None:
+        reach = "no diameter (the herd is split)"
+    elif span.hops == 0:
+        reach = "diameter 0"
+    else:
+        reach = f"diameter {span.hops} ({span.ends[0]} to {span.ends[1]})"
+    cuts = graph.cut_vertices(shape)
+    named = ", ".join(cuts[:SHOWN_CUTS]) + (
+        f" and {len(cuts) - SHOWN_CUTS} more" if len(cuts) > SHOWN_CUTS else ""
+    )
+    if not cuts:
+        loss = "no cut vertex: the loss of any one node leaves the others connected"
+    elif len(cuts) == 1:
+        loss = f"cut vertex {named}: its loss would split the herd"
+    else:
+        loss = f"cut vertices {named}: the loss of any one would split the herd"
+    return f"  {reach}; {loss}"

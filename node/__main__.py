@@ -15,6 +15,7 @@ from node.eventloop import loop_factory, loop_name
 from node.journal import Journal, JournalError
 from node.logbook import LogBook
 from node.places.choose import ProviderError, choose_provider
+from node.private import private_dir
 from node.rotation import rotate_stderr
 from node.secret import SecretError, load_secret
 from node.server import NodeServer, StartupError
@@ -39,6 +40,12 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 async def run_node(config: HerdConfig, name: str) -> int:
     """Start the node, serve until a stop signal, shut down in order; the exit status."""
+    try:  # where it logs and reports, made first: one line and 78 when it cannot
+        for folder in (config.log_dir, config.run_dir):
+            private_dir(folder)
+    except OSError as e:
+        print(f"node {name}: cannot make folder {e.filename}: {e.strerror or e}", file=sys.stderr)
+        return EXIT_CONFIG
     rotation = config.log_rotation
     log = LogBook(
         config.log_dir / f"{name}.log", max_bytes=rotation.max_bytes, backups=rotation.backups

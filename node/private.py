@@ -22,7 +22,7 @@ def private_dir(path: Path) -> None:
     try:
         path.mkdir(mode=DIR_MODE)
     except FileNotFoundError:
-        if path.parent == path:
+        if path.parent == path or path.parent.is_dir():  # the parent is there: not the cause
             raise
         private_dir(path.parent)
         private_dir(path)

@@ -92,7 +92,9 @@ class PeerLink:
         self._send_scheduled = False
         self._last_write = time.monotonic()
         writer = self._writer
-        if not self._outbox or writer is None:
+        # Closing: the neighbour reset the link this very turn, before our reader saw it (on
+        # uvloop a write now raises). The full sync when the link comes back covers it.
+        if not self._outbox or writer is None or writer.transport.is_closing():
             self._outbox.clear()
             return
         data = b"".join(self._outbox)

@@ -32,8 +32,12 @@ def every_param() -> list[tuple[Any, Any]]:
     root = typer.main.get_command(cli.app)
     assert isinstance(root, typer.core.TyperGroup)
     pairs: list[tuple[Any, Any]] = [(root, param) for param in root.params]
-    for command in root.commands.values():
-        pairs += [(command, param) for param in command.params]
+    groups = [root]
+    while groups:  # `topology random`, `export systemd`: commands of command groups too
+        for command in groups.pop().commands.values():
+            pairs += [(command, param) for param in command.params]
+            if isinstance(command, typer.core.TyperGroup):
+                groups.append(command)
     return pairs
 
 
@@ -41,6 +45,8 @@ PARAMS = every_param()
 TYPED = st.one_of(
     st.text(st.characters(exclude_categories=["Cs"]), max_size=12),
     st.sampled_from(["0", "1", "2.5", "-3", "1e3", "abc", "", ".", "/", "5m", "all"]),
+    st.sampled_from(["007", "20", "65535", "65536", "1_000", " 5", "5 ", "+5", "\uff15"]),
+    st.integers(0, 10**20).map(str),
 )
 
 

@@ -47,10 +47,13 @@ def test_the_binary_is_installed() -> None:
 # --- check -----------------------------------------------------------------------------------
 
 
-def test_check_summarises_a_good_topology_in_one_line(topology: Path) -> None:
+SHAPE = "  diameter 3 (Hands to Welsh); cut vertex Holiday: its loss would split the herd\n"
+
+
+def test_check_summarises_a_good_topology_and_its_shape(topology: Path) -> None:
     result = herdctl("check", config=topology)
     assert result.returncode == 0, result.stderr
-    assert result.stdout == f"{topology}: ok: 5 nodes, 6 links, places provider offline\n"
+    assert result.stdout == f"{topology}: ok: 5 nodes, 6 links, places provider offline\n{SHAPE}"
     assert result.stderr == ""
 
 
@@ -74,7 +77,7 @@ def test_check_warns_about_a_split_herd(folder: Path) -> None:
 def test_check_warns_when_herd_secret_is_short(topology: Path, secret: str, size: int) -> None:
     result = herdctl("check", config=topology, env={"HERD_SECRET": secret})
     assert result.returncode == 0, result.stderr
-    assert result.stdout == f"{topology}: ok: 5 nodes, 6 links, places provider offline\n"
+    assert result.stdout == f"{topology}: ok: 5 nodes, 6 links, places provider offline\n{SHAPE}"
     warning = result.stderr.splitlines()
     assert len(warning) == 1, warning
     assert warning[0].startswith(f"herdctl: warning: HERD_SECRET is {size} bytes long, "), warning

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -139,28 +141,43 @@ def test_progress_lines() -> None:
     )
 
 
-def test_connected_parts() -> None:
-    names = ["A", "B", "C", "D", "E"]
-    assert render.connected_parts(names, [("A", "B"), ("C", "D"), ("B", "D")]) == [
-        ["A", "B", "C", "D"],
-        ["E"],
-    ]
-    assert render.connected_parts(names, []) == [[n] for n in names]
-    assert render.connected_parts(["A"], []) == [["A"]]
-
-
 def test_check_summary(tmp_path: Path) -> None:
     one = parse_config(
         "nodes: {Solo: {port: 1}}\nplaces: {provider: offline}\n", tmp_path / "t.yaml"
     )
-    assert (
-        render.check_summary(one)
-        == f"{tmp_path / 't.yaml'}: ok: 1 node, 0 links, places provider offline"
+    assert render.check_summary(one) == (
+        f"{tmp_path / 't.yaml'}: ok: 1 node, 0 links, places provider offline\n"
+        "  diameter 0; no cut vertex: the loss of any one node leaves the others connected"
     )
     split = parse_config(
         "nodes: {A: {port: 1}, B: {port: 2}, C: {port: 3}}\nlinks: [[A, C]]\n", tmp_path / "t.yaml"
     )
     assert render.check_summary(split).endswith(
         "ok: 3 nodes, 1 link, places provider auto; "
-        "warning: the herd is split into 2 parts (A, C | B)"
+        "warning: the herd is split into 2 parts (A, C | B)\n"
+        "  no diameter (the herd is split); no cut vertex: the loss of any one node leaves"
+        " the others connected"
+    )
+
+
+def test_graph_summary_names_the_diameter_and_the_cut_vertices(tmp_path: Path) -> None:
+    def summary(links: str, names: Sequence[str] = "ABCDE") -> str:
+        nodes = ", ".join(f"{name}: {{port: {i + 1}}}" for i, name in enumerate(names))
+        config = parse_config(f"nodes: {{{nodes}}}\nlinks: {links}\n", tmp_path / "t.yaml")
+        return render.graph_summary(config)
+
+    assert summary("[[A, B], [B, C], [C, D], [D, E]]") == (
+        "  diameter 4 (A to E); cut vertices B, C, D: the loss of any one would split the herd"
+    )
+    assert summary("[[A, B], [B, C], [C, D], [D, E], [E, A]]") == (
+        "  diameter 2 (A to C); no cut vertex: the loss of any one node leaves the others"
+        " connected"
+    )
+    star = "[" + ", ".join(f"[A, {name}]" for name in "BCDE") + "]"
+    assert summary(star) == "  diameter 2 (B to C); cut vertex A: its loss would split the herd"
+    chain = [f"n{i:02d}" for i in range(14)]
+    links = "[" + ", ".join(f"[{a}, {b}]" for a, b in itertools.pairwise(chain)) + "]"
+    assert summary(links, chain).endswith(
+        "cut vertices n01, n02, n03, n04, n05, n06, n07, n08, n09, n10 and 2 more:"
+        " the loss of any one would split the herd"
     )

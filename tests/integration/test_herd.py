@@ -187,6 +187,18 @@ def test_port_in_use_names_the_port(tmp_path: Path) -> None:
     assert "START_FAILED node=Solo" in text and "JOURNAL_REPLAY" not in text
 
 
+@pytest.mark.parametrize("folder", ["log_dir", "run_dir"])
+def test_a_folder_it_cannot_make_is_one_line_and_78(tmp_path: Path, folder: str) -> None:
+    """As under systemd's ProtectSystem=strict when the folder was not made beforehand: a
+    status that tells systemd (and herdctl) not to retry, not a traceback."""
+    config = write_topology(tmp_path, ["Solo"], [], extra={folder: "topology.yaml/below"})
+    result = run_node("Solo", "-c", str(config))
+    assert result.returncode == EXIT_CONFIG, result.stderr
+    assert result.stderr == (
+        f"node Solo: cannot make folder {tmp_path / 'topology.yaml' / 'below'}: Not a directory\n"
+    )
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [

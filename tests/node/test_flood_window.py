@@ -14,8 +14,13 @@ DEADLINE = 5.0  # seconds: generous for a loaded machine; the assertions bound f
 
 
 class FakeTransport:
+    closing = False
+
     def get_write_buffer_size(self) -> int:
         return 0
+
+    def is_closing(self) -> bool:
+        return self.closing
 
     def abort(self) -> None:
         pass
@@ -54,6 +59,16 @@ async def test_a_lone_update_is_written_on_the_next_loop_turn() -> None:
     assert writer.writes == []  # not inside send: lines of this turn share the write
     await asyncio.sleep(0)
     assert [data for _, data in writer.writes] == [b"CHANGELOC a\n"]
+
+
+async def test_a_link_closing_under_a_queued_write_drops_it_quietly() -> None:
+    """The neighbour reset the link in the turn the write was due, before the reader saw it:
+    uvloop raises on a write to the closed transport; the sync on reconnect covers it."""
+    link, writer = up_link()
+    link.send(b"CHANGELOC a\n", 1)
+    writer.transport.closing = True
+    await asyncio.sleep(0)  # the scheduled write runs, and must not write
+    assert writer.writes == [] and not link._outbox
 
 
 async def test_lines_queued_in_one_turn_share_one_write() -> None:

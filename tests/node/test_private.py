@@ -45,6 +45,13 @@ def test_private_dir_over_a_file_fails(tmp_path: Path) -> None:
         private_dir(tmp_path / "logs")
 
 
+def test_private_dir_fails_once_when_the_parent_is_there(tmp_path: Path) -> None:
+    """mkdir can say ENOENT with the parent present (/proc); that is the answer, not a
+    reason to make the parent again and again."""
+    with pytest.raises(FileNotFoundError):
+        private_dir(Path("/proc/no-such-folder"))
+
+
 def test_open_private_creates_a_0600_file(tmp_path: Path) -> None:
     fd = open_private(tmp_path / "new.log", os.O_WRONLY | os.O_APPEND)
     os.close(fd)
