@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,15 +35,6 @@ def supervisor_log(config: Path) -> str:
 def get_json(url: str) -> Any:
     with urllib.request.urlopen(url, timeout=10) as response:
         return json.loads(response.read())
-
-
-@pytest.fixture
-def taken() -> Iterator[int]:
-    """A loopback port something else listens on."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        s.listen()
-        yield s.getsockname()[1]
 
 
 def test_up_and_dashboard_print_the_address(folder: Path) -> None:

@@ -3,8 +3,6 @@ taken port that never takes the supervisor down. A manager on fakes; real socket
 
 from __future__ import annotations
 
-import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
@@ -36,15 +34,6 @@ def manager_on_fakes(log: list[str]) -> Manager:
 
 async def refuse(raw: object, progress: Progress) -> Answer:
     raise AssertionError("no request expected")
-
-
-@pytest.fixture
-def taken() -> Iterator[int]:
-    """A port something else listens on."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        s.listen()
-        yield s.getsockname()[1]
 
 
 async def fetch(url: str) -> int:

@@ -26,6 +26,16 @@ def short_tempdir() -> Path:
     return Path(tempfile.mkdtemp(prefix="hc", dir="/tmp"))
 
 
+@contextlib.contextmanager
+def scratch_folder() -> Iterator[Path]:
+    """A short temp folder for tests that start no herd; removed at the end."""
+    path = short_tempdir()
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def herdctl(
     *args: str,
     config: Path | None = None,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ from tests.herdctl_cli import (
     herdctl,
     no_traceback,
     read_lines_until,
-    short_tempdir,
+    scratch_folder,
 )
 from tests.support import Herd, free_ports, write_topology
 
@@ -28,11 +27,8 @@ KNOWN = "known: Goloman, Hands, Holiday, Welsh, Wilkes"
 
 @pytest.fixture
 def folder() -> Iterator[Path]:
-    path = short_tempdir()
-    try:
+    with scratch_folder() as path:
         yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from node.config import load_config
-from tests.herdctl_cli import herdctl, no_traceback, short_tempdir
+from tests.herdctl_cli import herdctl, no_traceback, scratch_folder
 from tests.herdctl_cli.test_lazy_imports import imported_by
 from tests.support import write_topology
 
@@ -26,11 +26,8 @@ places: {provider: offline}
 
 @pytest.fixture
 def folder() -> Iterator[Path]:
-    path = short_tempdir()
-    try:
+    with scratch_folder() as path:
         yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def test_topology_random_prints_or_writes_one_valid_file(folder: Path) -> None:
