@@ -61,7 +61,7 @@ def running_supervisor(run_dir: Path) -> int | None:
     from herdctl.procs import live_process, read_json
 
     info = read_json(control.pid_path(run_dir)) or {}
-    proc = live_process(info.get("pid"), info.get("create_time"))
+    proc = live_process(info)
     if proc is None:
         return None
     try:

@@ -21,6 +21,7 @@ import os
 import socket
 import subprocess
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, cast
@@ -37,7 +38,14 @@ from node.status import NodeStatus, status_path
 
 STDERR_SUFFIX = ".stderr.log"
 _TAIL_BYTES = 4096  # of a node's stderr log searched for its last line
-_CREATE_TIME_SLACK = 0.05  # seconds: psutil's create_time is rounded to clock ticks
+# A process is known again by when it started. As seconds since boot (psutil's monotonic
+# create_time, clock ticks from /proc) that never changes; as wall-clock time it moves with
+# the boot time the kernel derives from the clock, which a clock adjustment can step by a
+# second between two readings: a supervisor then took its own live nodes for dead ones and
+# spawned second copies that found their ports taken. Pid files older than `since_boot`
+# are compared by wall clock, a second either way (the command line is checked as well).
+_SINCE_BOOT_SLACK = 0.005  # seconds: less than one clock tick
+_WALL_CLOCK_SLACK = 1.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,13 +167,41 @@ def read_json(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def live_process(pid: object, create_time: object) -> psutil.Process | None:
-    """The process `pid` if it is alive, not a zombie, and was created at `create_time`."""
+def since_boot(pid: int) -> float | None:
+    """When process `pid` started, in seconds since boot (field 22 of /proc/PID/stat, in
+    clock ticks: the clock never moves it); None where there is no such file."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+        ticks = int(stat[stat.rindex(b")") + 2 :].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def identity(proc: psutil.Process) -> dict[str, Any]:
+    """What a pid file says of a process so that a later reader knows it again."""
+    started = since_boot(proc.pid)
+    return {
+        "pid": proc.pid,
+        "create_time": proc.create_time(),
+        **({"since_boot": started} if started is not None else {}),
+    }
+
+
+def live_process(info: Mapping[str, Any]) -> psutil.Process | None:
+    """The process a pid file names (`identity`), if it is alive, not a zombie, and the one
+    that started then (not a later process given the same pid)."""
+    pid, create_time, started = info.get("pid"), info.get("create_time"), info.get("since_boot")
     if not isinstance(pid, int) or not isinstance(create_time, int | float) or pid <= 0:
         return None
     try:
         proc = psutil.Process(pid)
-        if abs(proc.create_time() - create_time) > _CREATE_TIME_SLACK:
+        now_started = since_boot(pid) if isinstance(started, int | float) else None
+        if now_started is not None and isinstance(started, int | float):
+            if abs(now_started - started) > _SINCE_BOOT_SLACK:
+                return None
+        elif abs(proc.create_time() - create_time) > _WALL_CLOCK_SLACK:
             return None
         if proc.status() == psutil.STATUS_ZOMBIE:
             return None
@@ -195,6 +231,10 @@ class PsProc:
         self._code: int | None = None
         with contextlib.suppress(psutil.Error):
             handle.cpu_percent(None)  # the first reading is always 0.0; this primes it
+
+    @property
+    def handle(self) -> psutil.Process:
+        return self._handle
 
     @property
     def pid(self) -> int:
@@ -275,7 +315,7 @@ class PsLauncher:
         except psutil.Error as e:
             popen.poll()
             raise OSError(f"cannot watch node {name} (pid {popen.pid}): {e}") from None
-        info = {"pid": popen.pid, "create_time": proc.started_at, "cmdline": cmdline}
+        info = {**identity(proc.handle), "cmdline": cmdline}
         replace_json(pid_file(config.run_dir, name), info)
         return proc
 
@@ -285,7 +325,7 @@ class PsLauncher:
         info = read_json(pid_file(self.config.run_dir, name))
         if info is None:
             return None
-        handle = live_process(info.get("pid"), info.get("create_time"))
+        handle = live_process(info)
         try:
             ours = handle is not None and runs_node(handle.cmdline(), name)
         except psutil.Error:

@@ -34,7 +34,7 @@ from herdctl.daemon import LOG_NAME, SupervisorError, socket_for
 from herdctl.dashboard.service import DashboardService
 from herdctl.manager import Manager
 from herdctl.messages import Answer
-from herdctl.procs import PsLauncher, read_json
+from herdctl.procs import PsLauncher, identity, read_json
 from herdctl.reload import Reloader
 from herdctl.topology import Owned, write_copy
 from node.config import ConfigError, LogRotation, default_config_path
@@ -89,7 +89,7 @@ def acquire_pid_file(path: Path) -> int:
             os.close(fd)
             continue
         me = psutil.Process()
-        data = {"pid": me.pid, "create_time": me.create_time(), "cmdline": me.cmdline()}
+        data = {**identity(me), "cmdline": me.cmdline()}
         os.ftruncate(fd, 0)
         os.write(fd, (json.dumps(data) + "\n").encode())
         return fd
