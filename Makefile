@@ -43,6 +43,7 @@ bench: $(FAST_STAMP)
 	$(BIN)/python bench/places_bench.py
 	$(BIN)/python bench/startup.py
 	$(BIN)/python bench/observed.py
+	$(BIN)/python bench/hops.py
 	$(BIN)/python bench/large_herd.py $(if $(findstring --quick,$(BENCH_ARGS)),--quick)
 
 clean:
