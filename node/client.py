@@ -235,6 +235,9 @@ class ClientConnection(LineReader):
                 self._counters.count("WHATSAT", "unknown_client")
                 return format_invalid(line)
             self._counters.count("WHATSAT", "answered")
+            now = node.whatsat_now(record, msg)
+            if now is not None:
+                return now
             task = asyncio.get_running_loop().create_task(node.whatsat(record, msg))
             task.add_done_callback(self._reply_done)
             return task

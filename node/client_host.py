@@ -48,3 +48,7 @@ class ClientHost(PeerHost, Protocol):
     async def whatsat(self, record: Record, msg: WhatsAt) -> bytes:
         """The full reply to a WHATSAT about `record`."""
         ...
+
+    def whatsat_now(self, record: Record, msg: WhatsAt) -> bytes | None:
+        """The full reply, when it can be made without waiting; else None."""
+        ...

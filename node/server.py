@@ -270,21 +270,54 @@ class NodeServer:
             f" client={show(client)}"
         )
 
+    def whatsat_now(self, record: Record, msg: WhatsAt) -> bytes | None:
+        """The reply to a WHATSAT, when the provider can answer without waiting (the offline
+        one, once its data is loaded): no task and no later loop turn. None: use `whatsat`."""
+        answer_now = getattr(self.places, "nearby_now", None)
+        if answer_now is None:
+            return None
+        started = time.monotonic()
+        lat, lng = self._point(record)
+        try:
+            response = answer_now(lat, lng, msg.radius_km * 1000, msg.bound)
+        except Exception as e:  # a provider bug must still produce a reply, never a hang
+            return self._places_reply(record, msg, e, started)
+        if response is None:
+            return None
+        return self._places_reply(record, msg, response, started)
+
     async def whatsat(self, record: Record, msg: WhatsAt) -> bytes:
         """The stored AT line, then the places near the client as Nearby Search JSON."""
+        started = time.monotonic()
+        lat, lng = self._point(record)
+        try:
+            response = await self.places.nearby(lat, lng, msg.radius_km * 1000, msg.bound)
+        except Exception as e:  # a provider bug must still produce a reply, never a hang
+            return self._places_reply(record, msg, e, started)
+        return self._places_reply(record, msg, response, started)
+
+    @staticmethod
+    def _point(record: Record) -> tuple[float, float]:
         point = parse_location(record.location)
         assert point is not None  # stored records were validated on the way in
-        started = time.monotonic()
+        return point
+
+    def _places_reply(
+        self, record: Record, msg: WhatsAt, response: dict[str, Any] | Exception, started: float
+    ) -> bytes:
+        """The AT line and the provider's response (or its failure) as the client gets them,
+        counted for the metrics."""
         places = self.counters.places_of(self.places.name)
         try:
-            response = await self.places.nearby(point[0], point[1], msg.radius_km * 1000, msg.bound)
+            if isinstance(response, Exception):
+                raise response
             status = response.get("status")
             places.record(status if isinstance(status, str) else "?", time.monotonic() - started)
             results = response.get("results")
             if isinstance(results, list) and len(results) > msg.bound:
                 response = {**response, "results": results[: msg.bound]}
             body = format_places(response)
-        except Exception as e:  # a provider bug must still produce a reply, never a hang
+        except Exception as e:
             places.record("EXCEPTION", time.monotonic() - started)
             self.log.event(f"PLACES_ERROR provider={self.places.name} error={type(e).__name__}")
             body = format_places(failure_response("UNKNOWN_ERROR", "places provider failed"))

@@ -79,13 +79,24 @@ class OfflinePlaces:
             self._task = task
         return task
 
-    async def nearby(self, lat: float, lng: float, radius_m: float, bound: int) -> dict[str, Any]:
-        """Places within `radius_m` metres of the point, at most `bound`, most populous first."""
+    def nearby_now(
+        self, lat: float, lng: float, radius_m: float, bound: int
+    ) -> dict[str, Any] | None:
+        """`nearby`'s answer when it needs no waiting (the data is loaded, or the request is
+        refused), so the node can reply in the same loop turn; None while the data loads."""
         if self._closed:
             return failure_response(UNKNOWN_ERROR, "offline places provider is closed")
         problem = _check_request(lat, lng, radius_m, bound)
         if problem:
             return failure_response(INVALID_REQUEST, problem)
+        index = self._index
+        return None if index is None else _search(index, lat, lng, radius_m, bound)
+
+    async def nearby(self, lat: float, lng: float, radius_m: float, bound: int) -> dict[str, Any]:
+        """Places within `radius_m` metres of the point, at most `bound`, most populous first."""
+        now = self.nearby_now(lat, lng, radius_m, bound)
+        if now is not None:
+            return now
         index = self._index
         if index is None:
             try:
@@ -98,12 +109,7 @@ class OfflinePlaces:
                 return failure_response(UNKNOWN_ERROR, "offline places provider is closed")
             except Exception as exc:
                 return failure_response(UNKNOWN_ERROR, f"offline place data unavailable: {exc}")
-        try:
-            results = [_result(index, i) for i in index.search(lat, lng, radius_m, bound)]
-        except Exception as exc:  # a bug here must still produce a reply, never a hang
-            log.exception("offline places query failed")
-            return failure_response(UNKNOWN_ERROR, f"offline places query failed: {exc}")
-        return success_response(results, HTML_ATTRIBUTIONS)
+        return _search(index, lat, lng, radius_m, bound)
 
     async def close(self) -> None:
         """Stop answering; a load still running in its thread is left to finish and dropped."""
@@ -129,6 +135,17 @@ def _check_request(lat: float, lng: float, radius_m: float, bound: int) -> str:
     if bound < 1:
         return f"bound {bound} must be at least 1"
     return ""
+
+
+def _search(
+    index: PlaceIndex, lat: float, lng: float, radius_m: float, bound: int
+) -> dict[str, Any]:
+    try:
+        results = [_result(index, i) for i in index.search(lat, lng, radius_m, bound)]
+    except Exception as exc:  # a bug here must still produce a reply, never a hang
+        log.exception("offline places query failed")
+        return failure_response(UNKNOWN_ERROR, f"offline places query failed: {exc}")
+    return success_response(results, HTML_ATTRIBUTIONS)
 
 
 def _result(index: PlaceIndex, i: int) -> dict[str, Any]:

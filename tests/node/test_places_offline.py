@@ -274,3 +274,17 @@ def test_failure_response_shape() -> None:
         "status": "UNKNOWN_ERROR",
         "error_message": "timed out",
     }
+
+
+async def test_nearby_now_answers_at_once_what_nearby_answers(provider: OfflinePlaces) -> None:
+    for lat, lng, radius_m, bound in ((*UCLA, 10_000, 5), (*UCLA, 0, 1), (0.0, -30.0, 50_000, 20)):
+        assert provider.nearby_now(lat, lng, radius_m, bound) == await provider.nearby(
+            lat, lng, radius_m, bound
+        )
+    refused = provider.nearby_now(91.0, 0.0, 10, 1)
+    assert refused is not None and refused["status"] == "INVALID_REQUEST"
+
+
+def test_nearby_now_waits_for_nothing_before_the_data_is_loaded() -> None:
+    fresh = OfflinePlaces()
+    assert fresh.nearby_now(*UCLA, 10_000, 5) is None  # `nearby` would wait for the load

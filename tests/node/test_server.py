@@ -7,15 +7,17 @@ import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
+from node.client import ClientConnection
 from node.config import load_config
 from node.handshake import Initiator
 from node.logbook import LogBook
 from node.places.base import failure_response, success_response
 from node.server import NodeServer
+from tests.fakes.server import FakeTransport
 from tests.support import exchange, write_topology
 
 SECRET = b"test-secret"
@@ -138,6 +140,42 @@ async def test_whatsat_framing_order_and_bound(tmp_path: Path) -> None:
     assert obj["status"] == "OK"
     assert b"\n\n" not in body
     assert b'\n   "html_attributions" : [' in body  # Google's own layout
+
+
+class ReadyPlaces(FakePlaces):
+    """A provider that can answer without waiting, as the offline one once loaded."""
+
+    def nearby_now(
+        self, lat: float, lng: float, radius_m: float, bound: int
+    ) -> dict[str, Any] | None:
+        self.calls.append((lat, lng, radius_m, bound))
+        if self.fail:
+            raise RuntimeError("boom")
+        return success_response([{"name": "here", "vicinity": "x"}], [])
+
+
+async def test_a_provider_that_needs_no_wait_is_answered_in_the_same_turn(
+    tmp_path: Path,
+) -> None:
+    async with running_node(tmp_path) as node:
+        ready = ReadyPlaces()
+        node.places = ready
+        transport = FakeTransport(None)
+        conn = ClientConnection(node)
+        transport.protocol = conn
+        conn.connection_made(cast(Any, transport))
+        conn.data_received(b"IAMAT n +1+1 1520023935\nWHATSAT n 5 2\nIAMAT m +2+2 1520023935\n")
+        # No await since: the WHATSAT's reply, and the IAMAT after it, are written already.
+        at_n, at_line, rest = transport.out.split(b"\n", 2)
+        assert at_n.startswith(b"AT Solo ") and at_line == at_n
+        body, sep, after = rest.partition(b"}\n\n")
+        assert sep and json.loads(body + b"}")["results"][0]["name"] == "here"
+        assert after.startswith(b"AT Solo ") and b" m +2+2 " in after
+        assert ready.calls == [(1.0, 1.0, 5000.0, 2)]
+        ready.fail = True  # a provider bug must still produce a reply
+        conn.data_received(b"WHATSAT n 5 2\n")
+        assert b'"status" : "UNKNOWN_ERROR"' in transport.out
+        conn.abort("test over")
 
 
 async def test_whatsat_provider_crash_still_replies(tmp_path: Path) -> None:
