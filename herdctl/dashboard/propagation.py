@@ -14,10 +14,10 @@ import asyncio
 import itertools
 import os
 import time
-from collections import deque
 from collections.abc import Sequence
 from typing import TypedDict
 
+from herdctl.graph import adjacency, distances
 from herdctl.loadgen.connection import CONNECT_TIMEOUT, posix_time, why_unreachable
 from herdctl.loadgen.meter import clock
 from herdctl.loadgen.propagate import POLL_ARGS, Prober
@@ -53,19 +53,7 @@ class ProbeResult(TypedDict):
 
 def hops(config: HerdConfig, source: str) -> dict[str, int]:
     """Links on the shortest path from `source` to each node it reaches (breadth first)."""
-    neighbours: dict[str, list[str]] = {name: [] for name in config.nodes}
-    for a, b in config.links:
-        neighbours[a].append(b)
-        neighbours[b].append(a)
-    found = {source: 0}
-    queue = deque([source])
-    while queue:
-        here = queue.popleft()
-        for there in neighbours[here]:
-            if there not in found:
-                found[there] = found[here] + 1
-                queue.append(there)
-    return found
+    return distances(adjacency(config.nodes, config.links), source)
 
 
 def client_name() -> bytes:
