@@ -18,14 +18,24 @@ DIR_MODE = 0o700
 
 
 def private_dir(path: Path) -> None:
-    """Create `path` and every missing parent as 0700; an existing folder is left alone."""
+    """Create `path` and every missing parent as 0700; an existing folder is left alone.
+
+    Nodes start side by side and make the same folders: a parent missing when our mkdir ran
+    may be there a moment later, made by another node. So a missing parent is made (or found
+    made), then the mkdir is tried once more; a second "no such file" is the real error (a
+    path through something that is not a folder, a parent removed under us)."""
     try:
-        path.mkdir(mode=DIR_MODE)
+        _make_dir(path)
     except FileNotFoundError:
-        if path.parent == path or path.parent.is_dir():  # the parent is there: not the cause
+        if path.parent == path:
             raise
         private_dir(path.parent)
-        private_dir(path)
+        _make_dir(path)
+
+
+def _make_dir(path: Path) -> None:
+    try:
+        path.mkdir(mode=DIR_MODE)
     except FileExistsError:  # another node made it first, or it was there all along
         if not path.is_dir():
             raise

@@ -52,6 +52,25 @@ def test_private_dir_fails_once_when_the_parent_is_there(tmp_path: Path) -> None
         private_dir(Path("/proc/no-such-folder"))
 
 
+def test_a_parent_another_node_makes_meanwhile_is_no_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two nodes start at once: ours finds `data` missing, the other makes it before we
+    look again. Seen in a fresh-clone run as `cannot use journal folder .../data/Goloman`."""
+    data = tmp_path / "data"
+    real_mkdir = Path.mkdir
+
+    def racing_mkdir(self: Path, mode: int = 0o777, *args: object, **kwargs: object) -> None:
+        if self == data / "Goloman" and not data.exists():
+            real_mkdir(data, 0o700)  # the other node, between our mkdir and our look
+            raise FileNotFoundError(2, "No such file or directory", str(self))
+        real_mkdir(self, mode, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Path, "mkdir", racing_mkdir)
+    private_dir(data / "Goloman")
+    assert mode(data / "Goloman") == 0o700
+
+
 def test_open_private_creates_a_0600_file(tmp_path: Path) -> None:
     fd = open_private(tmp_path / "new.log", os.O_WRONLY | os.O_APPEND)
     os.close(fd)
