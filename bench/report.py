@@ -56,6 +56,37 @@ def _ratio(a: float, b: float) -> float:
     return a / b if b > 0 and math.isfinite(a) and math.isfinite(b) else math.nan
 
 
+def per_round(ms: list[Measurement], figure: str, field: str) -> list[float]:
+    """Ours / Node.js in each round (the k-th measurement of each, in the order taken):
+    a median of the rounds can hide one round that falls behind."""
+    ours = [m.get(field) for m in ms if m.figure == figure and m.system == OURS]
+    nodejs = [m.get(field) for m in ms if m.figure == figure and m.system == NODEJS]
+    return [_ratio(a, b) for a, b in zip(ours, nodejs, strict=False)]
+
+
+def _every_round(
+    figure: str,
+    ratios: list[float],
+    target: str,
+    at_least: float | None = None,
+    at_most: float | None = None,
+) -> Row:
+    """A row of each round's ratio, judged by the worst of them."""
+    known = [r for r in ratios if not math.isnan(r)]
+    worst = (min if at_least is not None else max)(known) if known else math.nan
+
+    def ok(v: float) -> bool:
+        return (at_least is None or v >= at_least) and (at_most is None or v <= at_most)
+
+    return Row(
+        figure,
+        ratio=" ".join(f"{r:.2f}" for r in ratios) or "",
+        target=target,
+        verdict=_verdict(worst, ok) if len(known) == len(ratios) else "n/a",
+        value=worst,
+    )
+
+
 def throughput_rows(ms: list[Measurement]) -> list[Row]:
     def med(system: str) -> float:
         return median_of(ms, "ingest", system, "throughput")
@@ -87,6 +118,12 @@ def throughput_rows(ms: list[Measurement]) -> list[Row]:
             verdict=_verdict(vs_node, lambda v: v >= 1.0),
             value=vs_node,
         ),
+        _every_round(
+            "ingest: ours / Node.js, each round",
+            per_round(ms, "ingest", "throughput"),
+            ">= 1.25 in every round",
+            at_least=1.25,
+        ),
     ]
 
 
@@ -116,6 +153,14 @@ def latency_rows(ms: list[Measurement]) -> list[Row]:
             target="<= 1.0 (aim)",
             verdict=_verdict(vs_node, lambda v: v <= 1.0),
             value=vs_node,
+        )
+    )
+    rows.append(
+        _every_round(
+            "latency p50: ours / Node.js, each round",
+            per_round(ms, "latency", "latency_ms.p50"),
+            "<= 0.8 in every round",
+            at_most=0.8,
         )
     )
     return rows
