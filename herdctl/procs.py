@@ -38,8 +38,8 @@ from node.status import NodeStatus, status_path
 
 STDERR_SUFFIX = ".stderr.log"
 _TAIL_BYTES = 4096  # of a node's stderr log searched for its last line
-# A process is known again by when it started. As seconds since boot (psutil's monotonic
-# create_time, clock ticks from /proc) that never changes; as wall-clock time it moves with
+# A process is known again by when it started. As seconds since boot (clock ticks from
+# /proc/PID/stat) that never changes; as wall-clock time (psutil's create_time) it moves with
 # the boot time the kernel derives from the clock, which a clock adjustment can step by a
 # second between two readings: a supervisor then took its own live nodes for dead ones and
 # spawned second copies that found their ports taken. Pid files older than `since_boot`
@@ -197,8 +197,7 @@ def live_process(info: Mapping[str, Any]) -> psutil.Process | None:
         return None
     try:
         proc = psutil.Process(pid)
-        now_started = since_boot(pid) if isinstance(started, int | float) else None
-        if now_started is not None and isinstance(started, int | float):
+        if isinstance(started, int | float) and (now_started := since_boot(pid)) is not None:
             if abs(now_started - started) > _SINCE_BOOT_SLACK:
                 return None
         elif abs(proc.create_time() - create_time) > _WALL_CLOCK_SLACK:
