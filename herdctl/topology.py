@@ -86,19 +86,22 @@ class Resolved:
 def resolve(path: Path) -> Resolved:
     """The running supervisor's topology if one answers, else the file at `path` (its
     ConfigError raised when it is not valid and no supervisor runs)."""
+    text: str | None = None  # read once, for all that follows; None: it cannot be read
+    disk: Owned | None = None
+    error: ConfigError | None = None
     try:
-        disk: Owned | None = Owned.read(path)
-        error: ConfigError | None = None
+        text = read_config_text(path)
+        disk = Owned(text, parse_config(text, path))
     except ConfigError as e:
-        disk, error = None, e
-    run_dir = disk.config.run_dir if disk is not None else guess_run_dir(path)
+        error = e
+    run_dir = disk.config.run_dir if disk is not None else guess_run_dir(path, text)
     running = supervisor_topology(run_dir, same_as=disk)
     if running is None:
         if error is not None:
             raise error
         assert disk is not None
         return Resolved(disk.config, supervised=False)
-    return Resolved(running.config, supervised=True, drift=drift(path, running))
+    return Resolved(running.config, supervised=True, drift=drift(path, text, running))
 
 
 def supervisor_topology(
@@ -123,24 +126,24 @@ def supervisor_topology(
         return None
 
 
-def guess_run_dir(path: Path) -> Path:
-    """run_dir as an invalid file still says it (the default `run` when it cannot tell)."""
+def guess_run_dir(path: Path, text: str | None) -> Path:
+    """run_dir as the invalid file at `path`, whose `text` this is (None: it could not be
+    read), still says it; the default `run` when it cannot tell."""
     base = Path(os.path.abspath(path)).parent
     try:
-        doc = load_yaml(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, Invalid):
+        doc = None if text is None else load_yaml(text)
+    except Invalid:
         doc = None
     raw = doc.get("run_dir") if isinstance(doc, dict) else None
     where = raw if isinstance(raw, str) and raw.strip() else "run"
     return Path(os.path.normpath(base / Path(where).expanduser()))
 
 
-def drift(path: Path, running: Owned) -> str | None:
-    """One line when the file at `path` says something else than what the herd runs."""
+def drift(path: Path, text: str | None, running: Owned) -> str | None:
+    """One line when the file at `path`, whose `text` this is (None: it could not be read),
+    says something else than what the herd runs."""
     name = path.name
-    try:
-        text = read_config_text(path)
-    except ConfigError:
+    if text is None:
         return f"{name} cannot be read (the herd runs its own copy): restore it to reload"
     if text == running.text:
         return None

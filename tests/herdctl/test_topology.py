@@ -38,28 +38,28 @@ def test_the_copy_reads_the_same_from_run_dir(tmp_path: Path) -> None:
 def test_drift_says_how_the_file_differs(tmp_path: Path) -> None:
     herd = owned(tmp_path)
     path = herd.config.path
-    assert drift(path, herd) is None
+    assert drift(path, path.read_text(), herd) is None
     path.write_text(TEXT.replace("# a comment", "# another"))
-    assert drift(path, herd) is None  # comments only: nothing to reload
+    assert drift(path, path.read_text(), herd) is None  # comments only: nothing to reload
     path.write_text(TEXT.replace("12003", "12013"))
-    assert (
-        drift(path, herd) == "topology.yaml changed since the herd started: herdctl reload to apply"
+    assert drift(path, path.read_text(), herd) == (
+        "topology.yaml changed since the herd started: herdctl reload to apply"
     )
     path.write_text(TEXT.replace("[Hands, Welsh]", "[Hands, Welch]"))
-    message = drift(path, herd)
+    message = drift(path, path.read_text(), herd)
     assert message is not None
     assert message.startswith(
         "topology.yaml changed since the herd started and is not valid (links[0]"
     )
     path.unlink()
-    assert "cannot be read" in str(drift(path, herd))
+    assert "cannot be read" in str(drift(path, None, herd))
 
 
 def test_run_dir_is_found_in_an_invalid_file(tmp_path: Path) -> None:
     path = tmp_path / "topology.yaml"
     path.write_text(TEXT.replace("[Hands, Welsh]", "[Hands, Welch]"))
-    assert guess_run_dir(path) == tmp_path / "state" / "run"
+    assert guess_run_dir(path, path.read_text()) == tmp_path / "state" / "run"
     path.write_text("nodes: [unclosed\n")
-    assert guess_run_dir(path) == tmp_path / "run"
+    assert guess_run_dir(path, path.read_text()) == tmp_path / "run"
     path.unlink()
-    assert guess_run_dir(path) == tmp_path / "run"
+    assert guess_run_dir(path, None) == tmp_path / "run"
