@@ -281,7 +281,7 @@ class NodeServer:
         try:
             response = answer_now(lat, lng, msg.radius_km * 1000, msg.bound)
         except Exception as e:  # a provider bug must still produce a reply, never a hang
-            return self._places_reply(record, msg, e, started)
+            return self._places_failed(record, e, started)
         if response is None:
             return None
         return self._places_reply(record, msg, response, started)
@@ -293,7 +293,7 @@ class NodeServer:
         try:
             response = await self.places.nearby(lat, lng, msg.radius_km * 1000, msg.bound)
         except Exception as e:  # a provider bug must still produce a reply, never a hang
-            return self._places_reply(record, msg, e, started)
+            return self._places_failed(record, e, started)
         return self._places_reply(record, msg, response, started)
 
     @staticmethod
@@ -303,25 +303,30 @@ class NodeServer:
         return point
 
     def _places_reply(
-        self, record: Record, msg: WhatsAt, response: dict[str, Any] | Exception, started: float
+        self, record: Record, msg: WhatsAt, response: dict[str, Any], started: float
     ) -> bytes:
-        """The AT line and the provider's response (or its failure) as the client gets them,
-        counted for the metrics."""
-        places = self.counters.places_of(self.places.name)
+        """The AT line and the provider's response as the client gets them, counted for the
+        metrics (a response that cannot be used is the provider's failure)."""
         try:
-            if isinstance(response, Exception):
-                raise response
             status = response.get("status")
-            places.record(status if isinstance(status, str) else "?", time.monotonic() - started)
             results = response.get("results")
             if isinstance(results, list) and len(results) > msg.bound:
                 response = {**response, "results": results[: msg.bound]}
             body = format_places(response)
         except Exception as e:
-            places.record("EXCEPTION", time.monotonic() - started)
-            self.log.event(f"PLACES_ERROR provider={self.places.name} error={type(e).__name__}")
-            body = format_places(failure_response("UNKNOWN_ERROR", "places provider failed"))
-        self.counters.reply_latency["WHATSAT"].observe(time.monotonic() - started)
+            return self._places_failed(record, e, started)
+        outcome = status if isinstance(status, str) else "?"
+        return self._answered(record, body, outcome, started)
+
+    def _places_failed(self, record: Record, error: Exception, started: float) -> bytes:
+        self.log.event(f"PLACES_ERROR provider={self.places.name} error={type(error).__name__}")
+        body = format_places(failure_response("UNKNOWN_ERROR", "places provider failed"))
+        return self._answered(record, body, "EXCEPTION", started)
+
+    def _answered(self, record: Record, body: bytes, outcome: str, started: float) -> bytes:
+        seconds = time.monotonic() - started
+        self.counters.places_of(self.places.name).record(outcome, seconds)
+        self.counters.reply_latency["WHATSAT"].observe(seconds)
         return record.at_line() + body + b"\n\n"
 
     def status(self) -> NodeStatus:
