@@ -12,12 +12,19 @@ import asyncio
 
 from node.peers.host import PeerHost
 from node.peers.inbound import PEER_LINES_PER_TURN, PeerConnection
-from node.peers.outbound import FLOOD_BURST_GAP, FLOOD_WINDOW, MAX_LINK_BUFFER, PeerLink
+from node.peers.outbound import (
+    FLOOD_BURST_GAP,
+    FLOOD_WINDOW,
+    FLOOD_WINDOW_STEP,
+    MAX_LINK_BUFFER,
+    PeerLink,
+)
 from node.status import LinkStatus
 
 __all__ = [
     "FLOOD_BURST_GAP",
     "FLOOD_WINDOW",
+    "FLOOD_WINDOW_STEP",
     "MAX_LINK_BUFFER",
     "PEER_LINES_PER_TURN",
     "PeerConnection",

@@ -27,11 +27,15 @@ SYNC_CHUNK = 5000  # records per write while streaming the whole state
 # A link whose peer stops reading is dropped rather than buffered without bound; the full
 # sync on reconnect makes up for whatever was in the buffer.
 MAX_LINK_BUFFER = 64 * 1024 * 1024
-# An update for a link that wrote less than FLOOD_BURST_GAP ago is part of a burst: it waits
-# until FLOOD_WINDOW after that write and shares the next one. A link seeing the odd update
-# sends each at once; a busy one writes at most once per window, which spares every node
+# An update for a link that has not written for FLOOD_BURST_GAP is written at once, inside the
+# turn that brought it: no timer and no later turn between a lone update and the wire. An
+# update for a link that wrote less than FLOOD_BURST_GAP ago is part of a burst: it waits out
+# a window after that write and shares the next one. The window grows by FLOOD_WINDOW_STEP
+# with each write of the burst, up to FLOOD_WINDOW: a short burst goes out within a fraction
+# of a millisecond, a sustained load writes once per FLOOD_WINDOW, which spares every node
 # downstream a wakeup and a read per update.
 FLOOD_BURST_GAP = 0.00025  # seconds
+FLOOD_WINDOW_STEP = 0.00025  # seconds
 FLOOD_WINDOW = 0.002  # seconds
 
 
@@ -47,6 +51,7 @@ class PeerLink:
         self._outbox: list[bytes] = []
         self._send_scheduled = False
         self._last_write = 0.0  # time.monotonic() of the last flood write
+        self._burst_writes = 0  # writes since the link was last idle: the window grows with it
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.up = False
@@ -72,21 +77,24 @@ class PeerLink:
             self._writer.transport.abort()  # the neighbour lost its state: send ours again
 
     def send(self, lines: bytes, records: int) -> None:
-        """Queue `records` lines for the neighbour; what is queued in one loop tick goes in
-        one write."""
+        """Send `records` lines to the neighbour: at once when the link is idle, else with
+        the rest of the burst when its window ends."""
         if not self.up:
             return  # the full sync when the link comes back covers it
         self.tally.records_sent += records
         self._outbox.append(lines)
-        if not self._send_scheduled:
-            self._send_scheduled = True
-            loop = asyncio.get_running_loop()
-            # time.monotonic, not loop.time: uvloop's clock moves in whole milliseconds.
-            since = time.monotonic() - self._last_write
-            if since >= FLOOD_BURST_GAP:
-                loop.call_soon(self._send_outbox)
-            else:
-                loop.call_later(FLOOD_WINDOW - since, self._send_outbox)
+        if self._send_scheduled:
+            return
+        # time.monotonic, not loop.time: uvloop's clock moves in whole milliseconds.
+        since = time.monotonic() - self._last_write
+        if since >= FLOOD_BURST_GAP:
+            self._burst_writes = 0
+            self._send_outbox()
+            return
+        self._burst_writes += 1
+        window = min(FLOOD_WINDOW, self._burst_writes * FLOOD_WINDOW_STEP)
+        self._send_scheduled = True
+        asyncio.get_running_loop().call_later(window - since, self._send_outbox)
 
     def _send_outbox(self) -> None:
         self._send_scheduled = False

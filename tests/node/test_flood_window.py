@@ -1,4 +1,5 @@
-"""A link's flood writes: a lone update goes out at once, a burst shares one write per window."""
+"""A link's flood writes: a lone update goes out at once, inside the turn that brought it; a
+burst shares one write per window, a window that grows with the burst up to FLOOD_WINDOW."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ import time
 from types import SimpleNamespace
 from typing import Any, cast
 
+import pytest
+
 from node.counters import NodeCounters
-from node.peers.outbound import FLOOD_BURST_GAP, FLOOD_WINDOW, PeerLink
+from node.peers.outbound import FLOOD_BURST_GAP, FLOOD_WINDOW, FLOOD_WINDOW_STEP, PeerLink
 
 DEADLINE = 5.0  # seconds: generous for a loaded machine; the assertions bound from below
 
@@ -53,30 +56,39 @@ async def writes_reach(writer: FakeWriter, count: int) -> None:
         await asyncio.sleep(0.0002)
 
 
-async def test_a_lone_update_is_written_on_the_next_loop_turn() -> None:
+async def test_a_lone_update_is_written_inside_send() -> None:
     link, writer = up_link()
     link.send(b"CHANGELOC a\n", 1)
-    assert writer.writes == []  # not inside send: lines of this turn share the write
-    await asyncio.sleep(0)
-    assert [data for _, data in writer.writes] == [b"CHANGELOC a\n"]
+    assert [data for _, data in writer.writes] == [b"CHANGELOC a\n"]  # no timer, no turn
 
 
-async def test_a_link_closing_under_a_queued_write_drops_it_quietly() -> None:
+async def test_a_link_closing_under_a_write_drops_it_quietly() -> None:
     """The neighbour reset the link in the turn the write was due, before the reader saw it:
     uvloop raises on a write to the closed transport; the sync on reconnect covers it."""
     link, writer = up_link()
-    link.send(b"CHANGELOC a\n", 1)
     writer.transport.closing = True
-    await asyncio.sleep(0)  # the scheduled write runs, and must not write
+    link.send(b"CHANGELOC a\n", 1)
     assert writer.writes == [] and not link._outbox
 
 
-async def test_lines_queued_in_one_turn_share_one_write() -> None:
+async def test_a_link_closing_under_a_queued_write_drops_it_quietly() -> None:
+    link, writer = up_link()
+    link.send(b"CHANGELOC a\n", 1)
+    link.send(b"CHANGELOC b\n", 1)  # right after a write: queued for the burst's window
+    writer.transport.closing = True
+    await asyncio.sleep(FLOOD_WINDOW * 2)  # the queued write runs, and must not write
+    assert len(writer.writes) == 1 and not link._outbox
+
+
+async def test_the_rest_of_a_turn_shares_the_next_write() -> None:
     link, writer = up_link()
     for name in (b"a", b"b", b"c"):
         link.send(b"CHANGELOC %s\n" % name, 1)
-    await writes_reach(writer, 1)
-    assert [data for _, data in writer.writes] == [b"CHANGELOC a\nCHANGELOC b\nCHANGELOC c\n"]
+    await writes_reach(writer, 2)
+    assert [data for _, data in writer.writes] == [
+        b"CHANGELOC a\n",
+        b"CHANGELOC b\nCHANGELOC c\n",
+    ]
 
 
 class FakeClock:
@@ -101,28 +113,64 @@ async def test_a_burst_waits_for_the_window_and_shares_its_write(monkeypatch: An
     clock = fake_clock(monkeypatch)
     link, writer = up_link()
     link.send(b"CHANGELOC a\n", 1)
-    await writes_reach(writer, 1)
     clock.now += FLOOD_BURST_GAP / 2  # right after that write: a burst
     link.send(b"CHANGELOC b\n", 1)
     held_at = time.monotonic()
     await asyncio.sleep(0)
     link.send(b"CHANGELOC c\n", 1)
-    await asyncio.sleep(0)
-    assert len(writer.writes) == 1 or time.monotonic() - held_at > FLOOD_WINDOW / 2
     await writes_reach(writer, 2)
     written_at, data = writer.writes[1]
     assert data == b"CHANGELOC b\nCHANGELOC c\n"
-    assert written_at - held_at >= FLOOD_WINDOW / 4  # held for the rest of the window
+    # held for the rest of the burst's first window
+    assert written_at - held_at >= (FLOOD_WINDOW_STEP - FLOOD_BURST_GAP / 2) * 0.9
+
+
+class TimerSpy:
+    """Takes the link's call_later: notes each delay and runs the callback when told."""
+
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+        self.due: list[Any] = []
+
+    def call_later(self, delay: float, callback: Any) -> None:
+        self.delays.append(delay)
+        self.due.append(callback)
+
+    def run_due(self) -> None:
+        due, self.due = self.due, []
+        for callback in due:
+            callback()
+
+
+async def test_the_window_grows_with_the_burst_up_to_flood_window(monkeypatch: Any) -> None:
+    clock = fake_clock(monkeypatch)
+    spy = TimerSpy()
+    monkeypatch.setattr(asyncio.get_running_loop(), "call_later", spy.call_later)
+    link, writer = up_link()
+    link.send(b"CHANGELOC 0\n", 1)  # idle: at once
+    gap = FLOOD_BURST_GAP / 2
+    for i in range(1, 13):
+        clock.now += gap
+        link.send(b"CHANGELOC %d\n" % i, 1)
+        link.send(b"CHANGELOC %d+\n" % i, 1)  # shares the queued write: no second timer
+        spy.run_due()
+    expected = [min(k * FLOOD_WINDOW_STEP, FLOOD_WINDOW) - gap for k in range(1, 13)]
+    assert spy.delays == pytest.approx(expected)
+    assert len(writer.writes) == 13
+    clock.now += FLOOD_BURST_GAP * 2  # quiet: the next update goes at once, a new burst after
+    link.send(b"CHANGELOC q\n", 1)
+    assert len(writer.writes) == 14 and len(spy.delays) == 12
+    clock.now += gap
+    link.send(b"CHANGELOC r\n", 1)
+    assert spy.delays[-1] == pytest.approx(FLOOD_WINDOW_STEP - gap)
 
 
 async def test_after_a_quiet_gap_an_update_goes_out_at_once_again(monkeypatch: Any) -> None:
     clock = fake_clock(monkeypatch)
     link, writer = up_link()
     link.send(b"CHANGELOC a\n", 1)
-    await writes_reach(writer, 1)
     clock.now += FLOOD_BURST_GAP * 2
     link.send(b"CHANGELOC b\n", 1)
-    await asyncio.sleep(0)
     assert [data for _, data in writer.writes] == [b"CHANGELOC a\n", b"CHANGELOC b\n"]
 
 
