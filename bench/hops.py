@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import selectors
@@ -36,7 +37,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from systems import BENCH_DIR, HOST, REPO, Procs, System, free_ports, node_binary, wait_listening
 
@@ -48,6 +49,7 @@ SECRET = "hops-bench-secret-0123456789abcdef"
 PING_EVERY = 0.5  # seconds: our nodes drop a link silent for peer_timeout
 GAP = 0.01  # seconds between samples: every update finds the herd idle
 WAIT = 2.0  # seconds a sample may take before it counts as lost
+T = TypeVar("T")
 
 
 SO_TIMESTAMPNS = 35  # Linux <asm/socket.h>; Python's socket module does not name it
@@ -162,7 +164,18 @@ class Tap:
             return self.arrivals.pop(client)
 
 
-def measure(tap: Tap, h1: tuple[str, int], samples: int) -> dict[str, list[float]]:
+@dataclasses.dataclass(frozen=True)
+class Sample:
+    """One lone update: when its IAMAT left, when the reply and each CHANGELOC copy arrived
+    (POSIX seconds; arrivals are the kernel's stamps)."""
+
+    sent: float
+    answered: float
+    copies: tuple[float, float, float]  # from H1, H2, H3
+
+
+def take_samples(tap: Tap, h1: tuple[str, int], samples: int, warmup: int = 20) -> list[Sample]:
+    """`samples` lone updates at H1, one at a time (after `warmup` more that are not kept)."""
     deadline = time.monotonic() + 30
     while len(tap.linked) < len(CHAIN):
         if time.monotonic() > deadline:
@@ -171,9 +184,9 @@ def measure(tap: Tap, h1: tuple[str, int], samples: int) -> dict[str, list[float
     client_sock = socket.create_connection(h1)
     client_sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     kernel_stamps(client_sock)
-    found: dict[str, list[float]] = {"reply": [], "out": [], "hop 1": [], "hop 2": []}
+    found: list[Sample] = []
     lost = 0
-    for i in range(samples + 20):  # the first 20 warm everything up
+    for i in range(samples + warmup):
         client = b"hop-%d-%d" % (os.getpid(), i)
         line = b"IAMAT %s +34.068930-118.445127 %.9f\n" % (client, time.time())
         sent = time.time()
@@ -186,16 +199,24 @@ def measure(tap: Tap, h1: tuple[str, int], samples: int) -> dict[str, list[float
         if at is None:
             lost += 1
             continue
-        t1, t2, t3 = (at[name.encode()] for name in CHAIN)
-        if i >= 20:
-            found["reply"].append(answered - sent)
-            found["out"].append(t1 - sent)
-            found["hop 1"].append(t2 - t1)
-            found["hop 2"].append(t3 - t2)
+        if i >= warmup:
+            t1, t2, t3 = (at[name.encode()] for name in CHAIN)
+            found.append(Sample(sent, answered, (t1, t2, t3)))
         time.sleep(GAP)
     if lost:
         print(f"  {lost} samples lost (no copy within {WAIT:g} s)")
     client_sock.close()
+    return found
+
+
+def measure(tap: Tap, h1: tuple[str, int], samples: int) -> dict[str, list[float]]:
+    found: dict[str, list[float]] = {"reply": [], "out": [], "hop 1": [], "hop 2": []}
+    for sample in take_samples(tap, h1, samples):
+        t1, t2, t3 = sample.copies
+        found["reply"].append(sample.answered - sample.sent)
+        found["out"].append(t1 - sample.sent)
+        found["hop 1"].append(t2 - t1)
+        found["hop 2"].append(t3 - t2)
     return found
 
 
@@ -216,8 +237,13 @@ def topology(folder: Path, tap_port: int) -> dict[str, Any]:
 
 
 def run_system(
-    label: str, argv: Callable[[str, Path], list[str]], folder: Path, samples: int, ext: str
-) -> dict[str, list[float]]:
+    label: str,
+    argv: Callable[[str, Path], list[str]],
+    folder: Path,
+    ext: str,
+    work: Callable[[Tap, tuple[str, int]], T],
+) -> T:
+    """Start the chain and its tap in `folder`, run `work` on them, stop everything."""
     folder.mkdir(parents=True)
     tap = Tap(SECRET.encode())
     tap.start()
@@ -231,7 +257,7 @@ def run_system(
         addresses = {name: (HOST, int(doc["nodes"][name]["port"])) for name in CHAIN}
         wait_listening(System(label, label, addresses, procs, folder), 30.0)
         h1 = (HOST, int(doc["nodes"]["H1"]["port"]))
-        return measure(tap, h1, samples)
+        return work(tap, h1)
     finally:
         procs.stop()
         tap.stop()
@@ -255,8 +281,8 @@ def main() -> int:
             "ours",
             lambda name, config: [sys.executable, "-m", "node", name, "-c", str(config)],
             Path(tmp) / "ours",
-            args.samples,
             "yaml",
+            lambda tap, h1: measure(tap, h1, args.samples),
         )
         binary = node_binary()
         if binary is not None and not args.no_nodejs:
@@ -265,8 +291,8 @@ def main() -> int:
                 "Node.js",
                 lambda name, config: [binary, script, name, str(config)],
                 Path(tmp) / "nodejs",
-                args.samples,
                 "json",
+                lambda tap, h1: measure(tap, h1, args.samples),
             )
     print(f"a lone update, {args.samples} samples, µs (p50 / p99)")
     systems = list(results)

@@ -196,6 +196,27 @@ def propagation_rows(ms: list[Measurement], background_rate: int) -> list[Row]:
                 ours,
             )
         )
+    against_nodejs = [  # the propagation issue's targets, as ratios to the Node.js herd
+        ("propagate_idle", "p50", "propagation idle p50: ours / Node.js", 0.8),
+        ("propagate_idle", "p99", "propagation idle p99: ours / Node.js", 0.8),
+        (
+            "propagate_loaded",
+            "p50",
+            f"propagation at {background_rate:,}/s p50: ours / Node.js",
+            1.0,
+        ),
+    ]
+    for figure, q, label, most in against_nodejs:
+        ratio = _ratio(med(figure, OURS, q), med(figure, NODEJS, q))
+        rows.append(
+            Row(
+                label,
+                ratio=_num(ratio, "{:.2f}x"),
+                target=f"<= {most:g}x",
+                verdict=_verdict(ratio, lambda v, most=most: v <= most),
+                value=ratio,
+            )
+        )
     return rows
 
 
