@@ -130,6 +130,11 @@ def breakdown(samples: list[Sample], lines: dict[str, Timeline]) -> dict[str, di
     return found
 
 
+def _order(hop_name: str) -> int:
+    """Hops in path order: the client's into H1 first."""
+    return 0 if hop_name.startswith("client") else 1 + CHAIN.index(hop_name.split()[0])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description="a lone update's hop, step by step")
     parser.add_argument("--samples", type=int, default=300)
@@ -169,9 +174,10 @@ def main() -> int:
     found = breakdown(samples, lines)
     loop = "asyncio" if args.loop == "asyncio" else "the node's default loop"
     print(f"a lone update's hops, step by step ({len(samples)} samples, {loop}), µs p50 / p99")
-    for hop_name, per_step in found.items():
+    for hop_name, per_step in sorted(found.items(), key=lambda item: _order(item[0])):
         print(f"  {hop_name}")
-        for step, values in per_step.items():
+        tap_last = sorted(per_step.items(), key=lambda item: item[0].startswith("(the tap"))
+        for step, values in tap_last:
             p50 = statistics.median(values) / 1000
             p99 = percentile([float(v) for v in values], 0.99) / 1000
             print(f"    {step:<46}{p50:>9.1f} / {p99:<9.1f}")

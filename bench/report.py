@@ -52,6 +52,10 @@ def _below(limit: float) -> Callable[[float], bool]:
     return lambda v: v < limit
 
 
+def _at_most(limit: float) -> Callable[[float], bool]:
+    return lambda v: v <= limit
+
+
 def _ratio(a: float, b: float) -> float:
     return a / b if b > 0 and math.isfinite(a) and math.isfinite(b) else math.nan
 
@@ -213,7 +217,7 @@ def propagation_rows(ms: list[Measurement], background_rate: int) -> list[Row]:
                 label,
                 ratio=_num(ratio, "{:.2f}x"),
                 target=f"<= {most:g}x",
-                verdict=_verdict(ratio, lambda v, most=most: v <= most),
+                verdict=_verdict(ratio, _at_most(most)),
                 value=ratio,
             )
         )
