@@ -27,13 +27,15 @@ SYNC_CHUNK = 5000  # records per write while streaming the whole state
 # A link whose peer stops reading is dropped rather than buffered without bound; the full
 # sync on reconnect makes up for whatever was in the buffer.
 MAX_LINK_BUFFER = 64 * 1024 * 1024
-# An update for a link that has not written for FLOOD_BURST_GAP is written at once, inside the
-# turn that brought it: no timer and no later turn between a lone update and the wire. An
-# update for a link that wrote less than FLOOD_BURST_GAP ago is part of a burst: it waits out
-# a window after that write and shares the next one. The window grows by FLOOD_WINDOW_STEP
-# with each write of the burst, up to FLOOD_WINDOW: a short burst goes out within a fraction
-# of a millisecond, a sustained load writes once per FLOOD_WINDOW, which spares every node
-# downstream a wakeup and a read per update.
+# An update for a link that has not written for a whole FLOOD_WINDOW is written at once,
+# inside the turn that brought it: no timer and no later turn between a lone update and the
+# wire. One after a shorter pause (at least FLOOD_BURST_GAP: a load with a hiccup) goes at the
+# end of this turn, so the turn's other reads are answered before the write that wakes the
+# neighbour. One for a link that wrote less than FLOOD_BURST_GAP ago is part of a burst: it
+# waits out a window after that write and shares the next one. The window grows by
+# FLOOD_WINDOW_STEP with each write of the burst, up to FLOOD_WINDOW: a short burst goes out
+# within a fraction of a millisecond, a sustained load writes once per FLOOD_WINDOW, which
+# spares every node downstream a wakeup and a read per update.
 FLOOD_BURST_GAP = 0.00025  # seconds
 FLOOD_WINDOW_STEP = 0.00025  # seconds
 FLOOD_WINDOW = 0.002  # seconds
@@ -87,14 +89,18 @@ class PeerLink:
             return
         # time.monotonic, not loop.time: uvloop's clock moves in whole milliseconds.
         since = time.monotonic() - self._last_write
-        if since >= FLOOD_BURST_GAP:
+        if since >= FLOOD_WINDOW:  # an idle link: at once, and any burst is over
             self._burst_writes = 0
             self._send_outbox()
             return
+        self._send_scheduled = True
+        loop = asyncio.get_running_loop()
+        if since >= FLOOD_BURST_GAP:  # a pause within a load: with the rest of this turn
+            loop.call_soon(self._send_outbox)
+            return
         self._burst_writes += 1
         window = min(FLOOD_WINDOW, self._burst_writes * FLOOD_WINDOW_STEP)
-        self._send_scheduled = True
-        asyncio.get_running_loop().call_later(window - since, self._send_outbox)
+        loop.call_later(window - since, self._send_outbox)
 
     def _send_outbox(self) -> None:
         self._send_scheduled = False

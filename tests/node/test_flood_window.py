@@ -157,21 +157,48 @@ async def test_the_window_grows_with_the_burst_up_to_flood_window(monkeypatch: A
     expected = [min(k * FLOOD_WINDOW_STEP, FLOOD_WINDOW) - gap for k in range(1, 13)]
     assert spy.delays == pytest.approx(expected)
     assert len(writer.writes) == 13
-    clock.now += FLOOD_BURST_GAP * 2  # quiet: the next update goes at once, a new burst after
-    link.send(b"CHANGELOC q\n", 1)
+    clock.now += FLOOD_BURST_GAP * 2  # a hiccup in the load: end of turn, the burst goes on
+    link.send(b"CHANGELOC h\n", 1)
+    assert len(writer.writes) == 13
+    await asyncio.sleep(0)
     assert len(writer.writes) == 14 and len(spy.delays) == 12
+    clock.now += gap
+    link.send(b"CHANGELOC i\n", 1)
+    assert spy.delays[-1] == pytest.approx(FLOOD_WINDOW - gap)
+    spy.run_due()
+    clock.now += FLOOD_WINDOW * 1.5  # quiet for a whole window: at once, a new burst after
+    link.send(b"CHANGELOC q\n", 1)
+    assert len(writer.writes) == 16 and len(spy.delays) == 13
     clock.now += gap
     link.send(b"CHANGELOC r\n", 1)
     assert spy.delays[-1] == pytest.approx(FLOOD_WINDOW_STEP - gap)
 
 
-async def test_after_a_quiet_gap_an_update_goes_out_at_once_again(monkeypatch: Any) -> None:
+async def test_after_a_quiet_window_an_update_goes_out_at_once_again(monkeypatch: Any) -> None:
+    clock = fake_clock(monkeypatch)
+    link, writer = up_link()
+    link.send(b"CHANGELOC a\n", 1)
+    clock.now += FLOOD_WINDOW * 1.5
+    link.send(b"CHANGELOC b\n", 1)
+    assert [data for _, data in writer.writes] == [b"CHANGELOC a\n", b"CHANGELOC b\n"]
+
+
+async def test_after_a_short_pause_the_rest_of_the_turn_shares_one_write(
+    monkeypatch: Any,
+) -> None:
+    """A load with a hiccup: the turn's other reads are handled before the write."""
     clock = fake_clock(monkeypatch)
     link, writer = up_link()
     link.send(b"CHANGELOC a\n", 1)
     clock.now += FLOOD_BURST_GAP * 2
     link.send(b"CHANGELOC b\n", 1)
-    assert [data for _, data in writer.writes] == [b"CHANGELOC a\n", b"CHANGELOC b\n"]
+    link.send(b"CHANGELOC c\n", 1)
+    assert len(writer.writes) == 1
+    await asyncio.sleep(0)
+    assert [data for _, data in writer.writes] == [
+        b"CHANGELOC a\n",
+        b"CHANGELOC b\nCHANGELOC c\n",
+    ]
 
 
 async def test_a_link_that_is_down_queues_nothing() -> None:
