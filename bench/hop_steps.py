@@ -61,45 +61,57 @@ class Timeline:
         return None
 
 
+def in_turn(
+    line: Timeline, start: int, until: int, steps: list[tuple[str, str | None]]
+) -> list[int] | None:
+    """The times of `steps` (step, detail), each the first at or after the one before."""
+    found: list[int] = []
+    at = start
+    for step, detail in steps:
+        when = line.first(step, at, until, detail)
+        if when is None:
+            return None
+        found.append(when)
+        at = when
+    return found
+
+
 def hop(line: Timeline, arrived: int, until: int, downstream: str) -> dict[str, int] | None:
-    """The steps of one record through one node, in ns: it was written to this node at
-    `arrived` (the upstream's write returned), the node's next write goes to `downstream`."""
-    journal = line.first("journal<", arrived, until)
-    if journal is None:
+    """The steps of one record through one node, in ns: the upstream's write to this node
+    began at `arrived`, and the hop ends when this node's write to `downstream` begins (the
+    system call that hands the bytes over can wake the receiver, which may run before the
+    call returns, so the hops tile the path at the start of each write)."""
+    path = [
+        ("journal<", None),
+        ("journal>", None),
+        ("flood", None),
+        ("send<", None),
+        ("send<", downstream),
+    ]
+    found = in_turn(line, arrived, until, path)
+    if found is None:
         return None
+    journal, journalled, flood, send, send_next = found
     read = line.last("read", arrived, journal)
-    journalled = line.first("journal>", journal, until)
-    if read is None or journalled is None:
-        return None
-    flood = line.first("flood", journalled, until)
-    if flood is None:
-        return None
     read_end = line.first("read>", flood, until)
-    send = line.first("send<", flood, until)
-    if read_end is None or send is None:
-        return None
-    send_next = line.first("send<", send, until, downstream)
-    if send_next is None:
-        return None
-    sent_next = line.first("send>", send_next, until, downstream)
-    if sent_next is None:
+    if read is None or read_end is None:
         return None
     epoll = line.last("epoll", arrived, read)
     steps: dict[str, int] = {}
     if epoll is not None:
-        steps["wake: written to us -> selector returns"] = epoll - arrived
+        steps["wake: write to us begins -> selector returns"] = epoll - arrived
         steps["loop: selector -> data_received (recv)"] = read - epoll
     else:
-        steps["wake and read: written to us -> data_received"] = read - arrived
+        steps["wake and read: write to us begins -> data_received"] = read - arrived
     steps.update(
         {
             "parse, check, apply": journal - read,
             "journal write": journalled - journal,
             "journal -> flood handed to links": flood - journalled,
             "handed -> first flood write begins": send - flood,
-            "flood writes until the next node's": sent_next - send,
-            "total: written to us -> we wrote on": sent_next - arrived,
-            "(after it: the rest of the read, log events)": max(0, read_end - sent_next),
+            "other flood writes before the next node's": send_next - send,
+            "total: write to us begins -> ours to the next": send_next - arrived,
+            "(after it: the rest of the read, log events)": max(0, read_end - send_next),
         }
     )
     return steps
@@ -121,7 +133,7 @@ def breakdown(samples: list[Sample], lines: dict[str, Timeline]) -> dict[str, di
             per_step = found.setdefault(f"{upstream} -> {name}", {})
             for step, ns in steps.items():
                 per_step.setdefault(step, []).append(ns)
-            arrived = arrived + steps["total: written to us -> we wrote on"]
+            arrived = arrived + steps["total: write to us begins -> ours to the next"]
         tap_hops = [int((b - a) * 1e9) for a, b in itertools.pairwise(sample.copies)]
         for k, ns in enumerate(tap_hops):
             found.setdefault(f"{CHAIN[k]} -> {CHAIN[k + 1]}", {}).setdefault(

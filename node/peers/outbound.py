@@ -53,7 +53,7 @@ class PeerLink:
         self._outbox: list[bytes] = []
         self._send_scheduled = False
         self._last_write = 0.0  # time.monotonic() of the last flood write
-        self._burst_writes = 0  # writes since the link was last idle: the window grows with it
+        self._burst_writes = 0  # windowed writes since the link was last quiet a whole window
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.up = False
@@ -79,8 +79,9 @@ class PeerLink:
             self._writer.transport.abort()  # the neighbour lost its state: send ours again
 
     def send(self, lines: bytes, records: int) -> None:
-        """Send `records` lines to the neighbour: at once when the link is idle, else with
-        the rest of the burst when its window ends."""
+        """Send `records` lines to the neighbour: at once when the link is idle, at the end
+        of this turn after a short pause, else with the rest of the burst when its window
+        ends."""
         if not self.up:
             return  # the full sync when the link comes back covers it
         self.tally.records_sent += records
