@@ -35,6 +35,7 @@ _SHAPES: dict[bytes, tuple[bytes, ...]] = {
     b"AUTH": (b"proof",),
     b"WELCOME": (b"name",),
 }
+_SHAPE_STARTS = tuple(_SHAPES)
 
 
 class HandshakeError(Exception):
@@ -194,6 +195,14 @@ def redact(line: bytes) -> bytes:
     `? AUTH <proof>` -> `? AUTH (proof withheld)`, and a handshake line of the wrong shape
     shows no field at all: `HELLO (2 fields withheld)`.
     """
+    head = line[2:] if line.startswith(b"? ") else line
+    if head[:1].isalpha() and not head.startswith(_SHAPE_STARTS):
+        return line  # no handshake keyword first: nothing to withhold (WHATSAT, IAMAT, ...)
+    return redact_fields(line)
+
+
+def redact_fields(line: bytes) -> bytes:
+    """`redact` the long way, field by field, for any line (`redact` skips most lines)."""
     fields = line.split()
     refused = fields[:1] == [b"?"]
     keyword = fields[1:2] if refused else fields[:1]

@@ -194,7 +194,8 @@ def take_iamats(
     `received_ns` by `server`; return how many. Stops at the first line that is not a valid
     IAMAT and leaves it at the head of the backlog."""
     taken = take_lines(backlog, limit, IAMAT_LINES, iamat_fields)
-    _apply_iamats(taken, store, server, received_ns, conn_id, out)
+    if taken:  # else a WHATSAT or another line is at the head: nothing to format
+        _apply_iamats(taken, store, server, received_ns, conn_id, out)
     return len(taken)
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from node.handshake import (
     HandshakeError,
@@ -18,6 +20,7 @@ from node.handshake import (
     is_nonce,
     new_nonce,
     redact,
+    redact_fields,
 )
 from node.protocol import PeerLine, parse_line
 
@@ -297,6 +300,36 @@ def test_redact_shows_no_field_of_a_handshake_line_of_the_wrong_shape(line, show
 )
 def test_redact_leaves_every_other_line_as_it_is(line):
     assert redact(line) == line
+
+
+WORDS = st.sampled_from(
+    [
+        b"HELLO",
+        b"AUTH",
+        b"CHALLENGE",
+        b"WELCOME",
+        b"HELLOX",
+        b"hello",
+        b"?",
+        b"? HELLO",
+        b"WHATSAT",
+        b"IAMAT",
+        b"A",
+        b"B",
+        NONCE_I,
+        b"\xff",
+        b"0" * 64,
+    ]
+)
+SPACES = st.sampled_from([b" ", b"  ", b"\t", b"\x0b", b""])
+
+
+@given(st.lists(st.tuples(SPACES, WORDS), max_size=6), SPACES)
+def test_redact_skips_only_lines_the_long_way_leaves_alone(pieces, tail):
+    """The shortcut for lines without a handshake keyword first gives what the field by
+    field way gives, for every line."""
+    line = b"".join(space + word for space, word in pieces) + tail
+    assert redact(line) == redact_fields(line)
 
 
 def test_initiator_errors_name_what_came_without_its_nonce_or_proof():
