@@ -40,8 +40,9 @@ def measure(system: System, into: str, load: str, seconds: float) -> str:
     conns, pipeline = LOADS[load]
     procs = {p.name: psutil.Process(p.pid) for p in system.procs.procs}
 
-    def cpu() -> dict[str, float]:
-        return {name: sum(p.cpu_times()[:2]) for name, p in procs.items()}
+    def cpu() -> dict[str, tuple[float, float]]:
+        """User and system CPU seconds per process."""
+        return {name: tuple(p.cpu_times()[:2]) for name, p in procs.items()}  # type: ignore[misc]
 
     async def run() -> loadgen.LoadResult:
         return await iamat_load(
@@ -57,11 +58,17 @@ def measure(system: System, into: str, load: str, seconds: float) -> str:
     result = loadgen.run_sync(run())
     after = cpu()
     replies = max(result.replies, 1)
-    per = {name: 1e6 * (after[name] - before[name]) / replies for name in procs}
-    nodes = "  ".join(f"{name} {us:.1f} µs" for name, us in per.items())
+    per = {
+        name: [1e6 * (a - b) / replies for a, b in zip(after[name], before[name], strict=True)]
+        for name in procs
+    }
+    nodes = "  ".join(
+        f"{name} {user + system:.1f} µs ({system / max(user + system, 1e-9):.0%} kernel)"
+        for name, (user, system) in per.items()
+    )
     return (
         f"{system.key}: {load} {result.throughput:,.0f}/s, p50 {result.latency_ms['p50']:.3f} ms"
-        f"; CPU per reply: {nodes}  (all: {sum(per.values()):.1f} µs)"
+        f"; CPU per reply: {nodes}  (all: {sum(map(sum, per.values())):.1f} µs)"
     )
 
 
