@@ -1,0 +1,84 @@
+"""bench/hop_steps.py: the notes of a lone update, lined up hop by hop into steps."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+BENCH = REPO / "bench"
+sys.path.insert(0, str(BENCH))
+
+from hop_steps import Timeline, breakdown  # noqa: E402
+from hops import Sample  # noqa: E402
+
+US = 1000  # ns
+
+
+def notes(*steps: tuple[int, str, str]) -> Timeline:
+    return Timeline([list(step) for step in steps])
+
+
+def chain_node(t: int, upstream_ping: bool, downstream: str) -> Timeline:
+    """A node that reads at t+100 µs, journals, floods, and writes to `downstream` first."""
+    ping = [(t + 50 * US, "read", "x"), (t + 55 * US, "read>", "x")] if upstream_ping else []
+    return notes(
+        *ping,
+        (t + 100 * US, "read", "up"),
+        (t + 130 * US, "journal<", ""),
+        (t + 150 * US, "journal>", ""),
+        (t + 153 * US, "flood", ""),
+        (t + 160 * US, "send<", downstream),
+        (t + 190 * US, "send>", downstream),
+        (t + 200 * US, "read>", "up"),
+    )
+
+
+def test_each_hop_is_cut_where_a_write_begins_and_a_ping_read_is_not_taken_for_the_record() -> None:
+    sent = 1_000_000_000_000  # ns
+    # H1 writes to H2 at sent+160 µs; H2 reads it at +260 µs even though H1's write only
+    # returned at +190 µs; likewise H3 after H2.
+    lines = {
+        "H1": chain_node(sent, upstream_ping=False, downstream="H2"),
+        "H2": chain_node(sent + 160 * US, upstream_ping=True, downstream="H3"),
+        "H3": chain_node(sent + 320 * US, upstream_ping=False, downstream="Tap"),
+    }
+    sample = Sample(sent / 1e9, sent / 1e9 + 0.0003, (0.0, 0.0, 0.0))
+    found = breakdown([sample], lines)
+    assert set(found) == {"client -> H1", "H1 -> H2", "H2 -> H3"}
+    for hop in found.values():
+        assert hop["wake and read: write to us begins -> data_received"] == [100 * US]
+        assert hop["parse, check, apply"] == [30 * US]
+        assert hop["journal write"] == [20 * US]
+        assert hop["journal -> flood handed to links"] == [3 * US]
+        assert hop["handed -> first flood write begins"] == [7 * US]
+        assert hop["total: write to us begins -> ours to the next"] == [160 * US]
+        assert hop["(after it: the rest of the read, log events)"] == [40 * US]
+
+
+def test_a_node_that_never_journalled_the_update_ends_the_sample_there() -> None:
+    sent = 2_000_000_000_000
+    lines = {
+        "H1": chain_node(sent, upstream_ping=False, downstream="H2"),
+        "H2": notes((sent + 200 * US, "read", "H1"), (sent + 210 * US, "read>", "H1")),
+        "H3": notes(),
+    }
+    found = breakdown([Sample(sent / 1e9, sent / 1e9, (0.0, 0.0, 0.0))], lines)
+    assert "parse, check, apply" in found["client -> H1"]
+    assert "parse, check, apply" not in found.get("H1 -> H2", {})
+
+
+def test_the_bench_runs_end_to_end_on_real_nodes() -> None:
+    """A smoke run, so `make bench` cannot break unseen: three traced nodes, five updates."""
+    run = subprocess.run(
+        [sys.executable, str(BENCH / "hop_steps.py"), "--samples", "5"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    for hop in ("client -> H1", "H1 -> H2", "H2 -> H3"):
+        assert hop in run.stdout
+    assert run.stdout.count("total: write to us begins") == 3, run.stdout
