@@ -1,4 +1,5 @@
-"""bench/hop_steps.py: the notes of a lone update, lined up hop by hop into steps."""
+"""The bench scripts: hop_steps lines a lone update's notes up into steps; both it and
+in_process run end to end."""
 
 from __future__ import annotations
 
@@ -82,3 +83,18 @@ def test_the_bench_runs_end_to_end_on_real_nodes() -> None:
     for hop in ("client -> H1", "H1 -> H2", "H2 -> H3"):
         assert hop in run.stdout
     assert run.stdout.count("total: write to us begins") == 3, run.stdout
+
+
+def test_the_in_process_bench_runs_every_path() -> None:
+    """bench/in_process.py, a short pass: every figure printed, each a positive time."""
+    run = subprocess.run(
+        [sys.executable, str(BENCH / "in_process.py"), "--reads", "68", "--repeats", "1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    rows = [line for line in run.stdout.splitlines() if "µs per read" in line]
+    assert len(rows) == 5, run.stdout
+    assert all(float(row.split("µs per read")[0].split()[-1]) > 0 for row in rows)
