@@ -73,6 +73,7 @@ class PeerTally:
         "records_duplicate",
         "records_received",
         "records_sent",
+        "records_spared",
         "sync_records_sent",
         "syncs_received",
         "syncs_sent",
@@ -80,6 +81,7 @@ class PeerTally:
 
     def __init__(self) -> None:
         self.records_sent = 0  # records flooded to it (syncs apart)
+        self.records_spared = 0  # held back from it, then not sent: it sent them to us first
         self.records_received = 0  # CHANGELOC lines it sent us
         self.records_applied = 0  # ... newer than what we held
         self.records_duplicate = 0  # ... that we held exactly already

@@ -233,12 +233,19 @@ def take_changelocs(
     store: ClientStore,
     known_servers: Collection[bytes],
     out: Batch,
+    held_back: dict[bytes, None] | None = None,
 ) -> int:
     """Apply up to `limit` valid CHANGELOC lines from the head of `backlog`; return how
     many were taken (`out` counts the applied and the duplicates). Stops at the first line
-    that is not a valid CHANGELOC and leaves it at the head of the backlog."""
+    that is not a valid CHANGELOC and leaves it at the head of the backlog.
+
+    `held_back`: the flood lines we hold back from the neighbour that sent these; a record
+    it sent us is one it has, so its line is taken out (it need not go back)."""
     taken = take_lines(backlog, limit, CHANGELOC_LINES, changeloc_fields)
     out.received += len(taken)
+    if held_back:
+        for client, packed, *_ in taken:
+            held_back.pop(CHANGELOC_LINE % (client, packed), None)
     _apply_changelocs(taken, store, known_servers, out)
     return len(taken)
 

@@ -155,6 +155,11 @@ class NodeCollector(Collector):
         yield from (up, synced, buffered)
         for field, name, text in (
             ("records_sent", "herd_records_sent", "Records flooded to the neighbour."),
+            (
+                "records_spared",
+                "herd_records_spared",
+                "Records held back from it and not sent: it sent them to us first.",
+            ),
             ("records_received", "herd_records_received", "CHANGELOC records from it."),
             ("records_applied", "herd_records_applied", "... newer than ours: applied."),
             ("records_duplicate", "herd_records_duplicate", "... that we held already."),

@@ -252,7 +252,7 @@ class NodeServer:
                 deliver(batch.replies)
             batch.replies.clear()
         if batch.flood:
-            self.peers.flood(b"".join(batch.flood), origin, len(batch.flood))
+            self.peers.flood(batch.flood, origin)
             batch.flood.clear()
         if batch.log:
             self.log.raw_events(batch.log)

@@ -16,6 +16,7 @@ from node.peers.outbound import (
     FLOOD_BURST_GAP,
     FLOOD_WINDOW,
     FLOOD_WINDOW_STEP,
+    HOLD_BACK,
     MAX_LINK_BUFFER,
     PeerLink,
 )
@@ -25,6 +26,7 @@ __all__ = [
     "FLOOD_BURST_GAP",
     "FLOOD_WINDOW",
     "FLOOD_WINDOW_STEP",
+    "HOLD_BACK",
     "MAX_LINK_BUFFER",
     "PEER_LINES_PER_TURN",
     "PeerConnection",
@@ -42,12 +44,24 @@ class Peers:
         self.links: dict[bytes, PeerLink] = {}
         self.inbound: dict[bytes, PeerConnection] = {}
         self.synced_from: set[bytes] = set()  # neighbours whose whole state we have received
+        # Per neighbour S: those of our neighbours that the topology links to S as well and
+        # whose names sort after ours. What S sends us, S sends them too, and each of them
+        # sends it on to us: our copy to them is held back (`PeerLink.hold_back`) and goes
+        # only if theirs has not come within HOLD_BACK. One copy crosses such a pair, not two.
+        self.hold_back_when_from: dict[bytes, frozenset[bytes]] = {}
 
     def start(self) -> None:
         node = self.node
-        for name in node.config.neighbours(node.name):
-            link = PeerLink(node, node.config.node(name))
+        config = node.config
+        ours = set(config.neighbours(node.name))
+        for name in sorted(ours):
+            link = PeerLink(node, config.node(name))
             self.links[link.name_bytes] = link
+            self.hold_back_when_from[link.name_bytes] = frozenset(
+                other.encode()
+                for other in config.neighbours(name)
+                if other in ours and other > node.name
+            )
             link.start()
 
     async def stop(self) -> None:
@@ -61,12 +75,26 @@ class Peers:
         for conn in list(self.inbound.values()):
             conn.heartbeat(now, timeout)
 
-    def flood(self, lines: bytes, exclude: bytes | None, records: int) -> None:
-        """Send the CHANGELOC lines (each with LF) of `records` records this node just
-        applied to every neighbour but the one they came from."""
+    def flood(self, lines: list[bytes], origin: bytes | None) -> None:
+        """Send the CHANGELOC lines (each with LF) of records this node just applied to
+        every neighbour but `origin`, the one they came from; to a neighbour that `origin`
+        links to as well, hold them back a moment (see `hold_back_when_from`)."""
+        hold = self.hold_back_when_from.get(origin, frozenset()) if origin else frozenset()
+        joined = b""
         for name, link in self.links.items():
-            if name != exclude:
-                link.send(lines, records)
+            if name == origin:
+                continue
+            if name in hold:
+                link.hold_back(lines)
+                continue
+            if not joined:
+                joined = b"".join(lines)
+            link.send(joined, len(lines))
+
+    def held_back_from(self, peer: bytes) -> dict[bytes, None] | None:
+        """The lines we hold back from `peer` (None when we have no link to it)."""
+        link = self.links.get(peer)
+        return None if link is None else link.held_back
 
     def status(self) -> dict[str, LinkStatus]:
         """Per neighbour: our link to it, its link to us, and whether it has synced us."""

@@ -119,11 +119,12 @@ class PeerConnection(LineReader):
         budget = PEER_LINES_PER_TURN
         batch = self._batch
         batch.received = batch.applied = batch.duplicates = 0
+        held_back = self.peers.held_back_from(self.peer)
         while backlog:
             if budget <= 0:
                 self._schedule_resume()
                 break
-            taken = take_changelocs(backlog, budget, store, known, batch)
+            taken = take_changelocs(backlog, budget, store, known, batch, held_back)
             if taken:
                 budget -= taken
                 continue

@@ -39,6 +39,10 @@ MAX_LINK_BUFFER = 64 * 1024 * 1024
 FLOOD_BURST_GAP = 0.00025  # seconds
 FLOOD_WINDOW_STEP = 0.00025  # seconds
 FLOOD_WINDOW = 0.002  # seconds
+# How long a copy held back from a neighbour waits for that neighbour's own copy (see
+# `Peers.hold_back_when_from`): longer than a busy neighbour's flood window, so that its
+# copy usually comes first; if it does not (its link from the sender is down), ours goes.
+HOLD_BACK = 0.005  # seconds
 
 
 class PeerLink:
@@ -54,6 +58,9 @@ class PeerLink:
         self._send_scheduled = False
         self._last_write = 0.0  # time.monotonic() of the last flood write
         self._burst_writes = 0  # windowed writes since the link was last quiet a whole window
+        self.held_back: dict[bytes, None] = {}  # flood lines the neighbour may send us first
+        self._held_added = 0  # lines held back since the last release
+        self._release: asyncio.TimerHandle | None = None
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.up = False
@@ -102,6 +109,30 @@ class PeerLink:
         self._burst_writes += 1
         window = min(FLOOD_WINDOW, self._burst_writes * FLOOD_WINDOW_STEP)
         loop.call_later(window - since, self._send_outbox)
+
+    def hold_back(self, lines: list[bytes]) -> None:
+        """Send `lines` after HOLD_BACK, but for those the neighbour sends us meanwhile
+        (`take_changelocs` takes them out of `held_back`)."""
+        if not self.up:
+            return  # the full sync when the link comes back covers it
+        held = self.held_back
+        before = len(held)
+        if not before:
+            loop = asyncio.get_running_loop()
+            self._release = loop.call_later(HOLD_BACK, self._release_held)
+        held.update(dict.fromkeys(lines))
+        self._held_added += len(held) - before
+
+    def _release_held(self) -> None:
+        self._release = None
+        lines = list(self.held_back)
+        self.held_back.clear()
+        added, self._held_added = self._held_added, 0
+        if not self.up:
+            return  # the full sync when the link comes back covers them
+        self.tally.records_spared += added - len(lines)
+        if lines:
+            self.send(b"".join(lines), len(lines))
 
     def _send_outbox(self) -> None:
         self._send_scheduled = False
@@ -219,6 +250,11 @@ class PeerLink:
     def _close_writer(self) -> None:
         writer, self._writer = self._writer, None
         self._outbox.clear()
+        self.held_back.clear()  # as the outbox: the full sync on reconnect covers them
+        self._held_added = 0
+        if self._release is not None:
+            self._release.cancel()
+            self._release = None
         if writer is not None:
             writer.transport.abort()
 

@@ -77,8 +77,8 @@ class Herd:
         )
         self.journal.open(self.node.store)
         self.floods: list[tuple[bytes, bytes | None]] = []
-        self.node.peers.flood = lambda lines, exclude, records: self.floods.append(  # type: ignore[method-assign]
-            (lines, exclude)
+        self.node.peers.flood = lambda lines, origin: self.floods.append(  # type: ignore[method-assign]
+            (b"".join(lines), origin)
         )
 
     def connect(self) -> tuple[ClientConnection, EofTransport]:
