@@ -117,7 +117,7 @@ class PeerLink:
             return  # the full sync when the link comes back covers it
         held = self.held_back
         before = len(held)
-        if not before:
+        if self._release is None:  # one timer at a time: lines held later share its release
             loop = asyncio.get_running_loop()
             self._release = loop.call_later(HOLD_BACK, self._release_held)
         held.update(dict.fromkeys(lines))

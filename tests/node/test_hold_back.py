@@ -100,3 +100,15 @@ async def test_a_link_that_is_down_holds_nothing_back() -> None:
     link.up = False
     link.hold_back([LINE_A])
     assert not link.held_back
+
+
+async def test_lines_held_after_the_rest_were_spared_share_the_one_release() -> None:
+    link, writer = up_link()
+    link.hold_back([LINE_A])
+    first = link._release
+    link.held_back.pop(LINE_A)  # the neighbour's copy came
+    link.hold_back([LINE_B])
+    assert link._release is first  # no second timer
+    await asyncio.sleep(HOLD_BACK * 3)
+    assert [data for _, data in writer.writes] == [LINE_B]  # one release, one write
+    assert link.tally.records_spared == 1 and link._release is None
