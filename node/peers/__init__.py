@@ -53,8 +53,9 @@ class Peers:
     def start(self) -> None:
         node = self.node
         config = node.config
-        ours = set(config.neighbours(node.name))
-        for name in sorted(ours):
+        names = config.neighbours(node.name)  # sorted
+        ours = set(names)
+        for name in names:
             link = PeerLink(node, config.node(name))
             self.links[link.name_bytes] = link
             self.hold_back_when_from[link.name_bytes] = frozenset(
