@@ -39,8 +39,7 @@ def peers_of(
         counters=NodeCounters(),
     )
     peers = Peers(cast(Any, node))
-    peers.start = lambda: None  # type: ignore[method-assign]
-    Peers.start(peers)  # makes the links and the hold-back sets...
+    peers.start()  # makes the links and the hold-back sets...
     for link in peers.links.values():
         assert link._task is not None
         link._task.cancel()  # ...but no connecting
