@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 
+from node.config import HerdConfig
 from node.peers.host import PeerHost
 from node.peers.inbound import PEER_LINES_PER_TURN, PeerConnection
 from node.peers.outbound import (
@@ -33,7 +34,20 @@ __all__ = [
     "PeerHost",
     "PeerLink",
     "Peers",
+    "hold_back_when_from",
 ]
+
+
+def hold_back_when_from(config: HerdConfig, name: str) -> dict[bytes, frozenset[bytes]]:
+    """Per neighbour S of node `name`: those of its neighbours that the topology links to S
+    as well and whose names sort after `name` (see `Peers.hold_back_when_from`)."""
+    ours = config.neighbours(name)
+    return {
+        sender.encode(): frozenset(
+            other.encode() for other in config.neighbours(sender) if other in ours and other > name
+        )
+        for sender in ours
+    }
 
 
 class Peers:
@@ -53,16 +67,10 @@ class Peers:
     def start(self) -> None:
         node = self.node
         config = node.config
-        names = config.neighbours(node.name)  # sorted
-        ours = set(names)
-        for name in names:
+        self.hold_back_when_from = hold_back_when_from(config, node.name)
+        for name in config.neighbours(node.name):  # sorted
             link = PeerLink(node, config.node(name))
             self.links[link.name_bytes] = link
-            self.hold_back_when_from[link.name_bytes] = frozenset(
-                other.encode()
-                for other in config.neighbours(name)
-                if other in ours and other > node.name
-            )
             link.start()
 
     async def stop(self) -> None:

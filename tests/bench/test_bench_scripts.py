@@ -3,6 +3,7 @@ in_process run end to end."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,10 @@ BENCH = REPO / "bench"
 sys.path.insert(0, str(BENCH))
 
 from hop_steps import Timeline, breakdown  # noqa: E402
-from hops import Sample  # noqa: E402
+from hops import CHAIN, TAP, Sample, topology  # noqa: E402
+
+from node.config import parse_config  # noqa: E402
+from node.peers import hold_back_when_from  # noqa: E402
 
 US = 1000  # ns
 
@@ -36,6 +40,16 @@ def chain_node(t: int, upstream_ping: bool, downstream: str) -> Timeline:
     )
 
 
+def test_no_node_of_the_chain_holds_its_copy_back_for_the_tap(tmp_path: Path) -> None:
+    """The tap never relays: a copy held back for it would arrive HOLD_BACK late and the
+    hop would measure the hold, not the node."""
+    doc = topology(tmp_path, 9)
+    config = parse_config(json.dumps(doc), tmp_path / "topology.json")
+    for name in CHAIN:
+        for sender, held_for in hold_back_when_from(config, name).items():
+            assert TAP.encode() not in held_for, (name, sender)
+
+
 def test_each_hop_is_cut_where_a_write_begins_and_a_ping_read_is_not_taken_for_the_record() -> None:
     sent = 1_000_000_000_000  # ns
     # H1 writes to H2 at sent+160 µs; H2 reads it at +260 µs even though H1's write only
@@ -43,7 +57,7 @@ def test_each_hop_is_cut_where_a_write_begins_and_a_ping_read_is_not_taken_for_t
     lines = {
         "H1": chain_node(sent, upstream_ping=False, downstream="H2"),
         "H2": chain_node(sent + 160 * US, upstream_ping=True, downstream="H3"),
-        "H3": chain_node(sent + 320 * US, upstream_ping=False, downstream="Tap"),
+        "H3": chain_node(sent + 320 * US, upstream_ping=False, downstream="Gauge"),
     }
     sample = Sample(sent / 1e9, sent / 1e9 + 0.0003, (0.0, 0.0, 0.0))
     found = breakdown([sample], lines)
