@@ -6,7 +6,8 @@ Starts the three systems once (loopback only, free ports, a temporary folder), t
 every round figure on each system in turn, rotating the order every round so machine noise
 falls on all of them alike, and reports medians over the rounds with each target from the
 performance issue. Then the scale figures (ours only). Every process started is stopped at
-the end, on error and on Ctrl-C too. The table goes to stdout, everything to results.json.
+the end, on error and on Ctrl-C too. The table goes to stdout, everything to results.json
+(results.partial.json for a run of some figures only).
 """
 
 from __future__ import annotations
@@ -92,13 +93,19 @@ def parse_args() -> argparse.Namespace:
         "--nodejs-no-log", action="store_true", help="run the Node.js herd without its log"
     )
     parser.add_argument(
-        "--json", type=Path, default=BENCH_DIR / "results.json", help="where to write results"
+        "--json",
+        type=Path,
+        help="where to write results (default: results.json for a full run, results.partial.json"
+        " for --only or --quick, so a partial run never replaces the full run's record)",
     )
     args = parser.parse_args()
     wanted = {n for n in args.only.split(",") if n}
     if unknown := wanted - set(names):
         parser.error(f"unknown figure(s) {', '.join(sorted(unknown))} (known: {', '.join(names)})")
     args.figures = wanted or set(names)
+    if args.json is None:
+        partial = args.quick or wanted
+        args.json = BENCH_DIR / ("results.partial.json" if partial else "results.json")
     return args
 
 

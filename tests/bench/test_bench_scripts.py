@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 BENCH = REPO / "bench"
@@ -112,3 +113,17 @@ def test_the_in_process_bench_runs_every_path() -> None:
     rows = [line for line in run.stdout.splitlines() if "µs per read" in line]
     assert len(rows) == 5, run.stdout
     assert all(float(row.split("µs per read")[0].split()[-1]) > 0 for row in rows)
+
+
+def test_a_partial_run_does_not_replace_the_full_runs_results(monkeypatch: Any) -> None:
+    import run
+
+    def json_for(*argv: str) -> Path:
+        monkeypatch.setattr(sys, "argv", ["run.py", *argv])
+        return Path(run.parse_args().json)
+
+    assert json_for().name == "results.json"
+    assert json_for("--rounds", "3").name == "results.json"
+    assert json_for("--only", "latency").name == "results.partial.json"
+    assert json_for("--quick").name == "results.partial.json"
+    assert json_for("--only", "latency", "--json", "/tmp/x.json") == Path("/tmp/x.json")
