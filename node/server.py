@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import errno
 import itertools
-import json
 import os
 import time
 from collections.abc import Callable
@@ -26,7 +25,9 @@ from node.journal import JournalLike, NullJournal, errno_name
 from node.logbook import LogBook, RateLimited, show
 from node.metrics_http import MetricsEndpoint
 from node.peers import Peers
-from node.places.base import PlacesProvider, failure_response
+from node.places.base import OK, ZERO_RESULTS, PlacesProvider, failure_response
+from node.places.memo import PlacesMemo, remembers
+from node.places.printed import print_places, printed_answer
 from node.protocol import WhatsAt, parse_location
 from node.status import LinkStatus, NodeStatus, status_path
 from node.status_file import StatusFile
@@ -56,11 +57,6 @@ def port_holder(port: int) -> str:
     return ""
 
 
-def format_places(response: dict[str, Any]) -> bytes:
-    """A Nearby Search JSON body as Google prints it: 3-space indent, `" : "` separators."""
-    return json.dumps(response, indent=3, separators=(",", " : "), ensure_ascii=False).encode()
-
-
 class NodeServer:
     """One herd node: its client store, its listener, its links, its log."""
 
@@ -83,6 +79,7 @@ class NodeServer:
         self.store = ClientStore()
         self.journal: JournalLike = journal or NullJournal()
         self.places = places
+        self._places_memo: PlacesMemo | None = None  # for `places`, when it can have one
         self.log = log
         self.secret = secret
         self.clock_ns = clock_ns
@@ -272,19 +269,32 @@ class NodeServer:
 
     def whatsat_now(self, record: Record, msg: WhatsAt) -> bytes | None:
         """The reply to a WHATSAT, when the provider can answer without waiting (the offline
-        one, once its data is loaded): no task and no later loop turn. None: use `whatsat`."""
-        answer_now = getattr(self.places, "nearby_now", None)
+        one, once its data is loaded): no task and no later loop turn. None: use `whatsat`.
+        A provider whose answer depends on the query alone is asked once per query (see
+        `node.places.memo`)."""
+        places = self.places
+        answer_now = getattr(places, "nearby_now", None)
         if answer_now is None:
             return None
         started = time.monotonic()
-        lat, lng = self._point(record)
-        try:
-            response = answer_now(lat, lng, msg.radius_km * 1000, msg.bound)
-        except Exception as e:  # a provider bug must still produce a reply, never a hang
-            return self._places_failed(record, e, started)
-        if response is None:
-            return None
-        return self._places_reply(record, msg, response, started)
+        memo = self._places_memo
+        if memo is None or memo.provider is not places:
+            memo = self._places_memo = PlacesMemo(places) if remembers(places) else None
+        query = (record.location, msg.radius_km, msg.bound)
+        answer = None if memo is None else memo.get(query)
+        if answer is None:
+            lat, lng = self._point(record)
+            try:
+                response = answer_now(lat, lng, msg.radius_km * 1000, msg.bound)
+                if response is None:
+                    return None
+                answer = printed_answer(response, msg.bound)
+            except Exception as e:  # a provider bug must still produce a reply, never a hang
+                return self._places_failed(record, e, started)
+            if memo is not None and answer[1] in (OK, ZERO_RESULTS):
+                memo.keep(query, answer)
+        body, outcome = answer
+        return self._answered(record, body, outcome, started)
 
     async def whatsat(self, record: Record, msg: WhatsAt) -> bytes:
         """The stored AT line, then the places near the client as Nearby Search JSON."""
@@ -292,9 +302,10 @@ class NodeServer:
         lat, lng = self._point(record)
         try:
             response = await self.places.nearby(lat, lng, msg.radius_km * 1000, msg.bound)
+            body, outcome = printed_answer(response, msg.bound)
         except Exception as e:  # a provider bug must still produce a reply, never a hang
             return self._places_failed(record, e, started)
-        return self._places_reply(record, msg, response, started)
+        return self._answered(record, body, outcome, started)
 
     @staticmethod
     def _point(record: Record) -> tuple[float, float]:
@@ -302,25 +313,9 @@ class NodeServer:
         assert point is not None  # stored records were validated on the way in
         return point
 
-    def _places_reply(
-        self, record: Record, msg: WhatsAt, response: dict[str, Any], started: float
-    ) -> bytes:
-        """The AT line and the provider's response as the client gets them, counted for the
-        metrics (a response that cannot be used is the provider's failure)."""
-        try:
-            status = response.get("status")
-            results = response.get("results")
-            if isinstance(results, list) and len(results) > msg.bound:
-                response = {**response, "results": results[: msg.bound]}
-            body = format_places(response)
-        except Exception as e:
-            return self._places_failed(record, e, started)
-        outcome = status if isinstance(status, str) else "?"
-        return self._answered(record, body, outcome, started)
-
     def _places_failed(self, record: Record, error: Exception, started: float) -> bytes:
         self.log.event(f"PLACES_ERROR provider={self.places.name} error={type(error).__name__}")
-        body = format_places(failure_response("UNKNOWN_ERROR", "places provider failed"))
+        body = print_places(failure_response("UNKNOWN_ERROR", "places provider failed"))
         return self._answered(record, body, "EXCEPTION", started)
 
     def _answered(self, record: Record, body: bytes, outcome: str, started: float) -> bytes:

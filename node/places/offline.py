@@ -44,6 +44,7 @@ class OfflinePlaces:
     """
 
     name = "offline"
+    answers_are_fixed = True  # the data does not change while the node runs: node.places.memo
 
     def __init__(self, data_path: Path | None = None) -> None:
         self._path = data_path

@@ -17,7 +17,7 @@ from node.places.google import FIELD_MASK, GooglePlaces, to_result
 from node.places.google_legacy import GoogleLegacyPlaces
 from node.places.http import plain_number, redact
 from node.places.offline import OfflinePlaces
-from node.server import format_places
+from node.places.printed import print_places
 from tests.fakes.google import LEGACY_PATH, NEW_PATH, PLACES, FakeGoogle, legacy_result
 from tests.support import free_ports
 
@@ -62,7 +62,7 @@ def legacy(fake: FakeGoogle, opened: list[Provider]) -> Provider:
 
 
 def assert_no_key(response: dict[str, Any], key: str = KEY) -> None:
-    text = json.dumps(response, ensure_ascii=False) + format_places(response).decode()
+    text = json.dumps(response, ensure_ascii=False) + print_places(response).decode()
     for form in (key, quote(key, safe="")):
         assert form not in text
 
@@ -111,7 +111,7 @@ async def test_new_maps_each_place_to_a_nearby_search_result(
         "vicinity": "340 Royce Dr, Los Angeles, CA 90095, USA",
     }
     assert results[1]["name"] == "Café 1919"  # not escaped, not mangled
-    assert "Café 1919" in format_places(response).decode()
+    assert "Café 1919" in print_places(response).decode()
     # Janss Steps has no rating, no rating count and no business status: none are invented
     assert results[3] == {
         "geometry": {"location": {"lat": 34.07013, "lng": -118.444327}},
