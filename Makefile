@@ -45,6 +45,7 @@ bench: $(FAST_STAMP)
 	$(BIN)/python bench/observed.py
 	$(BIN)/python bench/hops.py
 	$(BIN)/python bench/hop_steps.py
+	$(BIN)/python bench/polled_steps.py
 	$(BIN)/python bench/in_process.py
 	$(BIN)/python bench/large_herd.py $(if $(findstring --quick,$(BENCH_ARGS)),--quick)
 

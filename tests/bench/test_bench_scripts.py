@@ -1,5 +1,5 @@
-"""The bench scripts: hop_steps lines a lone update's notes up into steps; both it and
-in_process run end to end."""
+"""The bench scripts: hop_steps and polled_steps line a lone update's notes up into steps;
+they, and in_process, run end to end; run.py keeps a partial run's results apart."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ sys.path.insert(0, str(BENCH))
 
 from hop_steps import Timeline, breakdown  # noqa: E402
 from hops import CHAIN, TAP, Sample, topology  # noqa: E402
+from polled_steps import breakdown as polled_breakdown  # noqa: E402
 
 from node.config import parse_config  # noqa: E402
 from node.peers import hold_back_when_from  # noqa: E402
@@ -127,3 +128,52 @@ def test_a_partial_run_does_not_replace_the_full_runs_results(monkeypatch: Any) 
     assert json_for("--only", "latency").name == "results.partial.json"
     assert json_for("--quick").name == "results.partial.json"
     assert json_for("--only", "latency", "--json", "/tmp/x.json") == Path("/tmp/x.json")
+
+
+def test_the_polled_path_follows_the_copy_that_reaches_hands_first() -> None:
+    sent = 1_000_000_000_000
+
+    def at(*steps: tuple[int, str, str]) -> Timeline:
+        return notes(*((sent + us * US, step, detail) for us, step, detail in steps))
+
+    lines = {
+        "Welsh": at((20, "read", "client"), (50, "journal>", ""), (70, "send<", "Holiday")),
+        "Holiday": at(
+            (120, "read", "Welsh"),
+            (150, "journal>", ""),
+            (160, "send<", "Goloman"),
+            (170, "send<", "Wilkes"),
+        ),
+        # Goloman was written to first but woke late: Wilkes's copy reaches Hands first.
+        "Goloman": at((300, "read", "Holiday"), (330, "journal>", ""), (340, "send<", "Hands")),
+        "Wilkes": at((200, "read", "Holiday"), (230, "journal>", ""), (240, "send<", "Hands")),
+        "Hands": at(
+            (280, "read", "Wilkes"),
+            (300, "journal>", ""),
+            (320, "read", "client"),
+            (360, "read>", "client"),
+            (380, "read", "Goloman"),
+        ),
+    }
+    found = polled_breakdown([(sent, sent + 90 * US, sent + 400 * US)], lines)
+    us = {step: values[0] // US for step, values in found.items()}
+    assert us["Holiday: journal -> its flood write on the path"] == 20
+    assert us["Goloman/Wilkes: wakeup (upstream's write began -> read)"] == 30
+    assert us["Hands: wakeup (upstream's write began -> read)"] == 40
+    assert us["Hands: journal -> its next read of polls begins"] == 20
+    assert us["Hands: that read (every poll in it answered)"] == 40
+    assert us["Hands: its replies' write -> the prober has the hit"] == 40
+    assert us["total: IAMAT sent -> the prober has the hit"] == 400
+    assert us["(the IAMAT's reply, at Welsh)"] == 90
+
+
+def test_the_polled_steps_bench_runs_end_to_end_on_a_real_herd() -> None:
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "polled_steps.py"), "--samples", "5"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "total: IAMAT sent -> the prober has the hit" in done.stdout
