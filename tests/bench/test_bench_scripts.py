@@ -161,8 +161,7 @@ def test_the_polled_path_follows_the_copy_that_reaches_hands_first() -> None:
     assert us["Goloman/Wilkes: wakeup (upstream's write began -> read)"] == 30
     assert us["Hands: wakeup (upstream's write began -> read)"] == 40
     assert us["Hands: journal -> its next read of polls begins"] == 20
-    assert us["Hands: that read (every poll in it answered)"] == 40
-    assert us["Hands: its replies' write -> the prober has the hit"] == 40
+    assert us["Hands: that read (all its polls answered) -> the prober has the hit"] == 80
     assert us["total: IAMAT sent -> the prober has the hit"] == 400
     assert us["(the IAMAT's reply, at Welsh)"] == 90
 
