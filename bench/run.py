@@ -13,6 +13,7 @@ the end, on error and on Ctrl-C too. The table goes to stdout, everything to res
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import dataclasses
 import datetime
@@ -28,7 +29,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from figures import QUICK, Measurement, Settings, ingest, latency, propagate
 from report import (
@@ -109,9 +110,21 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
+TERMINATED: list[int] = []  # the signal that asked the run to stop, once it came
+
+
 def _stop_on_sigterm() -> None:
-    def handler(signum: int, frame: object) -> NoReturn:
-        raise SystemExit(128 + signum)  # unwinds through every `finally`: processes stop
+    def handler(signum: int, frame: object) -> None:
+        TERMINATED.append(signum)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # between measurements
+            raise SystemExit(128 + signum) from None  # unwinds every `finally`: processes stop
+        # Inside a measurement an exception raised here lands in whatever callback runs, and
+        # uvloop takes it for that transport's failure and goes on. Cancelling the
+        # measurement unwinds the same way; `main` turns it into the exit.
+        for task in asyncio.all_tasks(loop):
+            loop.call_soon_threadsafe(task.cancel)
 
     signal.signal(signal.SIGTERM, handler)
 
@@ -133,16 +146,22 @@ def settle(systems: Iterable[System]) -> float | None:
     return None
 
 
+def _ms(value: float | None) -> str:
+    """A latency for the progress line; a lost measurement has none (None in its result)."""
+    return "      -" if value is None or math.isnan(value) else f"{value:7.3f}"
+
+
 def describe(m: Measurement) -> str:
     r = m.result
     lat = r.get("latency_ms", {})
     parts = [f"{m.figure:<17}", f"{m.system:<8}"]
     if m.figure in ("ingest", "latency"):
         parts.append(f"{r.get('throughput', math.nan):>10,.0f}/s")
-    parts.append(f"p50 {lat.get('p50', math.nan):7.3f} ms  p99 {lat.get('p99', math.nan):7.3f} ms")
+    parts.append(f"p50 {_ms(lat.get('p50'))} ms  p99 {_ms(lat.get('p99'))} ms")
     if r.get("errors"):
         parts.append(f"ERRORS {r['errors']}")
-    parts.append(f"(load gen {r.get('cpu_percent', math.nan):.0f}% cpu,")
+    cpu = r.get("cpu_percent")
+    parts.append(f"(load gen {'-' if cpu is None or math.isnan(cpu) else f'{cpu:.0f}'}% cpu,")
     parts.append(f"system {m.system_cpu_cores:.2f} cores,")
     parts.append(f"machine {m.machine_cpu_cores:.2f} cores)")
     return "  ".join(parts)
@@ -273,6 +292,11 @@ def main() -> int:
     except KeyboardInterrupt:
         print("bench: interrupted; every process it started is stopped", file=sys.stderr)
         return 130
+    except asyncio.CancelledError:
+        if not TERMINATED:
+            raise
+        print("bench: terminated; every process it started is stopped", file=sys.stderr)
+        return 128 + TERMINATED[0]
     rows: list[Row] = []
     rows += throughput_rows(measurements) + latency_rows(measurements)
     rows += propagation_rows(measurements, s.background_rate)

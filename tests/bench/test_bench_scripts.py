@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 BENCH = REPO / "bench"
 sys.path.insert(0, str(BENCH))
@@ -176,3 +178,39 @@ def test_the_polled_steps_bench_runs_end_to_end_on_a_real_herd() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "total: IAMAT sent -> the prober has the hit" in done.stdout
+
+
+def test_a_lost_measurement_is_described_not_a_crash() -> None:
+    import run
+    from figures import Measurement
+
+    lost = {"latency_ms": {"p50": None, "p99": None}, "cpu_percent": None, "errors": 1}
+    line = run.describe(Measurement("propagate_loaded", "ours", lost, 1.2, 40.0, 1.5))
+    assert "p50       - ms" in line and "ERRORS 1" in line and "load gen -% cpu" in line
+
+
+def test_sigterm_inside_a_measurement_cancels_it_instead_of_failing_a_transport() -> None:
+    """uvloop takes an exception raised in a callback for that transport's failure and goes
+    on; the handler cancels the measurement, and `main` exits with 128 + the signal."""
+    import asyncio
+    import os
+    import signal
+
+    import run
+
+    from herdctl.loadgen.loop import run_sync
+
+    async def measurement() -> None:
+        asyncio.get_running_loop().call_later(0.05, os.kill, os.getpid(), signal.SIGTERM)
+        await asyncio.sleep(30)
+
+    before = signal.getsignal(signal.SIGTERM)
+    run.TERMINATED.clear()
+    try:
+        run._stop_on_sigterm()
+        with pytest.raises(asyncio.CancelledError):
+            run_sync(measurement())
+        assert run.TERMINATED == [signal.SIGTERM]
+    finally:
+        signal.signal(signal.SIGTERM, before)
+        run.TERMINATED.clear()
