@@ -16,6 +16,7 @@ install: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check node herdctl tests bench tools
+	$(BIN)/ruff format --check node herdctl tests bench tools
 	$(BIN)/mypy
 
 unit: $(STAMP)

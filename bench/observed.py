@@ -192,9 +192,7 @@ def main() -> int:
                         measured[measure] = m
                         samples.setdefault((name, observed), []).append(m.get(field))
             watcher.watching.clear()
-    print(
-        f"{'figure':<26}{'unobserved':>12}{'observed':>12}{'ratio':>8}{'paired':>8}{'noise':>8}"
-    )
+    print(f"{'figure':<26}{'unobserved':>12}{'observed':>12}{'ratio':>8}{'paired':>8}{'noise':>8}")
     failed = 0
     for name, _, _, higher_is_better in FIGURES:
         plain, watched = samples[(name, False)], samples[(name, True)]

@@ -136,9 +136,7 @@ def sample_steps(
     steps[f"{DEST}: journal -> its next read of polls begins"] = poll - journalled
     # Not split at the read's end: its one write wakes the prober, which often runs before
     # that read returns.
-    steps[f"{DEST}: that read (all its polls answered) -> the prober has the hit"] = (
-        arrived - poll
-    )
+    steps[f"{DEST}: that read (all its polls answered) -> the prober has the hit"] = arrived - poll
     steps["total: IAMAT sent -> the prober has the hit"] = arrived - sent
     return steps
 

@@ -140,9 +140,7 @@ def main() -> None:
         config.write_text(json.dumps(topology, indent=2) + "\n")
         print(f"start-up, {args.runs} runs each, {os.cpu_count()} cores, {sys.version.split()[0]}")
         bare = [sys.executable, "-c", "pass"]
-        print(
-            figure("python (for scale)", args.runs, lambda: command_time(bare, folder), None)
-        )
+        print(figure("python (for scale)", args.runs, lambda: command_time(bare, folder), None))
         print(
             figure(
                 "node spawn -> listening",

@@ -91,9 +91,7 @@ def _global(
 
 
 @app.command()
-def up(
-    ctx: typer.Context, timeout: TimeoutOption = 60.0, config_path: ConfigOption = None
-) -> None:
+def up(ctx: typer.Context, timeout: TimeoutOption = 60.0, config_path: ConfigOption = None) -> None:
     """Start the supervisor and every local node; wait until all are ready.
 
     Ctrl-C stops the waiting, not the herd: the nodes come up all the same.

@@ -66,8 +66,7 @@ def _iamat(fields: list[bytes]) -> str:
     if protocol.iamat_fields(b"IAMAT c %s %s" % (location, _GOOD_TIME)) is None:
         if protocol.location_form(location):
             return (
-                f"location out of range: {shown(location)} "
-                "(latitude -90..90, longitude -180..180)"
+                f"location out of range: {shown(location)} (latitude -90..90, longitude -180..180)"
             )
         return f"bad location {shown(location)} (ISO 6709: +DD.DDDD-DDD.DDDD, signs required)"
     if protocol.iamat_fields(b"IAMAT c %s %s" % (_GOOD_LOCATION, time)) is None:

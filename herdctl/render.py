@@ -125,7 +125,7 @@ def paint_state(column: str, cell: str) -> str:
     code = STATE_COLOURS.get(text) if column == "STATE" else None
     if code is None:
         return cell
-    return f"\x1b[{code}m{text}\x1b[0m{cell[len(text):]}"
+    return f"\x1b[{code}m{text}\x1b[0m{cell[len(text) :]}"
 
 
 def status_table(nodes: Iterable[NodeRow], *, colour: bool = False) -> str:

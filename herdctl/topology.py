@@ -110,9 +110,7 @@ def supervisor_topology(
     """What the supervisor in `run_dir` runs, if one answers (and says). When it runs the
     text of `same_as` from the same place, that is the answer, not parsed again."""
     try:
-        answer = control.request(
-            control.socket_path(run_dir), {"cmd": "ping"}, timeout=timeout
-        )
+        answer = control.request(control.socket_path(run_dir), {"cmd": "ping"}, timeout=timeout)
     except control.ControlError:
         return None
     text, where = answer.get("topology"), answer.get("config")

@@ -96,9 +96,7 @@ REMOTE_STATES = frozenset({"REMOTE", "REMOTE_DOWN"})
 def not_running(nodes: Iterable[NodeRow]) -> list[str]:
     """The nodes that make `status` exit 3: local ones not RUNNING (or not answering)."""
     return [
-        node["name"]
-        for node in nodes
-        if node.get("state") not in RUNNING_STATES | REMOTE_STATES
+        node["name"] for node in nodes if node.get("state") not in RUNNING_STATES | REMOTE_STATES
     ]
 
 

@@ -96,9 +96,7 @@ class LogBook:
     def event(self, text: str) -> None:
         """Record one event now; it reaches the file within the flush interval."""
         # backslashreplace: a stray surrogate must not cost the event (show() leaves none).
-        self._pending.append(
-            b"%s %s\n" % (self._stamp(), text.encode("utf-8", "backslashreplace"))
-        )
+        self._pending.append(b"%s %s\n" % (self._stamp(), text.encode("utf-8", "backslashreplace")))
         self._schedule()
 
     def raw_events(self, events: list[bytes]) -> None:
@@ -123,8 +121,7 @@ class LogBook:
             self._pending.append(prefix + block.replace(b"\n", b"\n" + prefix) + b"\n")
         else:
             self._pending.extend(
-                prefix + show(event).encode("utf-8", "backslashreplace") + b"\n"
-                for event in events
+                prefix + show(event).encode("utf-8", "backslashreplace") + b"\n" for event in events
             )
         self._schedule()
 

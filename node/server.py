@@ -382,9 +382,7 @@ class NodeServer:
         stderr."""
         message = str(context.get("message", "?"))
         error = context.get("exception")
-        self.loop_errors.event(
-            "LOOP_ERROR", f"LOOP_ERROR message={message!r} error={error!r}"
-        )
+        self.loop_errors.event("LOOP_ERROR", f"LOOP_ERROR message={message!r} error={error!r}")
 
     def next_conn_id(self) -> int:
         return next(self._conn_ids)

@@ -95,16 +95,19 @@ def test_a_connection_flood_never_keeps_a_neighbour_out(tmp_path: Path, figures:
             welsh.start()
             welsh.wait_ready()
             wait_until(
-                lambda: links_up_since(welsh.log_text(), "Holiday", mark_w)
-                and links_up_since(holiday.log_text(), "Welsh", mark_h),
+                lambda: (
+                    links_up_since(welsh.log_text(), "Holiday", mark_w)
+                    and links_up_since(holiday.log_text(), "Welsh", mark_h)
+                ),
                 "Welsh and Holiday to link up again under the flood",
             )
             relinked = time.monotonic() - started
             reply, _ = send_lines(herd.nodes["Goloman"].port, b"IAMAT through.flood +5+5 7\n")
             assert reply.startswith(b"AT Goloman ")
             wait_until(
-                lambda: whatsat_records(welsh.port, [b"through.flood"])[b"through.flood"]
-                is not None,
+                lambda: (
+                    whatsat_records(welsh.port, [b"through.flood"])[b"through.flood"] is not None
+                ),
                 "the IAMAT at Goloman to reach Welsh",
             )
             opened = flood.opened

@@ -171,7 +171,8 @@ def test_a_full_journal_disk_loses_and_leaks_nothing_and_recovers(
         expected = acked_records(acked)
         after = whatsat_records(welsh, list(expected))
         lost = [
-            c for c, (loc, sent) in expected.items()
+            c
+            for c, (loc, sent) in expected.items()
             if after[c] is None or after[c].split()[4:] != [loc, sent]  # type: ignore[union-attr]
         ]
         assert lost == []

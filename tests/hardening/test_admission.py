@@ -37,8 +37,9 @@ async def clients(
 
 async def test_a_client_over_the_cap_is_refused_at_its_first_line(tmp_path: Path) -> None:
     config = make_config(tmp_path, ("Solo",), limits={"max_connections": CAP})
-    async with node_running(config, "Solo", tmp_path) as solo, clients(
-        solo.port, CAP, register=True
+    async with (
+        node_running(config, "Solo", tmp_path) as solo,
+        clients(solo.port, CAP, register=True),
     ):
         reader, writer = await asyncio.open_connection("127.0.0.1", solo.port)
         writer.write(b"IAMAT extra +1+1 1\n")
@@ -80,9 +81,7 @@ async def test_a_connection_on_probation_must_finish_its_handshake_in_time(
 ) -> None:
     monkeypatch.setattr(node.client, "PROBATION_DEADLINE", 0.2)
     config = make_config(tmp_path, ("Solo", "Buddy"), limits={"max_connections": 1})
-    async with node_running(config, "Solo", tmp_path) as solo, clients(
-        solo.port, 1, register=True
-    ):
+    async with node_running(config, "Solo", tmp_path) as solo, clients(solo.port, 1, register=True):
         reader, writer = await asyncio.open_connection("127.0.0.1", solo.port)
         assert await read_all(reader) == b""  # said nothing: reset at the deadline
         writer.close()
@@ -95,9 +94,7 @@ async def test_a_connection_on_probation_must_finish_its_handshake_in_time(
 
 async def test_a_failed_handshake_on_probation_gets_no_second_try(tmp_path: Path) -> None:
     config = make_config(tmp_path, ("Solo", "Buddy"), limits={"max_connections": 1})
-    async with node_running(config, "Solo", tmp_path) as solo, clients(
-        solo.port, 1, register=True
-    ):
+    async with node_running(config, "Solo", tmp_path) as solo, clients(solo.port, 1, register=True):
         reader, writer = await asyncio.open_connection("127.0.0.1", solo.port)
         writer.write(b"HELLO Mallory Solo 00\nHELLO Buddy Solo 00\nIAMAT x +1+1 1\n")
         got = await read_all(reader)

@@ -217,9 +217,7 @@ async def test_a_refused_batch_puts_back_what_its_records_replaced(tmp_path: Pat
 
 
 def changelocs(*clients: bytes, t: bytes = b"1720023934") -> bytes:
-    return b"".join(
-        b"CHANGELOC %s +5+5 %s 1720023935.000000000 Peer\n" % (c, t) for c in clients
-    )
+    return b"".join(b"CHANGELOC %s +5+5 %s 1720023935.000000000 Peer\n" % (c, t) for c in clients)
 
 
 @pytest.mark.parametrize("spacing", ["block", "line by line"])

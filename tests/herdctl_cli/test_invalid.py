@@ -59,6 +59,6 @@ def test_quoted_fields_are_cut_and_decoded_leniently() -> None:
 
 
 def test_refused_lines_are_the_echoes_after_question_mark() -> None:
-    reply = b"AT Welsh +0.1 a +1+1 1\n? BOGUS\n{\n   \"x\" : 1\n}\n\n? WHATSAT a 1 99\n"
+    reply = b'AT Welsh +0.1 a +1+1 1\n? BOGUS\n{\n   "x" : 1\n}\n\n? WHATSAT a 1 99\n'
     assert refused_lines(reply) == [b"BOGUS", b"WHATSAT a 1 99"]
     assert refused_lines(b"AT Welsh +0.1 a +1+1 1\n") == []

@@ -170,8 +170,7 @@ def test_graph_summary_names_the_diameter_and_the_cut_vertices(tmp_path: Path) -
         "  diameter 4 (A to E); cut vertices B, C, D: the loss of any one would split the herd"
     )
     assert summary("[[A, B], [B, C], [C, D], [D, E], [E, A]]") == (
-        "  diameter 2 (A to C); no cut vertex: the loss of any one node leaves the others"
-        " connected"
+        "  diameter 2 (A to C); no cut vertex: the loss of any one node leaves the others connected"
     )
     star = "[" + ", ".join(f"[A, {name}]" for name in "BCDE") + "]"
     assert summary(star) == "  diameter 2 (B to C); cut vertex A: its loss would split the herd"

@@ -52,9 +52,9 @@ def test_a_node_makes_its_files_0600_and_its_folders_0700(tmp_path: Path) -> Non
     folders = ["logs", "run", "state", "state/data", "state/data/Welsh"]
     files = ["logs/Welsh.log", "run/Welsh.status.json", "run/herd.secret"]
     assert set(folders) | set(files) <= set(found), found
-    assert found == {
-        path: "700" if (tmp_path / path).is_dir() else "600" for path in found
-    }, "each folder 0700, each file 0600"
+    assert found == {path: "700" if (tmp_path / path).is_dir() else "600" for path in found}, (
+        "each folder 0700, each file 0600"
+    )
 
     # A log left wider than 0600 (by an older herd, or by hand) is tightened when reopened.
     log = tmp_path / "logs" / "Welsh.log"

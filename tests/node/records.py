@@ -140,5 +140,3 @@ def decode_entry(line: bytes) -> Record | None:
     client, packed = checked
     location, time_sent, time_received, server = packed.split(b" ")
     return Record(client, location, time_sent, time_received, shared_name(server))
-
-

@@ -69,9 +69,15 @@ async def test_records_survive_reopen_and_a_start_appends_to_the_last_clean_segm
 
 async def test_replay_order_and_duplicates_do_not_matter(tmp_path: Path) -> None:
     rng = random.Random(5)
-    records = [rec(b"c%d" % rng.randrange(20), b"%d.%d" % (rng.randrange(5), rng.randrange(10)),
-                   rng.choice([b"Hands", b"Welsh"]), rng.choice([b"+1+1", b"+2+2"]))
-               for _ in range(300)]
+    records = [
+        rec(
+            b"c%d" % rng.randrange(20),
+            b"%d.%d" % (rng.randrange(5), rng.randrange(10)),
+            rng.choice([b"Hands", b"Welsh"]),
+            rng.choice([b"+1+1", b"+2+2"]),
+        )
+        for _ in range(300)
+    ]
     expected = ClientStore()
     for r in records:
         expected.apply(r)
