@@ -142,6 +142,13 @@ def breakdown(samples: list[Sample], lines: dict[str, Timeline]) -> dict[str, di
     return found
 
 
+def step_line(step: str, values: list[int], q: float, width: int) -> str:
+    """`step`, then the median and the `q` quantile of its ns `values`, in µs."""
+    p50 = statistics.median(values) / 1000
+    high = percentile([float(v) for v in values], q) / 1000
+    return f"{step:<{width}}{p50:>9.1f} / {high:<9.1f}"
+
+
 def _order(hop_name: str) -> int:
     """Hops in path order: the client's into H1 first."""
     return 0 if hop_name.startswith("client") else 1 + CHAIN.index(hop_name.split()[0])
@@ -190,9 +197,7 @@ def main() -> int:
         print(f"  {hop_name}")
         tap_last = sorted(per_step.items(), key=lambda item: item[0].startswith("(the tap"))
         for step, values in tap_last:
-            p50 = statistics.median(values) / 1000
-            p99 = percentile([float(v) for v in values], 0.99) / 1000
-            print(f"    {step:<46}{p50:>9.1f} / {p99:<9.1f}")
+            print("    " + step_line(step, values, 0.99, 46))
     return 0
 
 

@@ -21,15 +21,13 @@ import argparse
 import asyncio
 import json
 import os
-import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from hop_steps import Timeline
-from hops import percentile
+from hop_steps import Timeline, step_line
 from systems import BENCH_DIR, HOST, NAMES, REPO, Procs, System, wait_ready, write_topology
 
 from herdctl.loadgen.connection import posix_time
@@ -187,9 +185,7 @@ def main() -> int:
         f" {followed} of {args.samples} samples followed, µs p50 / p90"
     )
     for step, values in found.items():
-        p50 = statistics.median(values) / 1000
-        p90 = percentile([float(v) for v in values], 0.90) / 1000
-        print(f"  {step:<68}{p50:>8.1f} / {p90:<8.1f}")
+        print("  " + step_line(step, values, 0.90, 68))
     return 0
 
 

@@ -1,13 +1,17 @@
 """Stand-ins for driving a node's ClientConnection in process: a log that keeps its events, a
-transport that keeps what is written, places that answer at once."""
+transport that keeps what is written, a connection on it, places that answer at once."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
+from node.client import ClientConnection
 from node.logbook import LogBook, show
 from node.places.base import success_response
+
+if TYPE_CHECKING:
+    from node.server import NodeServer
 
 
 class CapturedLog(LogBook):
@@ -59,6 +63,15 @@ class FakeTransport:
             self.closed = True
             if self.protocol is not None:
                 asyncio.get_running_loop().call_soon(self.protocol.connection_lost, None)
+
+
+def connected(node: NodeServer) -> tuple[ClientConnection, FakeTransport]:
+    """A client connection of `node`, just accepted, on a transport that keeps its writes."""
+    transport = FakeTransport(None)
+    conn = ClientConnection(node)
+    transport.protocol = conn
+    conn.connection_made(cast(Any, transport))
+    return conn, transport
 
 
 class InstantPlaces:

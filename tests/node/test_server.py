@@ -7,17 +7,16 @@ import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import pytest
 
-from node.client import ClientConnection
 from node.config import load_config
 from node.handshake import Initiator
 from node.logbook import LogBook
 from node.places.base import failure_response, success_response
 from node.server import NodeServer
-from tests.fakes.server import FakeTransport
+from tests.fakes.server import connected
 from tests.support import exchange, write_topology
 
 SECRET = b"test-secret"
@@ -160,10 +159,7 @@ async def test_a_provider_that_needs_no_wait_is_answered_in_the_same_turn(
     async with running_node(tmp_path) as node:
         ready = ReadyPlaces()
         node.places = ready
-        transport = FakeTransport(None)
-        conn = ClientConnection(node)
-        transport.protocol = conn
-        conn.connection_made(cast(Any, transport))
+        conn, transport = connected(node)
         conn.data_received(b"IAMAT n +1+1 1520023935\nWHATSAT n 5 2\nIAMAT m +2+2 1520023935\n")
         # No await since: the WHATSAT's reply, and the IAMAT after it, are written already.
         at_n, at_line, rest = transport.out.split(b"\n", 2)
