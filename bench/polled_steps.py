@@ -24,13 +24,13 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from hop_steps import Timeline, step_line
 from systems import BENCH_DIR, HOST, NAMES, REPO, Procs, System, wait_ready, write_topology
 
 from herdctl.loadgen.connection import posix_time
+from herdctl.loadgen.loop import run_sync
 from herdctl.loadgen.meter import clock
 from herdctl.loadgen.propagate import POLL_ARGS, Prober
 
@@ -152,22 +152,13 @@ def run(samples: int, traces: Path, folder: Path) -> dict[str, list[int]]:
             argv = [sys.executable, traced, trace, name, "-c", str(config)]
             procs.spawn(name, argv, REPO, folder / "logs")
         wait_ready(system)
-        taken = event_loop()(take_samples(addresses[SOURCE], addresses[DEST], samples))
+        taken = run_sync(take_samples(addresses[SOURCE], addresses[DEST], samples))
     finally:
         procs.stop()
     lines = {
         name: Timeline(json.loads((traces / f"trace-{name}.json").read_text())) for name in NAMES
     }
     return breakdown(taken, lines)
-
-
-def event_loop() -> Callable[..., list[Sample]]:
-    """uvloop's runner where installed, as `herdctl bench` uses it."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run
-    return uvloop.run
 
 
 def main() -> int:
