@@ -190,6 +190,7 @@ class ClientConnection(LineReader):
         budget = LINES_PER_TURN
         batch = self._batch
         received_ns = node.clock_ns()  # the lines of one read arrived together
+        first_answer = True
         while backlog and len(queue) < MAX_PENDING_REPLIES:
             if budget <= 0:
                 self._schedule_resume()
@@ -217,6 +218,12 @@ class ClientConnection(LineReader):
             if isinstance(reply, bytes):
                 self._log_out(reply)
             queue.append(reply)
+            if first_answer and backlog and isinstance(reply, bytes) and reply[:3] == b"AT ":
+                # A places answer (`AT ...`, then its JSON) is dear to make: it goes out
+                # now, not after the read's other lines are answered too. At most one
+                # extra write per read.
+                first_answer = False
+                self._write_head()
             if self._authenticated is not None:  # a good AUTH: the rest is the neighbour's
                 self._hand_over(self._authenticated)
                 return
@@ -306,6 +313,12 @@ class ClientConnection(LineReader):
         line, _, body = reply.rstrip(_LF).partition(_LF)
         more = f" (+{len(body)} bytes of JSON)" if body else ""
         self.node.log.event(f"OUT conn={self.id} {show(redact(line))}{more}")
+
+    def _write_head(self) -> None:
+        """Write the replies ready at the head of the queue, while lines still wait."""
+        ready = self._queue.take_ready()
+        if ready and self.transport is not None:
+            self.transport.write(b"".join(ready))
 
     def _write_ready(self) -> None:
         """Write every reply at the head of the queue that is ready, in one write."""

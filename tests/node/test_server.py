@@ -174,6 +174,30 @@ async def test_a_provider_that_needs_no_wait_is_answered_in_the_same_turn(
         conn.abort("test over")
 
 
+async def test_a_reads_first_places_answer_goes_out_before_its_other_lines_are_answered(
+    tmp_path: Path,
+) -> None:
+    """One extra write per read at most, and every reply still in line order."""
+    async with running_node(tmp_path) as node:
+        node.places = ReadyPlaces()
+        conn, transport = connected(node)
+        writes: list[bytes] = []
+        transport.write = writes.append  # type: ignore[method-assign,assignment]
+        conn.data_received(b"IAMAT n +1+1 1520023935\n")
+        writes.clear()
+        conn.data_received(b"WHATSAT zz 1 1\nWHATSAT n 5 2\nIAMAT m +2+2 1520023935\n" * 2)
+        answer = writes[0].partition(b"? WHATSAT zz 1 1\n")[2]
+        assert answer.startswith(b"AT Solo ") and answer.endswith(b"}\n\n")
+        assert len(writes) == 3  # the first answer, the IAMAT's reply, the rest
+        assert writes[1].startswith(b"AT Solo ") and b" m +2+2 " in writes[1]
+        assert writes[2] == b"? WHATSAT zz 1 1\n" + answer + writes[1]
+        # A read that ends with its answer has nothing to write it ahead of: one write.
+        writes.clear()
+        conn.data_received(b"WHATSAT zz 1 1\nWHATSAT n 5 2\n")
+        assert writes == [b"? WHATSAT zz 1 1\n" + answer]
+        conn.abort("test over")
+
+
 async def test_whatsat_provider_crash_still_replies(tmp_path: Path) -> None:
     async with running_node(tmp_path) as node:
         assert isinstance(node.places, FakePlaces)
