@@ -157,13 +157,19 @@ def test_a_full_journal_disk_loses_and_leaks_nothing_and_recovers(
             lambda: json.loads(status.read_text()).get("journal_error") == "ENOSPC",
             "the status file to say the journal refuses writes",
         )
-        log = herd.nodes["Welsh"].log_text()
+
         # One line per episode (a refused batch can leave room for a smaller one: then the
-        # disk "recovers" for a write), not one per refused batch or retry.
-        episodes = log.count(" JOURNAL_WRITE_FAILED ")
-        assert episodes == log.count(" JOURNAL_WRITE_RECOVERED ") + 1
-        assert episodes <= refused_batches + 1
-        assert " PEER_IN_PAUSED peer=Holiday " in log
+        # disk "recovers" for a write), not one per refused batch or retry. The log reaches
+        # its file within the node's flush interval, not at once: poll until it has.
+        def episodes_logged() -> bool:
+            log = herd.nodes["Welsh"].log_text()
+            failed = log.count(" JOURNAL_WRITE_FAILED ")
+            paused = " PEER_IN_PAUSED peer=Holiday " in log
+            return paused and failed == log.count(" JOURNAL_WRITE_RECOVERED ") + 1
+
+        wait_until(episodes_logged, "Welsh's log to show each episode and Holiday's link paused")
+        log = herd.nodes["Welsh"].log_text()
+        assert log.count(" JOURNAL_WRITE_FAILED ") <= refused_batches + 1
 
         # kill -9 on the full disk, and back: every acknowledged record is there.
         herd.nodes["Welsh"].stop(signal.SIGKILL)
