@@ -31,6 +31,21 @@ import psutil
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
+
+
+def run_this_tree() -> None:
+    """Make this tree's `node` and `herdctl` the ones imported, here and in every process
+    started from here. `.venv` holds the herd as an editable install of the clone that made
+    it, and a script's `sys.path[0]` is its own folder: a bench run from a worktree (an A/B
+    against an older commit) would otherwise measure that clone's code, not its own."""
+    if sys.path[:1] != [str(REPO)]:
+        sys.path.insert(0, str(REPO))
+    inherited = os.environ.get("PYTHONPATH", "")
+    if inherited.split(os.pathsep)[0] != str(REPO):
+        os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), inherited) if p)
+
+
+run_this_tree()
 HOST = "127.0.0.1"
 NAMES = ("Goloman", "Hands", "Holiday", "Welsh", "Wilkes")
 LINKS = (

@@ -214,3 +214,17 @@ def test_sigterm_inside_a_measurement_cancels_it_instead_of_failing_a_transport(
     finally:
         signal.signal(signal.SIGTERM, before)
         run.TERMINATED.clear()
+
+
+def test_a_bench_run_measures_its_own_trees_node_here_and_in_what_it_starts() -> None:
+    """`.venv`'s editable install points at the clone that made it; a bench script from a
+    worktree must still import, and start, the worktree's node."""
+    import os
+
+    import systems
+
+    import node
+
+    assert str(systems.REPO) in sys.path
+    assert Path(node.__file__).resolve().is_relative_to(systems.REPO)
+    assert os.environ["PYTHONPATH"].split(os.pathsep)[0] == str(systems.REPO)
