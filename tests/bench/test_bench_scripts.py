@@ -88,33 +88,32 @@ def test_a_node_that_never_journalled_the_update_ends_the_sample_there() -> None
     assert "parse, check, apply" not in found.get("H1 -> H2", {})
 
 
-def test_the_bench_runs_end_to_end_on_real_nodes() -> None:
-    """A smoke run, so `make bench` cannot break unseen: three traced nodes, five updates."""
-    run = subprocess.run(
-        [sys.executable, str(BENCH / "hop_steps.py"), "--samples", "5"],
+def bench_script(name: str, *args: str, timeout: float = 120) -> str:
+    """Run bench/`name` with `args` as `make bench` would; what it printed, once it exited 0."""
+    done = subprocess.run(
+        [sys.executable, str(BENCH / name), *args],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
         cwd=REPO,
     )
-    assert run.returncode == 0, run.stderr[-2000:]
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def test_the_bench_runs_end_to_end_on_real_nodes() -> None:
+    """A smoke run, so `make bench` cannot break unseen: three traced nodes, five updates."""
+    out = bench_script("hop_steps.py", "--samples", "5")
     for hop in ("client -> H1", "H1 -> H2", "H2 -> H3"):
-        assert hop in run.stdout
-    assert run.stdout.count("total: write to us begins") == 3, run.stdout
+        assert hop in out
+    assert out.count("total: write to us begins") == 3, out
 
 
 def test_the_in_process_bench_runs_every_path() -> None:
     """bench/in_process.py, a short pass: every figure printed, each a positive time."""
-    run = subprocess.run(
-        [sys.executable, str(BENCH / "in_process.py"), "--reads", "68", "--repeats", "1"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=REPO,
-    )
-    assert run.returncode == 0, run.stderr[-2000:]
-    rows = [line for line in run.stdout.splitlines() if "µs per read" in line]
-    assert len(rows) == 5, run.stdout
+    out = bench_script("in_process.py", "--reads", "68", "--repeats", "1", timeout=60)
+    rows = [line for line in out.splitlines() if "µs per read" in line]
+    assert len(rows) == 5, out
     assert all(float(row.split("µs per read")[0].split()[-1]) > 0 for row in rows)
 
 
@@ -169,15 +168,8 @@ def test_the_polled_path_follows_the_copy_that_reaches_hands_first() -> None:
 
 
 def test_the_polled_steps_bench_runs_end_to_end_on_a_real_herd() -> None:
-    done = subprocess.run(
-        [sys.executable, str(BENCH / "polled_steps.py"), "--samples", "5"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=REPO,
-    )
-    assert done.returncode == 0, done.stderr
-    assert "total: IAMAT sent -> the prober has the hit" in done.stdout
+    out = bench_script("polled_steps.py", "--samples", "5")
+    assert "total: IAMAT sent -> the prober has the hit" in out
 
 
 def test_a_lost_measurement_is_described_not_a_crash() -> None:

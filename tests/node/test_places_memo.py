@@ -13,17 +13,17 @@ from node.places.base import failure_response, success_response
 from node.places.memo import PlacesMemo
 from node.server import NodeServer
 from tests.fakes.server import FakeTransport, connected
-from tests.node.test_server import running_node
+from tests.node.test_server import FakePlaces, running_node
 
 
-class FixedPlaces:
+class FixedPlaces(FakePlaces):
     """Answers at once, the same for the same query, and says so; counts its queries."""
 
     name = "fixed"
     answers_are_fixed = True
 
     def __init__(self) -> None:
-        self.calls: list[tuple[float, float, float, int]] = []
+        super().__init__()
         self.status = "OK"
 
     def nearby_now(
@@ -39,12 +39,6 @@ class FixedPlaces:
 
     async def nearby(self, lat: float, lng: float, radius_m: float, bound: int) -> dict[str, Any]:
         raise AssertionError("answered at once, never awaited")
-
-    async def start(self) -> None:
-        pass
-
-    async def close(self) -> None:
-        pass
 
 
 @asynccontextmanager
