@@ -44,6 +44,10 @@ def measure(system: System, into: str, load: str, seconds: float) -> str:
         """User and system CPU seconds per process."""
         return {name: tuple(p.cpu_times()[:2]) for name, p in procs.items()}  # type: ignore[misc]
 
+    def sleeps() -> dict[str, int]:
+        """Voluntary context switches per process: how often each went to sleep, so woke."""
+        return {name: p.num_ctx_switches().voluntary for name, p in procs.items()}
+
     async def run() -> loadgen.LoadResult:
         return await iamat_load(
             system.address(into),
@@ -54,16 +58,17 @@ def measure(system: System, into: str, load: str, seconds: float) -> str:
             clients=10_000,
         )
 
-    before = cpu()
+    before, slept = cpu(), sleeps()
     result = loadgen.run_sync(run())
-    after = cpu()
+    after, woke = cpu(), sleeps()
     replies = max(result.replies, 1)
     per = {
         name: [1e6 * (a - b) / replies for a, b in zip(after[name], before[name], strict=True)]
         for name in procs
     }
     nodes = "  ".join(
-        f"{name} {user + system:.1f} µs ({system / max(user + system, 1e-9):.0%} kernel)"
+        f"{name} {user + system:.1f} µs ({system / max(user + system, 1e-9):.0%} kernel,"
+        f" {(woke[name] - slept[name]) / replies:.2f} wakeups)"
         for name, (user, system) in per.items()
     )
     return (
