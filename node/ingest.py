@@ -244,8 +244,9 @@ def take_changelocs(
     taken = take_lines(backlog, limit, CHANGELOC_LINES, changeloc_fields)
     out.received += len(taken)
     if held_back:
-        for client, packed, *_ in taken:
-            held_back.pop(CHANGELOC_LINE % (client, packed), None)
+        drop = held_back.pop
+        for client, packed, _location, _sent, _received, _server in taken:  # no `*_` list
+            drop(CHANGELOC_LINE % (client, packed), None)
     _apply_changelocs(taken, store, known_servers, out)
     return len(taken)
 
