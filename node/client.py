@@ -71,6 +71,8 @@ class ClientConnection(LineReader):
         self._authenticated: bytes | None = None  # a neighbour's name, after a good AUTH
         self._responder: Responder | None = None
         self._queue = ReplyQueue()
+        self._out: list[bytes] = []  # replies taken off the queue, written at the turn's end
+        self._out_replies = 0  # ... how many
         self._overlong_reply: bytes | None = None  # goes out after the backlog
         self._batch = Batch()  # reused by every read
         self._probation: asyncio.TimerHandle | None = None  # its deadline, while on probation
@@ -145,7 +147,7 @@ class ClientConnection(LineReader):
         if self._queue:
             self._queue.extend(replies)
         elif self.transport is not None and self._phase is not Phase.CLOSED:
-            self.transport.write(replies[0] if len(replies) == 1 else b"".join(replies))
+            self._gather(replies)
 
     def eof_received(self) -> bool:
         self._eof = True
@@ -159,7 +161,10 @@ class ClientConnection(LineReader):
     def connection_lost(self, exc: Exception | None) -> None:
         self._phase = Phase.CLOSED
         node = self.node
-        if dropped := self._queue.drop():
+        dropped = self._queue.drop() + self._out_replies
+        self._out.clear()
+        self._out_replies = 0
+        if dropped:
             # Replies are logged as OUT when made; say which of them never went out.
             node.log.event(f"REPLIES_DROPPED conn={self.id} count={dropped}")
         if self._responder is not None and (waiting := self._responder.awaiting_auth) is not None:
@@ -280,6 +285,7 @@ class ClientConnection(LineReader):
         """After WELCOME the connection is a neighbour's link: write what is answered, then
         give the transport, and the lines read after AUTH, to the peer side."""
         self._write_ready()  # WELCOME goes out first
+        self.write_out()
         transport = self.transport
         assert transport is not None
         self._phase = Phase.CLOSED  # as a client connection, this one is done
@@ -314,11 +320,32 @@ class ClientConnection(LineReader):
         more = f" (+{len(body)} bytes of JSON)" if body else ""
         self.node.log.event(f"OUT conn={self.id} {show(redact(line))}{more}")
 
+    def _gather(self, replies: list[bytes]) -> None:
+        """Write `replies` at the end of this turn, with whatever else it gave us to write
+        (see `node.turn_writes`)."""
+        out = self._out
+        if not out:
+            self.node.turn_writes.add(self)
+        out.extend(replies)
+        self._out_replies += len(replies)
+
+    def write_out(self) -> None:
+        """Write what this turn gathered, in one write."""
+        out = self._out
+        if not out:
+            return
+        data = out[0] if len(out) == 1 else b"".join(out)
+        out.clear()
+        self._out_replies = 0
+        if self.transport is not None and self._phase is not Phase.CLOSED:
+            self.transport.write(data)
+
     def _write_head(self) -> None:
-        """Write the replies ready at the head of the queue, while lines still wait."""
+        """Write the replies ready at the head of the queue now, while lines still wait."""
         ready = self._queue.take_ready()
         if ready and self.transport is not None:
-            self.transport.write(b"".join(ready))
+            self._gather(ready)
+            self.write_out()
 
     def _write_ready(self) -> None:
         """Write every reply at the head of the queue that is ready, in one write."""
@@ -330,8 +357,9 @@ class ClientConnection(LineReader):
         if self._backlog and len(queue) < MAX_PENDING_REPLIES:
             self._schedule_resume()  # room for more replies: handle the lines held back
         if ready:
-            transport.write(b"".join(ready))
+            self._gather(ready)
         if not queue and not self._backlog and self._phase in _ENDING:
+            self.write_out()  # before the close
             if self._eof:
                 transport.close()  # connection_lost follows
             elif self._phase is Phase.CLOSING:

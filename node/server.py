@@ -32,6 +32,7 @@ from node.protocol import WhatsAt, parse_location
 from node.status import LinkStatus, NodeStatus, status_path
 from node.status_file import StatusFile
 from node.store import ClientStore, Packed, Record
+from node.turn_writes import TurnWrites
 
 SWEEP_INTERVAL = 1.0  # seconds between checks of line deadlines and idle connections
 SWEEP_SLICE = 100  # connections checked per loop turn during a sweep: a short pause at most
@@ -90,6 +91,7 @@ class NodeServer:
             self.counters.peer(neighbour)  # every neighbour in the metrics, even never linked
         self.peers = Peers(self)
         self.connections: set[ClientConnection] = set()
+        self.turn_writes = TurnWrites()
         self.admission: Admission[ClientConnection] = Admission(
             self.limits.max_connections,
             self.limits.max_connections_total,

@@ -65,6 +65,12 @@ class FakeTransport:
                 asyncio.get_running_loop().call_soon(self.protocol.connection_lost, None)
 
 
+async def turn_ends() -> None:
+    """Let the event loop end its turn: the replies each connection gathered in it are
+    written then (`node.turn_writes`)."""
+    await asyncio.sleep(0)
+
+
 def connected(node: NodeServer) -> tuple[ClientConnection, FakeTransport]:
     """A client connection of `node`, just accepted, on a transport that keeps its writes."""
     transport = FakeTransport(None)

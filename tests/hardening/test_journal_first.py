@@ -126,9 +126,10 @@ async def settle(condition: Callable[[], bool] = lambda: False, what: str = "") 
         await asyncio.sleep(0.005)
 
 
-def known(herd: Herd) -> None:
+async def known(herd: Herd) -> None:
     conn, transport = herd.connect()
     conn.data_received(b"IAMAT known +34.068930-118.445127 1520023934.918963997\n")
+    await settle()
     assert transport.out.startswith(b"AT Solo ")
     herd.floods.clear()
 
@@ -138,7 +139,7 @@ async def test_plain_read_refused_by_the_journal_gets_no_at_and_keeps_nothing(
     tmp_path: Path, mode: str
 ) -> None:
     herd = Herd(tmp_path)
-    known(herd)
+    await known(herd)
     before = dict(herd.node.store.packed())
     conn, transport = herd.connect()
     herd.disk.fail(mode)
@@ -162,6 +163,7 @@ async def test_plain_read_refused_by_the_journal_gets_no_at_and_keeps_nothing(
     herd.disk.heal()  # space is back: the next client is served, with no restart
     again, transport2 = herd.connect()
     again.data_received(b"IAMAT fresh +2+2 1720023934\n")
+    await settle()
     assert transport2.out.startswith(b"AT Solo ") and b" fresh +2+2 1720023934\n" in transport2.out
     assert herd.node.store.get(b"fresh") is not None
     assert len(herd.floods) == 1 and herd.floods[0][0].startswith(b"CHANGELOC fresh +2+2 ")
@@ -176,7 +178,7 @@ async def test_pipelined_iamat_between_whatsats_is_not_acknowledged(
     """The issue's reproduction: before, the second WHATSAT's flush found nothing pending
     (a link's flush had already dropped it) and the AT went out for a record on no disk."""
     herd = Herd(tmp_path)
-    known(herd)
+    await known(herd)
     conn, transport = herd.connect()
     herd.disk.fail(mode)
     conn.data_received(

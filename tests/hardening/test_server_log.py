@@ -14,7 +14,7 @@ from node.client import ClientConnection
 from node.config import load_config
 from node.places.base import success_response
 from node.server import NodeServer
-from tests.fakes.server import CapturedLog, FakeTransport
+from tests.fakes.server import CapturedLog, FakeTransport, turn_ends
 from tests.support import write_topology
 
 SECRET = b"test-secret"
@@ -69,6 +69,7 @@ async def test_replies_made_but_never_written_are_logged_as_dropped(tmp_path: Pa
     conn, transport, log = connect(tmp_path)
     # The WHATSAT waits on places, so the reply to BOGUS queues behind it.
     conn.data_received(b"IAMAT a +1+2 1\nWHATSAT a 1 1\nBOGUS\n")
+    await turn_ends()
     assert transport.out.startswith(b"AT Solo ")
     conn.connection_lost(ConnectionResetError())  # the client goes away
     await asyncio.sleep(0)
@@ -80,6 +81,7 @@ async def test_replies_made_but_never_written_are_logged_as_dropped(tmp_path: Pa
 async def test_an_iamat_is_one_event_in_line_order(tmp_path: Path) -> None:
     conn, transport, log = connect(tmp_path)
     conn.data_received(b"BOGUS\nIAMAT a +1+2 1.5\nIAMAT a +1+2 1.25\nALSO BOGUS\n")
+    await turn_ends()
     assert log.kinds()[1:] == ["IN", "OUT", "IAMAT", "IAMAT", "IN", "OUT"], log.events
     iamats = [e for e in log.events if e.startswith("IAMAT")]
     assert iamats[0].startswith("IAMAT conn=1 client=a location=+1+2 sent=1.5 diff=+")
@@ -94,6 +96,7 @@ async def test_a_peer_batch_logs_unknown_servers_before_the_line_that_drops_the_
     conn, transport, log = connect(tmp_path, max_line=200)
     initiator = handshake.Initiator(SECRET, b"Peer", b"Solo", nonce=b"1" * 32)
     conn.data_received(initiator.hello())
+    await turn_ends()
     auth = initiator.on_challenge(transport.out.split(b"\n")[0])
     conn.data_received(
         auth + b"CHANGELOC a +1+2 1 1.000000000 Nobody\nCHANGELOC b +1+2 1 1.5 Peer\n"

@@ -12,7 +12,7 @@ from node.client import ClientConnection
 from node.places.base import failure_response, success_response
 from node.places.memo import PlacesMemo
 from node.server import NodeServer
-from tests.fakes.server import FakeTransport, connected
+from tests.fakes.server import FakeTransport, connected, turn_ends
 from tests.node.test_server import FakePlaces, running_node
 
 
@@ -55,27 +55,28 @@ async def node_with(
             conn.abort("test over")
 
 
-def ask(conn: ClientConnection, transport: FakeTransport, lines: bytes) -> bytes:
+async def ask(conn: ClientConnection, transport: FakeTransport, lines: bytes) -> bytes:
     transport.out = b""
     conn.data_received(lines)
+    await turn_ends()
     return bytes(transport.out)
 
 
 async def test_the_same_query_is_asked_once_and_answered_alike(tmp_path: Path) -> None:
     fixed = FixedPlaces()
     async with node_with(tmp_path, fixed) as (node, conn, out):
-        ask(conn, out, b"IAMAT a +1+2 1520023935\nIAMAT b +1+2 1520023936\n")
-        first = ask(conn, out, b"WHATSAT a 5 2\n")
-        assert ask(conn, out, b"WHATSAT a 5 2\nWHATSAT a 5 2\n") == first * 2
+        await ask(conn, out, b"IAMAT a +1+2 1520023935\nIAMAT b +1+2 1520023936\n")
+        first = await ask(conn, out, b"WHATSAT a 5 2\n")
+        assert await ask(conn, out, b"WHATSAT a 5 2\nWHATSAT a 5 2\n") == first * 2
         assert len(fixed.calls) == 1
         # Another client at the same spot: the kept body, under its own AT line.
-        other = ask(conn, out, b"WHATSAT b 5 2\n")
+        other = await ask(conn, out, b"WHATSAT b 5 2\n")
         assert len(fixed.calls) == 1
         assert other.partition(b"\n")[2] == first.partition(b"\n")[2]
         assert other.partition(b"\n")[0].endswith(b" b +1+2 1520023936")
         # Another radius, another bound, another spot: asked each time.
-        ask(conn, out, b"WHATSAT a 6 2\nWHATSAT a 5 3\n")
-        ask(conn, out, b"IAMAT a +3+4 1520023937\nWHATSAT a 5 2\n")
+        await ask(conn, out, b"WHATSAT a 6 2\nWHATSAT a 5 3\n")
+        await ask(conn, out, b"IAMAT a +3+4 1520023937\nWHATSAT a 5 2\n")
         assert fixed.calls[1:] == [
             (1.0, 2.0, 6000.0, 2),
             (1.0, 2.0, 5000.0, 3),
@@ -87,10 +88,10 @@ async def test_the_same_query_is_asked_once_and_answered_alike(tmp_path: Path) -
 
 async def test_a_fresh_at_line_goes_with_a_kept_body(tmp_path: Path) -> None:
     async with node_with(tmp_path, FixedPlaces()) as (_, conn, out):
-        ask(conn, out, b"IAMAT a +1+2 1520023935\n")
-        before = ask(conn, out, b"WHATSAT a 5 2\n")
-        ask(conn, out, b"IAMAT a +1+2 1520023999\n")  # same spot, later
-        after = ask(conn, out, b"WHATSAT a 5 2\n")
+        await ask(conn, out, b"IAMAT a +1+2 1520023935\n")
+        before = await ask(conn, out, b"WHATSAT a 5 2\n")
+        await ask(conn, out, b"IAMAT a +1+2 1520023999\n")  # same spot, later
+        after = await ask(conn, out, b"WHATSAT a 5 2\n")
         assert after.partition(b"\n")[0].endswith(b" a +1+2 1520023999")
         assert after.partition(b"\n")[2] == before.partition(b"\n")[2]
 
@@ -98,12 +99,12 @@ async def test_a_fresh_at_line_goes_with_a_kept_body(tmp_path: Path) -> None:
 async def test_failures_are_not_kept(tmp_path: Path) -> None:
     fixed = FixedPlaces()
     async with node_with(tmp_path, fixed) as (_, conn, out):
-        ask(conn, out, b"IAMAT a +1+2 1520023935\n")
+        await ask(conn, out, b"IAMAT a +1+2 1520023935\n")
         for status in ("UNKNOWN_ERROR", "RAISE"):
             fixed.status = status
-            assert b'"status" : "UNKNOWN_ERROR"' in ask(conn, out, b"WHATSAT a 5 2\n")
+            assert b'"status" : "UNKNOWN_ERROR"' in await ask(conn, out, b"WHATSAT a 5 2\n")
         fixed.status = "OK"
-        assert b'"status" : "OK"' in ask(conn, out, b"WHATSAT a 5 2\n")
+        assert b'"status" : "OK"' in await ask(conn, out, b"WHATSAT a 5 2\n")
         assert len(fixed.calls) == 3
 
 
@@ -113,13 +114,13 @@ async def test_a_provider_that_does_not_say_its_answers_are_fixed_is_asked_every
     changing = FixedPlaces()
     changing.answers_are_fixed = False
     async with node_with(tmp_path, changing) as (node, conn, out):
-        ask(conn, out, b"IAMAT a +1+2 1520023935\n")
-        ask(conn, out, b"WHATSAT a 5 2\nWHATSAT a 5 2\n")
+        await ask(conn, out, b"IAMAT a +1+2 1520023935\n")
+        await ask(conn, out, b"WHATSAT a 5 2\nWHATSAT a 5 2\n")
         assert len(changing.calls) == 2
         # A new provider starts with nothing kept.
         fixed = FixedPlaces()
         node.places = fixed
-        ask(conn, out, b"WHATSAT a 5 2\nWHATSAT a 5 2\n")
+        await ask(conn, out, b"WHATSAT a 5 2\nWHATSAT a 5 2\n")
         assert len(fixed.calls) == 1
 
 

@@ -16,7 +16,7 @@ from node.handshake import Initiator
 from node.logbook import LogBook
 from node.places.base import failure_response, success_response
 from node.server import NodeServer
-from tests.fakes.server import connected
+from tests.fakes.server import connected, turn_ends
 from tests.support import exchange, write_topology
 
 SECRET = b"test-secret"
@@ -161,7 +161,8 @@ async def test_a_provider_that_needs_no_wait_is_answered_in_the_same_turn(
         node.places = ready
         conn, transport = connected(node)
         conn.data_received(b"IAMAT n +1+1 1520023935\nWHATSAT n 5 2\nIAMAT m +2+2 1520023935\n")
-        # No await since: the WHATSAT's reply, and the IAMAT after it, are written already.
+        await turn_ends()
+        # This turn's end, no task's: the WHATSAT's reply, and the IAMAT after it, are out.
         at_n, at_line, rest = transport.out.split(b"\n", 2)
         assert at_n.startswith(b"AT Solo ") and at_line == at_n
         body, sep, after = rest.partition(b"}\n\n")
@@ -170,6 +171,7 @@ async def test_a_provider_that_needs_no_wait_is_answered_in_the_same_turn(
         assert ready.calls == [(1.0, 1.0, 5000.0, 2)]
         ready.fail = True  # a provider bug must still produce a reply
         conn.data_received(b"WHATSAT n 5 2\n")
+        await turn_ends()
         assert b'"status" : "UNKNOWN_ERROR"' in transport.out
         conn.abort("test over")
 
@@ -177,23 +179,29 @@ async def test_a_provider_that_needs_no_wait_is_answered_in_the_same_turn(
 async def test_a_reads_first_places_answer_goes_out_before_its_other_lines_are_answered(
     tmp_path: Path,
 ) -> None:
-    """One extra write per read at most, and every reply still in line order."""
+    """Written ahead, at once, before the turn ends; the rest of the read's replies at its
+    end; every reply in line order."""
     async with running_node(tmp_path) as node:
         node.places = ReadyPlaces()
         conn, transport = connected(node)
         writes: list[bytes] = []
         transport.write = writes.append  # type: ignore[method-assign,assignment]
         conn.data_received(b"IAMAT n +1+1 1520023935\n")
+        await turn_ends()
         writes.clear()
         conn.data_received(b"WHATSAT zz 1 1\nWHATSAT n 5 2\nIAMAT m +2+2 1520023935\n" * 2)
+        assert len(writes) == 1  # the first answer, and the miss before it, at once
         answer = writes[0].partition(b"? WHATSAT zz 1 1\n")[2]
         assert answer.startswith(b"AT Solo ") and answer.endswith(b"}\n\n")
-        assert len(writes) == 3  # the first answer, the IAMAT's reply, the rest
-        assert writes[1].startswith(b"AT Solo ") and b" m +2+2 " in writes[1]
-        assert writes[2] == b"? WHATSAT zz 1 1\n" + answer + writes[1]
+        await turn_ends()
+        assert len(writes) == 2  # the rest, in one write
+        at_m = writes[1].partition(b"\n")[0] + b"\n"
+        assert at_m.startswith(b"AT Solo ") and b" m +2+2 " in at_m
+        assert writes[1] == at_m + b"? WHATSAT zz 1 1\n" + answer + at_m
         # A read that ends with its answer has nothing to write it ahead of: one write.
         writes.clear()
         conn.data_received(b"WHATSAT zz 1 1\nWHATSAT n 5 2\n")
+        await turn_ends()
         assert writes == [b"? WHATSAT zz 1 1\n" + answer]
         conn.abort("test over")
 

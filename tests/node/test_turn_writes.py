@@ -1,0 +1,103 @@
+"""A turn's replies go out together at its end, each after its journal write; what a
+connection gathered is written before it closes, and counted as dropped if the client goes
+first."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, cast
+
+from node.client import ClientConnection
+from node.config import load_config
+from node.journal import NullJournal
+from node.server import NodeServer
+from tests.fakes.server import CapturedLog, FakeTransport, turn_ends
+from tests.support import write_topology
+
+
+class Noted(NullJournal):
+    """A journal that notes each write in the shared `seen`."""
+
+    def __init__(self, seen: list[str]) -> None:
+        super().__init__()
+        self.seen = seen
+
+    def write(self, entries: list[bytes]) -> None:
+        self.seen.extend(f"journal {entry.split()[1].decode()}" for entry in entries)
+
+
+class NotedTransport(FakeTransport):
+    """A transport that notes its writes and its close in the shared `seen`."""
+
+    def __init__(self, seen: list[str], name: str) -> None:
+        super().__init__(None)
+        self.seen = seen
+        self.name = name
+
+    def write(self, data: bytes) -> None:
+        super().write(data)
+        self.seen.append(f"write {self.name} {data.count(b'AT ')}")
+
+    def close(self) -> None:
+        self.seen.append(f"close {self.name}")
+        super().close()
+
+
+def node_on(tmp_path: Path, seen: list[str]) -> tuple[NodeServer, CapturedLog]:
+    config = load_config(write_topology(tmp_path, ("Solo", "Peer"), [("Solo", "Peer")]))
+    log = CapturedLog()
+    node = NodeServer(
+        config, "Solo", secret=b"s", places=cast(Any, None), log=log, journal=Noted(seen)
+    )
+    return node, log
+
+
+def client(node: NodeServer, seen: list[str], name: str) -> tuple[ClientConnection, FakeTransport]:
+    conn = ClientConnection(node)
+    transport = NotedTransport(seen, name)
+    transport.protocol = conn
+    conn.connection_made(cast(Any, transport))
+    return conn, transport
+
+
+async def test_a_turns_replies_go_out_together_when_it_ends_each_after_its_journal(
+    tmp_path: Path,
+) -> None:
+    seen: list[str] = []
+    node, _log = node_on(tmp_path, seen)
+    a, _ = client(node, seen, "a")
+    b, _ = client(node, seen, "b")
+    a.data_received(b"IAMAT ka +1+2 1\n")
+    b.data_received(b"IAMAT kb +1+2 1\nIAMAT kc +1+2 1\n")
+    a.data_received(b"IAMAT kd +1+2 1\n")  # a second read of a's in the same turn
+    assert seen == ["journal ka", "journal kb", "journal kc", "journal kd"]  # nothing written
+    await turn_ends()
+    assert seen[4:] == ["write a 2", "write b 2"]  # one write per connection
+    await turn_ends()
+    assert len(seen) == 6  # and nothing more
+
+
+async def test_a_closing_connection_writes_what_it_gathered_before_it_closes(
+    tmp_path: Path,
+) -> None:
+    seen: list[str] = []
+    node, _log = node_on(tmp_path, seen)
+    a, transport = client(node, seen, "a")
+    a.data_received(b"IAMAT ka +1+2 1\n")
+    a.eof_received()  # the client is done: answer, then close
+    assert seen == ["journal ka", "write a 1", "close a"]
+    await turn_ends()
+    assert seen[3:] == [] and transport.out.startswith(b"AT Solo ")
+
+
+async def test_replies_gathered_when_the_client_goes_are_counted_as_dropped(
+    tmp_path: Path,
+) -> None:
+    seen: list[str] = []
+    node, log = node_on(tmp_path, seen)
+    a, transport = client(node, seen, "a")
+    a.data_received(b"IAMAT ka +1+2 1\nIAMAT kb +1+2 1\n")
+    a.connection_lost(ConnectionResetError())
+    await turn_ends()
+    assert transport.out == b""
+    assert "REPLIES_DROPPED conn=1 count=2" in log.events, log.events
