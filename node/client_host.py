@@ -12,7 +12,6 @@ from node.peers import Peers
 from node.peers.host import PeerHost
 from node.protocol import WhatsAt
 from node.store import Record
-from node.turn_writes import TurnWrites
 
 
 class ClientHost(PeerHost, Protocol):
@@ -39,11 +38,6 @@ class ClientHost(PeerHost, Protocol):
 
     @property
     def clock_ns(self) -> Callable[[], int]: ...
-
-    @property
-    def turn_writes(self) -> TurnWrites:
-        """The connections whose replies go out at the end of this turn."""
-        ...
 
     def next_conn_id(self) -> int: ...
 

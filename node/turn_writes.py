@@ -9,8 +9,11 @@ connection gathers what it has to write during a turn (`ClientConnection.write_o
 turn's reads are all handled first, warm, and the clients then wake together. Under the
 8x1 load of `make bench` this took the herd's p50 from about 0.32 to 0.28 ms (bench/README).
 
-Nothing is acknowledged earlier for it: a reply is made only after its journal write, and
-the first places answer of a read still goes out at once (`ClientConnection._write_head`).
+Nothing is acknowledged earlier for it: a reply is made only after its journal write. Two
+writes go earlier, before something else could take the core: the first places answer of a
+read (`ClientConnection._write_head`), and every gathered reply when a link that was idle
+writes a flood line at once (`PeerLink.send`), so that a lone client's reply still leaves
+before its update wakes a neighbour.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from node.counters import NodeCounters
 from node.ingest import Batch
 from node.logbook import LogBook
 from node.store import ClientStore, Packed
+from node.turn_writes import TurnWrites
 
 
 class PeerHost(Protocol):
@@ -42,6 +43,11 @@ class PeerHost(Protocol):
 
     @property
     def counters(self) -> NodeCounters: ...
+
+    @property
+    def turn_writes(self) -> TurnWrites:
+        """The client connections whose replies go out at the end of this turn."""
+        ...
 
     def commit(
         self, batch: Batch, deliver: Callable[[list[bytes]], object] | None, origin: bytes | None

@@ -99,6 +99,9 @@ class PeerLink:
         since = time.monotonic() - self._last_write
         if since >= FLOOD_WINDOW:  # an idle link: at once, and any burst is over
             self._burst_writes = 0
+            # The replies this turn gathered go first: the write below wakes the neighbour,
+            # which may take our core before the turn ends.
+            self.node.turn_writes.write_waiting()
             self._send_outbox()
             return
         self._send_scheduled = True

@@ -12,6 +12,7 @@ import pytest
 
 from node.counters import NodeCounters
 from node.peers.outbound import FLOOD_BURST_GAP, FLOOD_WINDOW, FLOOD_WINDOW_STEP, PeerLink
+from node.turn_writes import TurnWrites
 
 DEADLINE = 5.0  # seconds: generous for a loaded machine; the assertions bound from below
 
@@ -41,7 +42,11 @@ class FakeWriter:
 
 
 def up_link() -> tuple[PeerLink, FakeWriter]:
-    node = SimpleNamespace(log=SimpleNamespace(event=lambda text: None), counters=NodeCounters())
+    node = SimpleNamespace(
+        log=SimpleNamespace(event=lambda text: None),
+        counters=NodeCounters(),
+        turn_writes=TurnWrites(),
+    )
     link = PeerLink(cast(Any, node), cast(Any, SimpleNamespace(name="Hands")))
     writer = FakeWriter()
     link._writer = cast(Any, writer)
@@ -60,6 +65,21 @@ async def test_a_lone_update_is_written_inside_send() -> None:
     link, writer = up_link()
     link.send(b"CHANGELOC a\n", 1)
     assert [data for _, data in writer.writes] == [b"CHANGELOC a\n"]  # no timer, no turn
+
+
+async def test_a_lone_update_goes_after_the_replies_this_turn_gathered() -> None:
+    """The flood write wakes the neighbour, which may take our core: the client's reply,
+    made before the flood, must not wait for the turn's end behind it."""
+    link, writer = up_link()
+    order: list[str] = []
+
+    class Client:
+        def write_out(self) -> None:
+            order.append(f"reply after {len(writer.writes)} flood writes")
+
+    link.node.turn_writes.add(Client())
+    link.send(b"CHANGELOC a\n", 1)
+    assert order == ["reply after 0 flood writes"] and len(writer.writes) == 1
 
 
 async def test_a_link_closing_under_a_write_drops_it_quietly() -> None:

@@ -14,6 +14,7 @@ from node.ingest import Batch, LineBacklog, take_changelocs
 from node.peers import HOLD_BACK, Peers
 from node.protocol import CHANGELOC_LINE
 from node.store import ClientStore
+from node.turn_writes import TurnWrites
 from tests.node.test_flood_window import FakeWriter, up_link
 from tests.support import write_topology
 
@@ -37,6 +38,7 @@ def peers_of(
         config=config,
         log=SimpleNamespace(event=lambda text: None),
         counters=NodeCounters(),
+        turn_writes=TurnWrites(),
     )
     peers = Peers(cast(Any, node))
     peers.start()  # makes the links and the hold-back sets...
