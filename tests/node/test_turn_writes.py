@@ -60,6 +60,15 @@ def client(node: NodeServer, seen: list[str], name: str) -> tuple[ClientConnecti
     return conn, transport
 
 
+def one_client(
+    tmp_path: Path,
+) -> tuple[list[str], CapturedLog, ClientConnection, FakeTransport]:
+    seen: list[str] = []
+    node, log = node_on(tmp_path, seen)
+    conn, transport = client(node, seen, "a")
+    return seen, log, conn, transport
+
+
 async def test_a_turns_replies_go_out_together_when_it_ends_each_after_its_journal(
     tmp_path: Path,
 ) -> None:
@@ -80,9 +89,7 @@ async def test_a_turns_replies_go_out_together_when_it_ends_each_after_its_journ
 async def test_a_closing_connection_writes_what_it_gathered_before_it_closes(
     tmp_path: Path,
 ) -> None:
-    seen: list[str] = []
-    node, _log = node_on(tmp_path, seen)
-    a, transport = client(node, seen, "a")
+    seen, _log, a, transport = one_client(tmp_path)
     a.data_received(b"IAMAT ka +1+2 1\n")
     a.eof_received()  # the client is done: answer, then close
     assert seen == ["journal ka", "write a 1", "close a"]
@@ -93,9 +100,7 @@ async def test_a_closing_connection_writes_what_it_gathered_before_it_closes(
 async def test_replies_gathered_when_the_client_goes_are_counted_as_dropped(
     tmp_path: Path,
 ) -> None:
-    seen: list[str] = []
-    node, log = node_on(tmp_path, seen)
-    a, transport = client(node, seen, "a")
+    _seen, log, a, transport = one_client(tmp_path)
     a.data_received(b"IAMAT ka +1+2 1\nIAMAT kb +1+2 1\n")
     a.connection_lost(ConnectionResetError())
     await turn_ends()
