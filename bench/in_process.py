@@ -34,6 +34,7 @@ from node.logbook import LogBook
 from node.peers.inbound import PeerConnection
 from node.protocol import LineSplitter
 from node.server import NodeServer
+from node.turn_writes import Gathering, TurnWrites
 
 READS = 20_000  # per pass, by default
 
@@ -61,6 +62,15 @@ class StandInTransport:
 
     def set_protocol(self, protocol: asyncio.Protocol) -> None:
         pass
+
+
+class EndOfEveryRead(TurnWrites):
+    """The harness ends a turn after every client read (`write_waiting`), so nothing is
+    left scheduled on the loop; the loop's own call_soon per turn (about 1 µs on uvloop)
+    is not in the figures."""
+
+    def add(self, conn: Gathering) -> None:
+        self._waiting.append(conn)
 
 
 class NoPlaces:
@@ -92,6 +102,7 @@ def make_node(folder: Path) -> tuple[NodeServer, LogBook]:
         journal=journal,
     )
     journal.open(node.store)
+    node.turn_writes = EndOfEveryRead()
     for link in node.peers.links.values():  # up, writing to stand-ins
         link.up = True
         link._writer = cast(
