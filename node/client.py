@@ -332,13 +332,17 @@ class ClientConnection(LineReader):
     def write_out(self) -> None:
         """Write what this turn gathered, in one write."""
         out = self._out
-        if not out:
+        transport = self.transport
+        if not out or transport is None or self._phase is Phase.CLOSED:
+            return
+        if transport.is_closing():
+            # Reset by the client this very turn, before connection_lost (which counts
+            # these as dropped); on uvloop a write now would raise.
             return
         data = out[0] if len(out) == 1 else b"".join(out)
         out.clear()
         self._out_replies = 0
-        if self.transport is not None and self._phase is not Phase.CLOSED:
-            self.transport.write(data)
+        transport.write(data)
 
     def _write_head(self) -> None:
         """Write the replies ready at the head of the queue now, while lines still wait."""

@@ -47,5 +47,12 @@ class TurnWrites:
     def write_waiting(self) -> None:
         """Write out every connection that gathered something (the turn's last callback)."""
         waiting, self._waiting = self._waiting, []
-        for conn in waiting:
-            conn.write_out()
+        for i, conn in enumerate(waiting):
+            try:
+                conn.write_out()
+            except Exception:
+                # One connection's failure must not strand the others' replies: a
+                # connection is listed only when it begins gathering.
+                for rest in waiting[i + 1 :]:
+                    self.add(rest)
+                raise

@@ -43,6 +43,9 @@ class FakeTransport:
     def write(self, data: bytes) -> None:
         self.out += data
 
+    def is_closing(self) -> bool:
+        return self.closed
+
     def set_protocol(self, protocol: asyncio.Protocol) -> None:
         self.protocol = protocol  # a neighbour's link handed over after AUTH
 

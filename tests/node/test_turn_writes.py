@@ -7,10 +7,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, cast
 
+import pytest
+
 from node.client import ClientConnection
 from node.config import load_config
 from node.journal import NullJournal
 from node.server import NodeServer
+from node.turn_writes import TurnWrites
 from tests.fakes.server import CapturedLog, FakeTransport, turn_ends
 from tests.support import write_topology
 
@@ -106,3 +109,39 @@ async def test_replies_gathered_when_the_client_goes_are_counted_as_dropped(
     await turn_ends()
     assert transport.out == b""
     assert "REPLIES_DROPPED conn=1 count=2" in log.events, log.events
+
+
+async def test_a_client_reset_within_the_turn_costs_the_others_nothing(tmp_path: Path) -> None:
+    seen: list[str] = []
+    node, log = node_on(tmp_path, seen)
+    a, gone = client(node, seen, "a")
+    b, _ = client(node, seen, "b")
+    a.data_received(b"IAMAT ka +1+2 1\n")
+    b.data_received(b"IAMAT kb +1+2 1\n")
+    gone.closed = True  # the loop saw a's reset; its connection_lost is still to come
+    await turn_ends()
+    assert seen[2:] == ["write b 1"] and gone.out == b""
+    a.connection_lost(ConnectionResetError())
+    assert "REPLIES_DROPPED conn=1 count=1" in log.events, log.events
+
+
+async def test_one_connection_failing_to_write_does_not_strand_the_others() -> None:
+    written: list[str] = []
+
+    class Writer:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def write_out(self) -> None:
+            if self.name == "broken":
+                raise RuntimeError("unable to perform operation: the handler is closed")
+            written.append(self.name)
+
+    turn = TurnWrites()
+    for name in ("first", "broken", "last"):
+        turn.add(Writer(name))
+    with pytest.raises(RuntimeError):
+        turn.write_waiting()
+    assert written == ["first"]
+    await turn_ends()  # the rest went back on the list, for the end of the next turn
+    assert written == ["first", "last"]
