@@ -15,6 +15,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
@@ -36,7 +37,23 @@ from herdctl import bench as loadgen
 LOADS = {"ingest": (32, 64), "latency": (8, 1)}  # connections, in flight per connection
 
 
-def measure(system: System, into: str, load: str, seconds: float) -> str:
+@dataclass(frozen=True)
+class Sample:
+    """One load on one system: its replies/s and p50, and per process the CPU (user,
+    system) and the wakeups each reply cost."""
+
+    throughput: float
+    p50_ms: float
+    cpu_us: dict[str, tuple[float, float]]
+    wakeups: dict[str, float]
+
+    @property
+    def cpu_total_us(self) -> float:
+        return sum(map(sum, self.cpu_us.values()))
+
+
+def sample(system: System, into: str, load: str, seconds: float) -> Sample:
+    """Drive `load` into `into` for `seconds`, reading every process's CPU around it."""
     conns, pipeline = LOADS[load]
     procs = {p.name: psutil.Process(p.pid) for p in system.procs.procs}
 
@@ -62,18 +79,27 @@ def measure(system: System, into: str, load: str, seconds: float) -> str:
     result = loadgen.run_sync(run())
     after, woke = cpu(), sleeps()
     replies = max(result.replies, 1)
-    per = {
-        name: [1e6 * (a - b) / replies for a, b in zip(after[name], before[name], strict=True)]
-        for name in procs
-    }
+    return Sample(
+        result.throughput,
+        result.latency_ms["p50"],
+        {
+            name: (1e6 * (after[name][0] - b[0]) / replies, 1e6 * (after[name][1] - b[1]) / replies)
+            for name, b in before.items()
+        },
+        {name: (woke[name] - slept[name]) / replies for name in procs},
+    )
+
+
+def measure(system: System, into: str, load: str, seconds: float) -> str:
+    found = sample(system, into, load, seconds)
     nodes = "  ".join(
-        f"{name} {user + system:.1f} µs ({system / max(user + system, 1e-9):.0%} kernel,"
-        f" {(woke[name] - slept[name]) / replies:.2f} wakeups)"
-        for name, (user, system) in per.items()
+        f"{name} {user + kernel:.1f} µs ({kernel / max(user + kernel, 1e-9):.0%} kernel,"
+        f" {found.wakeups[name]:.2f} wakeups)"
+        for name, (user, kernel) in found.cpu_us.items()
     )
     return (
-        f"{system.key}: {load} {result.throughput:,.0f}/s, p50 {result.latency_ms['p50']:.3f} ms"
-        f"; CPU per reply: {nodes}  (all: {sum(map(sum, per.values())):.1f} µs)"
+        f"{system.key}: {load} {found.throughput:,.0f}/s, p50 {found.p50_ms:.3f} ms"
+        f"; CPU per reply: {nodes}  (all: {found.cpu_total_us:.1f} µs)"
     )
 
 

@@ -22,7 +22,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -106,7 +106,14 @@ class Procs:
 
     procs: list[Proc] = field(default_factory=list)
 
-    def spawn(self, name: str, argv: Sequence[str], cwd: Path, log_dir: Path) -> Proc:
+    def spawn(
+        self,
+        name: str,
+        argv: Sequence[str],
+        cwd: Path,
+        log_dir: Path,
+        env: Mapping[str, str] | None = None,
+    ) -> Proc:
         log_dir.mkdir(parents=True, exist_ok=True)
         stderr_path = log_dir / f"{name}.stderr.log"
         with open(stderr_path, "wb") as err:
@@ -117,6 +124,7 @@ class Procs:
                 stdout=err,
                 stderr=err,
                 start_new_session=True,
+                env=None if env is None else dict(env),
             )
         proc = Proc(name, popen, stderr_path)
         self.procs.append(proc)
@@ -198,15 +206,25 @@ def node_argv(name: str, config: Path) -> list[str]:
     return [sys.executable, "-m", "node", name, "-c", str(config)]
 
 
-def start_herd(folder: Path) -> System:
-    """Our five nodes, each `python -m node NAME -c topology.yaml`; waits until flooding works."""
+def tree_env(tree: Path) -> dict[str, str]:
+    """This process's environment, but with `tree`'s `node` and `herdctl` imported first."""
+    env = dict(os.environ)
+    rest = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != str(REPO)]
+    env["PYTHONPATH"] = os.pathsep.join([str(tree), *rest])
+    return env
+
+
+def start_herd(folder: Path, tree: Path = REPO) -> System:
+    """Our five nodes, each `python -m node NAME -c topology.yaml`, run from `tree` (another
+    checkout for an A/B, see bench/ab.py); waits until flooding works."""
     config, topo = write_topology(folder)
     procs = Procs()
     addresses = {n: (HOST, int(topo["nodes"][n]["port"])) for n in NAMES}
     system = System("herd (Python)", "ours", addresses, procs, folder)
+    env = None if tree == REPO else tree_env(tree)
     try:
         for name in NAMES:
-            procs.spawn(name, node_argv(name, config), REPO, folder / "logs")
+            procs.spawn(name, node_argv(name, config), tree, folder / "logs", env)
         wait_ready(system)
     except BaseException:
         procs.stop()

@@ -220,3 +220,30 @@ def test_a_bench_run_measures_its_own_trees_node_here_and_in_what_it_starts() ->
     assert str(systems.REPO) in sys.path
     assert Path(node.__file__).resolve().is_relative_to(systems.REPO)
     assert os.environ["PYTHONPATH"].split(os.pathsep)[0] == str(systems.REPO)
+
+
+def test_ab_measures_both_trees_and_removes_its_worktree() -> None:
+    """bench/ab.py against HEAD, one short pair: every figure compared, no worktree left."""
+
+    def worktrees() -> str:
+        listed = subprocess.run(
+            ["git", "-C", str(REPO), "worktree", "list"], capture_output=True, text=True
+        )
+        return listed.stdout
+
+    before = worktrees()
+    out = bench_script("ab.py", "HEAD", "--pairs", "1", "--seconds", "0.3")
+    for figure in ("p50", "replies/s", "herd CPU per reply"):
+        assert f"{figure}: median ratio " in out, out
+    assert worktrees() == before
+
+
+def test_ab_sign_test_and_the_other_trees_environment(tmp_path: Path) -> None:
+    from ab import at_least_by_luck
+    from systems import tree_env
+
+    assert at_least_by_luck(6, 6) == at_least_by_luck(0, 6) == 2 / 64
+    assert at_least_by_luck(5, 6) == 2 * 7 / 64
+    assert at_least_by_luck(3, 6) == at_least_by_luck(1, 2) == 1.0
+    paths = tree_env(tmp_path)["PYTHONPATH"].split(":")
+    assert paths[0] == str(tmp_path) and str(REPO) not in paths

@@ -1,0 +1,128 @@
+"""Is this tree's herd faster than another commit's? Both under the same load, alternating.
+
+    .venv/bin/python bench/ab.py REV [--load latency|ingest] [--pairs 6] [--seconds 4]
+
+Checks REV out into a temporary git worktree, then measures pairs: in each, the five-node
+herd of one tree and then of the other (the order alternates from pair to pair), each
+started afresh and driven by this process's load generator (`herdctl bench`'s engine, the
+same for both sides), as `bench/node_cpu.py` does. On a machine whose speed drifts by a
+third within the hour, a figure is only worth its comparison with the other side of its own
+pair: the script prints every pair's ratio (this tree / REV) of the p50, of the
+replies/s and of the herd's CPU per reply, their medians, and how many pairs came out
+better, with the chance of at least that many by luck alone if the two trees were alike
+(a sign test). The worktree is removed at the end, also on an error or Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from node_cpu import LOADS, Sample, sample
+from systems import REPO, start_herd
+
+
+@contextmanager
+def worktree(rev: str) -> Iterator[Path]:
+    """`rev` checked out in a temporary folder, as a worktree of this clone."""
+    with tempfile.TemporaryDirectory(prefix="herd-ab-") as tmp:
+        tree = Path(tmp) / "tree"
+        subprocess.run(
+            ["git", "-C", str(REPO), "worktree", "add", "--detach", "--quiet", str(tree), rev],
+            check=True,
+        )
+        try:
+            yield tree
+        finally:
+            subprocess.run(
+                ["git", "-C", str(REPO), "worktree", "remove", "--force", str(tree)], check=False
+            )
+
+
+def at_least_by_luck(better: int, pairs: int) -> float:
+    """The chance that `better` or more of `pairs` fair coin tosses come up heads, twice
+    (two-sided), at most 1: how often alike trees would split as unevenly."""
+    tail = sum(math.comb(pairs, k) for k in range(max(better, pairs - better), pairs + 1))
+    return min(1.0, 2 * tail / (1 << pairs))
+
+
+def ratios(pairs: list[tuple[Sample, Sample]], figure: Callable[[Sample], float]) -> list[float]:
+    return [figure(this) / figure(base) for base, this in pairs]
+
+
+def report(rev: str, load: str, pairs: list[tuple[Sample, Sample]]) -> str:
+    lines = [f"{load}: this tree against {rev}, {len(pairs)} pairs (this / {rev})"]
+    lines.append(f"{'pair':>4}  {'p50 ms':>15}  {'replies/s':>17}  {'herd CPU µs/reply':>17}")
+    for i, (base, this) in enumerate(pairs, 1):
+        lines.append(
+            f"{i:>4}  {base.p50_ms:.3f} -> {this.p50_ms:.3f}"
+            f"  {base.throughput:>7,.0f} -> {this.throughput:>7,.0f}"
+            f"  {base.cpu_total_us:>6.1f} -> {this.cpu_total_us:>6.1f}"
+        )
+    for name, figure, lower_is_better in (
+        ("p50", lambda s: s.p50_ms, True),
+        ("replies/s", lambda s: s.throughput, False),
+        ("herd CPU per reply", lambda s: s.cpu_total_us, True),
+    ):
+        found = ratios(pairs, figure)
+        better = sum(1 for r in found if (r < 1) == lower_is_better and r != 1)
+        lines.append(
+            f"{name}: median ratio {statistics.median(found):.3f}"
+            f" ({', '.join(f'{r:.2f}' for r in found)});"
+            f" better in {better} of {len(found)} pairs"
+            f" (as uneven by luck: {at_least_by_luck(better, len(found)):.2f})"
+        )
+    by_process = {
+        name: statistics.median(sum(t.cpu_us[name]) / sum(b.cpu_us[name]) for b, t in pairs)
+        for name in pairs[0][0].cpu_us
+    }
+    per_process = "  ".join(f"{name} {ratio:.3f}" for name, ratio in by_process.items())
+    lines.append(f"CPU per reply, median ratio by process: {per_process}")
+    return "\n".join(lines)
+
+
+def measure_pairs(rev: str, load: str, count: int, seconds: float) -> list[tuple[Sample, Sample]]:
+    pairs: list[tuple[Sample, Sample]] = []
+    with worktree(rev) as base_tree, tempfile.TemporaryDirectory(prefix="herd-ab-run-") as tmp:
+        for i in range(count):
+            order = [("base", base_tree), ("this", REPO)]
+            if i % 2:
+                order.reverse()
+            found: dict[str, Sample] = {}
+            for side, tree in order:
+                system = start_herd(Path(tmp) / f"{i}-{side}", tree)
+                try:
+                    time.sleep(0.5)
+                    found[side] = sample(system, "Welsh", load, seconds)
+                finally:
+                    system.stop()
+            pairs.append((found["base"], found["this"]))
+            print(
+                f"pair {i + 1}: p50 {found['base'].p50_ms:.3f} -> {found['this'].p50_ms:.3f} ms",
+                flush=True,
+            )
+    return pairs
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="this tree's herd against another commit's")
+    parser.add_argument("rev", help="the commit to compare with (anything git rev-parse takes)")
+    parser.add_argument("--load", choices=sorted(LOADS), default="latency")
+    parser.add_argument("--pairs", type=int, default=6)
+    parser.add_argument("--seconds", type=float, default=4.0, help="load per measurement")
+    args = parser.parse_args()
+    pairs = measure_pairs(args.rev, args.load, args.pairs, args.seconds)
+    print(report(args.rev, args.load, pairs))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
