@@ -1,11 +1,12 @@
 """Is this tree's herd faster than another commit's? Both under the same load, alternating.
 
-    .venv/bin/python bench/ab.py REV [--load latency|ingest] [--pairs 6] [--seconds 4]
+    .venv/bin/python bench/ab.py REV [--load latency|ingest|propagate] [--pairs 6] [--seconds 4]
 
 Checks REV out into a temporary git worktree, then measures pairs: in each, the five-node
 herd of one tree and then of the other (the order alternates from pair to pair), each
 started afresh and driven by this process's load generator (`herdctl bench`'s engine, the
-same for both sides), as `bench/node_cpu.py` does. On a machine whose speed drifts by a
+same for both sides), as `bench/node_cpu.py` does; `propagate` is `make bench`'s idle
+propagation instead (200 samples, Welsh to Hands, polled). On a machine whose speed drifts by a
 third within the hour, a figure is only worth its comparison with the other side of its own
 pair: the script prints every pair's ratio (this tree / REV) of the p50, of the
 replies/s and of the herd's CPU per reply, their medians, and how many pairs came out
@@ -26,8 +27,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from figures import Settings, propagate
 from node_cpu import LOADS, Sample, sample
-from systems import REPO, start_herd
+from systems import REPO, System, start_herd
+
+FIGURES = (*sorted(LOADS), "propagate")
 
 
 @contextmanager
@@ -58,20 +62,38 @@ def ratios(pairs: list[tuple[Sample, Sample]], figure: Callable[[Sample], float]
     return [figure(this) / figure(base) for base, this in pairs]
 
 
+def measure(system: System, load: str, seconds: float) -> Sample:
+    """One side of a pair: a `node_cpu` load, or the idle propagation figure."""
+    if load != "propagate":
+        return sample(system, "Welsh", load, seconds)
+    found = propagate(system, Settings(), loaded=False)
+    nan = math.nan
+    p50, p99 = found.get("latency_ms.p50"), found.get("latency_ms.p99")
+    return Sample(nan, p50, p99, {}, {})
+
+
 def report(rev: str, load: str, pairs: list[tuple[Sample, Sample]]) -> str:
     lines = [f"{load}: this tree against {rev}, {len(pairs)} pairs (this / {rev})"]
-    lines.append(f"{'pair':>4}  {'p50 ms':>15}  {'replies/s':>17}  {'herd CPU µs/reply':>17}")
+    lines.append(
+        f"{'pair':>4}  {'p50 ms':>15}  {'p99 ms':>15}  {'replies/s':>17}  {'CPU µs/reply':>15}"
+    )
     for i, (base, this) in enumerate(pairs, 1):
         lines.append(
             f"{i:>4}  {base.p50_ms:.3f} -> {this.p50_ms:.3f}"
+            f"  {base.p99_ms:.3f} -> {this.p99_ms:.3f}"
             f"  {base.throughput:>7,.0f} -> {this.throughput:>7,.0f}"
-            f"  {base.cpu_total_us:>6.1f} -> {this.cpu_total_us:>6.1f}"
+            f"  {base.cpu_total_us:>5.1f} -> {this.cpu_total_us:>5.1f}"
         )
-    for name, figure, lower_is_better in (
+    figures: list[tuple[str, Callable[[Sample], float], bool]] = [
         ("p50", lambda s: s.p50_ms, True),
-        ("replies/s", lambda s: s.throughput, False),
-        ("herd CPU per reply", lambda s: s.cpu_total_us, True),
-    ):
+        ("p99", lambda s: s.p99_ms, True),
+    ]
+    if load != "propagate":
+        figures += [
+            ("replies/s", lambda s: s.throughput, False),
+            ("herd CPU per reply", lambda s: s.cpu_total_us, True),
+        ]
+    for name, figure, lower_is_better in figures:
         found = ratios(pairs, figure)
         better = sum(1 for r in found if (r < 1) == lower_is_better and r != 1)
         lines.append(
@@ -80,6 +102,8 @@ def report(rev: str, load: str, pairs: list[tuple[Sample, Sample]]) -> str:
             f" better in {better} of {len(found)} pairs"
             f" (as uneven by luck: {at_least_by_luck(better, len(found)):.2f})"
         )
+    if load == "propagate":
+        return "\n".join(lines)
     by_process = {
         name: statistics.median(sum(t.cpu_us[name]) / sum(b.cpu_us[name]) for b, t in pairs)
         for name in pairs[0][0].cpu_us
@@ -101,7 +125,7 @@ def measure_pairs(rev: str, load: str, count: int, seconds: float) -> list[tuple
                 system = start_herd(Path(tmp) / f"{i}-{side}", tree)
                 try:
                     time.sleep(0.5)
-                    found[side] = sample(system, "Welsh", load, seconds)
+                    found[side] = measure(system, load, seconds)
                 finally:
                     system.stop()
             pairs.append((found["base"], found["this"]))
@@ -115,7 +139,7 @@ def measure_pairs(rev: str, load: str, count: int, seconds: float) -> list[tuple
 def main() -> int:
     parser = argparse.ArgumentParser(description="this tree's herd against another commit's")
     parser.add_argument("rev", help="the commit to compare with (anything git rev-parse takes)")
-    parser.add_argument("--load", choices=sorted(LOADS), default="latency")
+    parser.add_argument("--load", choices=FIGURES, default="latency")
     parser.add_argument("--pairs", type=int, default=6)
     parser.add_argument("--seconds", type=float, default=4.0, help="load per measurement")
     args = parser.parse_args()

@@ -44,6 +44,7 @@ class Sample:
 
     throughput: float
     p50_ms: float
+    p99_ms: float
     cpu_us: dict[str, tuple[float, float]]
     wakeups: dict[str, float]
 
@@ -82,6 +83,7 @@ def sample(system: System, into: str, load: str, seconds: float) -> Sample:
     return Sample(
         result.throughput,
         result.latency_ms["p50"],
+        result.latency_ms["p99"],
         {
             name: (1e6 * (after[name][0] - b[0]) / replies, 1e6 * (after[name][1] - b[1]) / replies)
             for name, b in before.items()
