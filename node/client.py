@@ -139,9 +139,9 @@ class ClientConnection(LineReader):
             self._write_ready()
 
     def _deliver(self, replies: list[bytes]) -> None:
-        """Replies to a run of lines, in line order: written at once when no reply before
-        them is still waiting (a waiting client's whole read, the common case), else
-        queued behind those."""
+        """Replies to a run of IAMATs, in line order: written at the end of this turn when
+        no reply before them is still waiting (a waiting client's whole read, the common
+        case), else queued behind those."""
         # From the read they came in (reading stops while lines wait) to their replies.
         self._iamat_latency.observe(time.monotonic() - self._last_activity, len(replies))
         if self._queue:
@@ -361,7 +361,11 @@ class ClientConnection(LineReader):
         if self._backlog and len(queue) < MAX_PENDING_REPLIES:
             self._schedule_resume()  # room for more replies: handle the lines held back
         if ready:
+            # Now, with what the turn gathered before them: only runs of IAMAT replies wait
+            # for the turn's end. A WHATSAT's client is polling, and its next poll may be
+            # the one that finds what this turn just applied.
             self._gather(ready)
+            self.write_out()
         if not queue and not self._backlog and self._phase in _ENDING:
             self.write_out()  # before the close
             if self._eof:

@@ -39,7 +39,8 @@ class NotedTransport(FakeTransport):
 
     def write(self, data: bytes) -> None:
         super().write(data)
-        self.seen.append(f"write {self.name} {data.count(b'AT ')}")
+        lines = data.count(b"\n")
+        self.seen.append(f"write {self.name} {lines} lines")
 
     def close(self) -> None:
         self.seen.append(f"close {self.name}")
@@ -84,9 +85,26 @@ async def test_a_turns_replies_go_out_together_when_it_ends_each_after_its_journ
     a.data_received(b"IAMAT kd +1+2 1\n")  # a second read of a's in the same turn
     assert seen == ["journal ka", "journal kb", "journal kc", "journal kd"]  # nothing written
     await turn_ends()
-    assert seen[4:] == ["write a 2", "write b 2"]  # one write per connection
+    assert seen[4:] == ["write a 2 lines", "write b 2 lines"]  # one write per connection
     await turn_ends()
     assert len(seen) == 6  # and nothing more
+
+
+async def test_any_other_reply_goes_at_once_after_what_the_turn_gathered(
+    tmp_path: Path,
+) -> None:
+    """A WHATSAT's client polls: its answer, even a miss, does not wait for the turn's end,
+    and the IAMAT replies gathered before it go first, in the same write."""
+    seen, _log, a, transport = one_client(tmp_path)
+    a.data_received(b"IAMAT ka +1+2 1\n")
+    assert seen == ["journal ka"]
+    a.data_received(b"WHATSAT nobody 1 1\n")
+    assert seen == ["journal ka", "write a 2 lines"]
+    assert transport.out.startswith(b"AT Solo ") and transport.out.endswith(
+        b"? WHATSAT nobody 1 1\n"
+    )
+    await turn_ends()
+    assert len(seen) == 2
 
 
 async def test_a_closing_connection_writes_what_it_gathered_before_it_closes(
@@ -95,7 +113,7 @@ async def test_a_closing_connection_writes_what_it_gathered_before_it_closes(
     seen, _log, a, transport = one_client(tmp_path)
     a.data_received(b"IAMAT ka +1+2 1\n")
     a.eof_received()  # the client is done: answer, then close
-    assert seen == ["journal ka", "write a 1", "close a"]
+    assert seen == ["journal ka", "write a 1 lines", "close a"]
     await turn_ends()
     assert seen[3:] == [] and transport.out.startswith(b"AT Solo ")
 
@@ -120,7 +138,7 @@ async def test_a_client_reset_within_the_turn_costs_the_others_nothing(tmp_path:
     b.data_received(b"IAMAT kb +1+2 1\n")
     gone.closed = True  # the loop saw a's reset; its connection_lost is still to come
     await turn_ends()
-    assert seen[2:] == ["write b 1"] and gone.out == b""
+    assert seen[2:] == ["write b 1 lines"] and gone.out == b""
     a.connection_lost(ConnectionResetError())
     assert "REPLIES_DROPPED conn=1 count=1" in log.events, log.events
 
