@@ -7,7 +7,8 @@ core from the node, and the node's other reads of the turn wait for it to come b
 connection gathers what it has to write during a turn (`ClientConnection.write_out`), and
 `TurnWrites` writes every connection's gathering in one callback at the turn's end: the
 turn's reads are all handled first, warm, and the clients then wake together. Under the
-8x1 load of `make bench` this took the herd's p50 from about 0.32 to 0.28 ms (bench/README).
+8x1 load of `make bench` the herd answered 1.07 times as many IAMATs a second, in 8 of 8
+alternating pairs of `bench/ab.py` (bench/README.md, "A turn's replies written at its end").
 
 Nothing is acknowledged earlier for it: a reply is made only after its journal write. Only
 runs of IAMAT replies wait for the turn's end. Any other reply goes at once, with what was
