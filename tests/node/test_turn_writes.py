@@ -64,22 +64,26 @@ def client(node: NodeServer, seen: list[str], name: str) -> tuple[ClientConnecti
     return conn, transport
 
 
+def two_clients(
+    tmp_path: Path,
+) -> tuple[list[str], CapturedLog, list[tuple[ClientConnection, FakeTransport]]]:
+    """A node's noted journal writes and transport writes, its log, and clients a and b."""
+    seen: list[str] = []
+    node, log = node_on(tmp_path, seen)
+    return seen, log, [client(node, seen, name) for name in ("a", "b")]
+
+
 def one_client(
     tmp_path: Path,
 ) -> tuple[list[str], CapturedLog, ClientConnection, FakeTransport]:
-    seen: list[str] = []
-    node, log = node_on(tmp_path, seen)
-    conn, transport = client(node, seen, "a")
+    seen, log, ((conn, transport), _) = two_clients(tmp_path)
     return seen, log, conn, transport
 
 
 async def test_a_turns_replies_go_out_together_when_it_ends_each_after_its_journal(
     tmp_path: Path,
 ) -> None:
-    seen: list[str] = []
-    node, _log = node_on(tmp_path, seen)
-    a, _ = client(node, seen, "a")
-    b, _ = client(node, seen, "b")
+    seen, _log, ((a, _), (b, _)) = two_clients(tmp_path)
     a.data_received(b"IAMAT ka +1+2 1\n")
     b.data_received(b"IAMAT kb +1+2 1\nIAMAT kc +1+2 1\n")
     a.data_received(b"IAMAT kd +1+2 1\n")  # a second read of a's in the same turn
@@ -130,10 +134,7 @@ async def test_replies_gathered_when_the_client_goes_are_counted_as_dropped(
 
 
 async def test_a_client_reset_within_the_turn_costs_the_others_nothing(tmp_path: Path) -> None:
-    seen: list[str] = []
-    node, log = node_on(tmp_path, seen)
-    a, gone = client(node, seen, "a")
-    b, _ = client(node, seen, "b")
+    seen, log, ((a, gone), (b, _)) = two_clients(tmp_path)
     a.data_received(b"IAMAT ka +1+2 1\n")
     b.data_received(b"IAMAT kb +1+2 1\n")
     gone.closed = True  # the loop saw a's reset; its connection_lost is still to come
