@@ -1,19 +1,23 @@
 """CPU per update, node by node: where the herd spends its time under a `make bench` load.
 
-    .venv/bin/python bench/node_cpu.py [--load ingest|latency] [--lone] [--seconds S]
+    .venv/bin/python bench/node_cpu.py [--load ingest|latency] [--lone] [--seconds S] [--copies]
 
 Starts our five-node herd (or, with `--lone`, one node with no neighbours next to the
 minimal node), drives IAMATs into Welsh with `herdctl bench`'s engine, and prints each
 process's CPU time divided by the replies: steadier than replies/s on a shared machine,
 since it does not depend on who else got the cores. bench/README.md quotes its figures.
+With `--copies` each node also serves /metrics, and the flood's copies per update are
+printed, node by node: sent, held back and spared, received, applied.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +39,8 @@ from systems import (
 from herdctl import bench as loadgen
 
 LOADS = {"ingest": (32, 64), "latency": (8, 1)}  # connections, in flight per connection
+COPIES = ("sent", "spared", "received", "applied")  # herd_records_<kind>_total
+SETTLE = 10.0  # seconds for the last updates of a load to reach every node
 
 
 @dataclass(frozen=True)
@@ -47,6 +53,7 @@ class Sample:
     p99_ms: float
     cpu_us: dict[str, tuple[float, float]]
     wakeups: dict[str, float]
+    replies: int = 0
 
     @property
     def cpu_total_us(self) -> float:
@@ -89,11 +96,15 @@ def sample(system: System, into: str, load: str, seconds: float) -> Sample:
             for name, b in before.items()
         },
         {name: (woke[name] - slept[name]) / replies for name in procs},
+        result.replies,
     )
 
 
 def measure(system: System, into: str, load: str, seconds: float) -> str:
-    found = sample(system, into, load, seconds)
+    return describe(system, load, sample(system, into, load, seconds))
+
+
+def describe(system: System, load: str, found: Sample) -> str:
     nodes = "  ".join(
         f"{name} {user + kernel:.1f} µs ({kernel / max(user + kernel, 1e-9):.0%} kernel,"
         f" {found.wakeups[name]:.2f} wakeups)"
@@ -103,6 +114,39 @@ def measure(system: System, into: str, load: str, seconds: float) -> str:
         f"{system.key}: {load} {found.throughput:,.0f}/s, p50 {found.p50_ms:.3f} ms"
         f"; CPU per reply: {nodes}  (all: {found.cpu_total_us:.1f} µs)"
     )
+
+
+def copies(system: System) -> dict[str, dict[str, float]]:
+    """Per node, its flood counters summed over its neighbours, from its /metrics."""
+    found: dict[str, dict[str, float]] = {}
+    for name, port in system.metrics_ports.items():
+        with urllib.request.urlopen(f"http://{HOST}:{port}/metrics", timeout=5) as reply:
+            text = reply.read().decode()
+        found[name] = {
+            kind: sum(
+                float(v)
+                for v in re.findall(rf"^herd_records_{kind}_total{{.*}} (\S+)$", text, re.M)
+            )
+            for kind in COPIES
+        }
+    return found
+
+
+def copies_per_update(system: System, before: dict[str, dict[str, float]], updates: int) -> str:
+    """The flood's counters per update once every update has reached every node."""
+    deadline = time.monotonic() + SETTLE
+    while True:
+        after = copies(system)
+        applied = sum(after[n]["applied"] - before[n]["applied"] for n in after)
+        if applied >= updates * (len(after) - 1) or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    lines = []
+    for kind in COPIES:
+        per = {n: (after[n][kind] - before[n][kind]) / max(updates, 1) for n in after}
+        row = "  ".join(f"{n} {v:.2f}" for n, v in per.items())
+        lines.append(f"  {kind:<9} per update: {row}  (all: {sum(per.values()):.2f})")
+    return "\n".join(lines)
 
 
 def lone_node(folder: Path) -> System:
@@ -125,6 +169,7 @@ def main() -> int:
     parser.add_argument("--load", choices=sorted(LOADS), default="ingest")
     parser.add_argument("--lone", action="store_true", help="one node and the minimal node")
     parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--copies", action="store_true", help="the flood's copies per update")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="herd-cpu-") as tmp:
         starts: list[tuple[Callable[[], System], str]]
@@ -134,12 +179,19 @@ def main() -> int:
                 (lambda: lone_node(Path(tmp) / "lone"), "Welsh"),
             ]
         else:
-            starts = [(lambda: start_herd(Path(tmp) / "herd"), "Welsh")]
+            herd = Path(tmp) / "herd"
+            starts = [(lambda: start_herd(herd, metrics=args.copies), "Welsh")]
         for start, into in starts:
             system = start()
             try:
                 time.sleep(0.5)
-                print(measure(system, into, args.load, args.seconds), flush=True)
+                if not system.metrics_ports:
+                    print(measure(system, into, args.load, args.seconds), flush=True)
+                    continue
+                before = copies(system)
+                found = sample(system, into, args.load, args.seconds)
+                print(describe(system, args.load, found), flush=True)
+                print(copies_per_update(system, before, found.replies), flush=True)
             finally:
                 system.stop()
     return 0

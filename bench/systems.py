@@ -169,6 +169,7 @@ class System:
     addresses: dict[str, Address]
     procs: Procs
     folder: Path
+    metrics_ports: dict[str, int] = field(default_factory=dict)  # node -> its /metrics port
 
     def address(self, name: str) -> Address:
         """The named node's address; a one-process system answers for every name."""
@@ -194,9 +195,17 @@ def topology(ports: Sequence[int], folder: Path, *, names: Sequence[str] = NAMES
     }
 
 
-def write_topology(folder: Path, names: Sequence[str] = NAMES) -> tuple[Path, dict[str, Any]]:
+def write_topology(
+    folder: Path, names: Sequence[str] = NAMES, *, metrics: bool = False
+) -> tuple[Path, dict[str, Any]]:
+    """The topology file in `folder`, on free ports; with `metrics`, each node serves
+    /metrics on a free port too (`metrics_port`)."""
     folder.mkdir(parents=True, exist_ok=True)
-    topo = topology(free_ports(len(names)), folder, names=names)
+    ports = free_ports(2 * len(names) if metrics else len(names))
+    topo = topology(ports[: len(names)], folder, names=names)
+    if metrics:
+        for name, port in zip(names, ports[len(names) :], strict=True):
+            topo["nodes"][name]["metrics_port"] = port
     path = folder / "topology.yaml"
     path.write_text(json.dumps(topo, indent=2) + "\n")
     return path, topo
@@ -214,13 +223,17 @@ def tree_env(tree: Path) -> dict[str, str]:
     return env
 
 
-def start_herd(folder: Path, tree: Path = REPO) -> System:
+def start_herd(folder: Path, tree: Path = REPO, *, metrics: bool = False) -> System:
     """Our five nodes, each `python -m node NAME -c topology.yaml`, run from `tree` (another
-    checkout for an A/B, see bench/ab.py); waits until flooding works."""
-    config, topo = write_topology(folder)
+    checkout for an A/B, see bench/ab.py), with /metrics when asked; waits until flooding
+    works."""
+    config, topo = write_topology(folder, metrics=metrics)
     procs = Procs()
     addresses = {n: (HOST, int(topo["nodes"][n]["port"])) for n in NAMES}
     system = System("herd (Python)", "ours", addresses, procs, folder)
+    system.metrics_ports = {
+        n: int(spec["metrics_port"]) for n, spec in topo["nodes"].items() if "metrics_port" in spec
+    }
     env = None if tree == REPO else tree_env(tree)
     try:
         for name in NAMES:

@@ -249,3 +249,17 @@ def test_ab_sign_test_and_the_other_trees_environment(tmp_path: Path) -> None:
     assert at_least_by_luck(3, 6) == at_least_by_luck(1, 2) == 1.0
     paths = tree_env(tmp_path)["PYTHONPATH"].split(":")
     assert paths[0] == str(tmp_path) and str(REPO) not in paths
+
+
+def test_node_cpu_counts_the_floods_copies_per_update() -> None:
+    """bench/node_cpu.py --copies, a short load: every update applied once at each of the
+    four other nodes, and at least as many received as applied."""
+    out = bench_script("node_cpu.py", "--load", "latency", "--seconds", "0.3", "--copies")
+    totals = {
+        line.split()[0]: float(line.rsplit("(all: ", 1)[1].rstrip(")"))
+        for line in out.splitlines()
+        if "per update:" in line
+    }
+    assert 3.9 <= totals["applied"] <= 4.0, out
+    assert totals["received"] >= totals["applied"], out
+    assert abs(totals["sent"] - totals["received"]) <= 0.02, out  # a copy may be on its way
