@@ -32,22 +32,25 @@ import random
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import psutil
-from systems import HOST, Procs, System, free_ports, node_argv, wait_ready
+from systems import (
+    HOST,
+    Procs,
+    System,
+    flood_counters,
+    free_ports,
+    node_argv,
+    settled_flood_counters,
+    wait_ready,
+)
 
 from herdctl import bench as loadgen
 from herdctl import graph, topogen
 
 REPO = Path(__file__).resolve().parent.parent
-FLOOD_METRICS = (
-    "herd_records_received_total",
-    "herd_records_applied_total",
-    "herd_records_spared_total",
-)
 SETTLE_TIMEOUT = 10.0  # seconds for the last updates to finish flooding after the samples
 SAMPLE_TIMEOUT = 1.0  # seconds for one update to cross the herd before it counts as lost
 
@@ -74,30 +77,9 @@ def build(nodes: int, degree: int, seed: int, folder: Path) -> tuple[Path, dict[
     return path, doc
 
 
-def flood_counts(doc: dict[str, Any]) -> dict[str, float]:
-    """The flood counters summed over every node and every neighbour, from /metrics."""
-    totals = dict.fromkeys(FLOOD_METRICS, 0.0)
-    for spec in doc["nodes"].values():
-        url = f"http://{HOST}:{spec['metrics_port']}/metrics"
-        with urllib.request.urlopen(url, timeout=5) as reply:
-            text = reply.read().decode()
-        for line in text.splitlines():
-            name = line.split("{", 1)[0].split(" ", 1)[0]
-            if name in totals:
-                totals[name] += float(line.rsplit(" ", 1)[1])
-    return totals
-
-
-def settled_counts(doc: dict[str, Any], before: dict[str, float], applied: int) -> dict[str, float]:
-    """The counters once `applied` more records have been applied across the herd (every
-    update has reached every node), or as they stand at the deadline."""
-    deadline = time.monotonic() + SETTLE_TIMEOUT
-    while True:
-        after = flood_counts(doc)
-        done = after["herd_records_applied_total"] - before["herd_records_applied_total"]
-        if done >= applied or time.monotonic() > deadline:
-            return after
-        time.sleep(0.05)
+def herd_total(counters: dict[str, dict[str, float]], kind: str) -> float:
+    """One flood counter summed over every node of the herd."""
+    return sum(node[kind] for node in counters.values())
 
 
 def main() -> int:
@@ -130,7 +112,8 @@ def main() -> int:
             wait_ready(system, timeout=60.0)
             ready_s = time.monotonic() - began
             rss = sum(psutil.Process(p.pid).memory_info().rss for p in procs.procs)
-            before = flood_counts(doc)
+            ports = {name: int(spec["metrics_port"]) for name, spec in doc["nodes"].items()}
+            before = flood_counters(ports)
             result = loadgen.run_sync(
                 loadgen.run_propagate(
                     addresses[span.ends[0]],
@@ -140,12 +123,14 @@ def main() -> int:
                     progress=None,
                 )
             )
-            after = settled_counts(doc, before, result.replies * (len(names) - 1))
+            everywhere = result.replies * (len(names) - 1)  # each update at every other node
+            after = settled_flood_counters(ports, before, everywhere, SETTLE_TIMEOUT)
         finally:
             procs.stop()
-    received = after["herd_records_received_total"] - before["herd_records_received_total"]
-    applied = after["herd_records_applied_total"] - before["herd_records_applied_total"]
-    spared = after["herd_records_spared_total"] - before["herd_records_spared_total"]
+    received, applied, spared = (
+        herd_total(after, kind) - herd_total(before, kind)
+        for kind in ("received", "applied", "spared")
+    )
     updates = applied / (len(names) - 1)
     n, m = len(names), len(links)
     predicted_received = 2 * m - (n - 1)

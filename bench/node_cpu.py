@@ -13,11 +13,9 @@ printed, node by node: sent, held back and spared, received, applied.
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,11 +23,15 @@ from pathlib import Path
 import psutil
 from figures import iamat_load
 from systems import (
+    FLOOD_COUNTERS,
     HOST,
     REPO,
+    FloodCounters,
     Procs,
     System,
+    flood_counters,
     node_argv,
+    settled_flood_counters,
     start_herd,
     start_minimal,
     wait_listening,
@@ -39,7 +41,6 @@ from systems import (
 from herdctl import bench as loadgen
 
 LOADS = {"ingest": (32, 64), "latency": (8, 1)}  # connections, in flight per connection
-COPIES = ("sent", "spared", "received", "applied")  # herd_records_<kind>_total
 SETTLE = 10.0  # seconds for the last updates of a load to reach every node
 
 
@@ -116,33 +117,12 @@ def describe(system: System, load: str, found: Sample) -> str:
     )
 
 
-def copies(system: System) -> dict[str, dict[str, float]]:
-    """Per node, its flood counters summed over its neighbours, from its /metrics."""
-    found: dict[str, dict[str, float]] = {}
-    for name, port in system.metrics_ports.items():
-        with urllib.request.urlopen(f"http://{HOST}:{port}/metrics", timeout=5) as reply:
-            text = reply.read().decode()
-        found[name] = {
-            kind: sum(
-                float(v)
-                for v in re.findall(rf"^herd_records_{kind}_total{{.*}} (\S+)$", text, re.M)
-            )
-            for kind in COPIES
-        }
-    return found
-
-
-def copies_per_update(system: System, before: dict[str, dict[str, float]], updates: int) -> str:
+def copies_per_update(system: System, before: FloodCounters, updates: int) -> str:
     """The flood's counters per update once every update has reached every node."""
-    deadline = time.monotonic() + SETTLE
-    while True:
-        after = copies(system)
-        applied = sum(after[n]["applied"] - before[n]["applied"] for n in after)
-        if applied >= updates * (len(after) - 1) or time.monotonic() > deadline:
-            break
-        time.sleep(0.1)
+    ports = system.metrics_ports
+    after = settled_flood_counters(ports, before, updates * (len(ports) - 1), SETTLE)
     lines = []
-    for kind in COPIES:
+    for kind in FLOOD_COUNTERS:
         per = {n: (after[n][kind] - before[n][kind]) / max(updates, 1) for n in after}
         row = "  ".join(f"{n} {v:.2f}" for n, v in per.items())
         lines.append(f"  {kind:<9} per update: {row}  (all: {sum(per.values()):.2f})")
@@ -188,7 +168,7 @@ def main() -> int:
                 if not system.metrics_ports:
                     print(measure(system, into, args.load, args.seconds), flush=True)
                     continue
-                before = copies(system)
+                before = flood_counters(system.metrics_ports)
                 found = sample(system, into, args.load, args.seconds)
                 print(describe(system, args.load, found), flush=True)
                 print(copies_per_update(system, before, found.replies), flush=True)

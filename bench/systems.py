@@ -22,6 +22,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -193,6 +194,40 @@ def topology(ports: Sequence[int], folder: Path, *, names: Sequence[str] = NAMES
         "data_dir": str(folder / "data"),
         "run_dir": str(folder / "run"),
     }
+
+
+FLOOD_COUNTERS = ("sent", "spared", "received", "applied")  # herd_records_<kind>_total
+FloodCounters = dict[str, dict[str, float]]  # node -> kind -> its count, over all neighbours
+
+
+def flood_counters(metrics_ports: Mapping[str, int]) -> FloodCounters:
+    """Each node's flood counters, summed over its neighbours, from its /metrics."""
+    found: FloodCounters = {}
+    for name, port in metrics_ports.items():
+        with urllib.request.urlopen(f"http://{HOST}:{port}/metrics", timeout=5) as reply:
+            text = reply.read().decode()
+        counts = dict.fromkeys(FLOOD_COUNTERS, 0.0)
+        for line in text.splitlines():
+            metric = line.split("{", 1)[0].split(" ", 1)[0]
+            kind = metric.removeprefix("herd_records_").removesuffix("_total")
+            if kind in counts and metric == f"herd_records_{kind}_total":
+                counts[kind] += float(line.rsplit(" ", 1)[1])
+        found[name] = counts
+    return found
+
+
+def settled_flood_counters(
+    metrics_ports: Mapping[str, int], before: FloodCounters, applied: float, timeout: float
+) -> FloodCounters:
+    """The counters once `applied` more records have been applied across the nodes (every
+    update has reached every node), or as they stand after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        after = flood_counters(metrics_ports)
+        done = sum(after[n]["applied"] - before[n]["applied"] for n in after)
+        if done >= applied or time.monotonic() > deadline:
+            return after
+        time.sleep(0.05)
 
 
 def write_topology(
