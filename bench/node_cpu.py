@@ -1,9 +1,10 @@
 """CPU per update, node by node: where the herd spends its time under a `make bench` load.
 
-    .venv/bin/python bench/node_cpu.py [--load ingest|latency] [--lone] [--seconds S] [--copies]
+    .venv/bin/python bench/node_cpu.py [--load ingest|latency] [--lone | --nodejs] [--seconds S]
+                                       [--copies]
 
 Starts our five-node herd (or, with `--lone`, one node with no neighbours next to the
-minimal node), drives IAMATs into Welsh with `herdctl bench`'s engine, and prints each
+minimal node; with `--nodejs`, the Node.js herd of `make bench` after ours), drives IAMATs into Welsh with `herdctl bench`'s engine, and prints each
 process's CPU time divided by the replies: steadier than replies/s on a shared machine,
 since it does not depend on who else got the cores. bench/README.md quotes its figures.
 With `--copies` each node also serves /metrics, and the flood's copies per update are
@@ -34,6 +35,7 @@ from systems import (
     settled_flood_counters,
     start_herd,
     start_minimal,
+    start_node_herd,
     wait_listening,
     write_topology,
 )
@@ -150,7 +152,10 @@ def main() -> int:
     parser.add_argument("--lone", action="store_true", help="one node and the minimal node")
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--copies", action="store_true", help="the flood's copies per update")
+    parser.add_argument("--nodejs", action="store_true", help="the Node.js herd after ours")
     args = parser.parse_args()
+    if args.lone and args.nodejs:
+        parser.error("--lone and --nodejs do not go together")
     with tempfile.TemporaryDirectory(prefix="herd-cpu-") as tmp:
         starts: list[tuple[Callable[[], System], str]]
         if args.lone:
@@ -161,6 +166,9 @@ def main() -> int:
         else:
             herd = Path(tmp) / "herd"
             starts = [(lambda: start_herd(herd, metrics=args.copies), "Welsh")]
+            if args.nodejs:
+                node_herd = Path(tmp) / "nodejs"
+                starts.append((lambda: start_node_herd(node_herd, log=True), "Welsh"))
         for start, into in starts:
             system = start()
             try:
