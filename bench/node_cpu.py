@@ -4,9 +4,10 @@
                                        [--copies]
 
 Starts our five-node herd (or, with `--lone`, one node with no neighbours next to the
-minimal node; with `--nodejs`, the Node.js herd of `make bench` after ours), drives IAMATs into Welsh with `herdctl bench`'s engine, and prints each
-process's CPU time divided by the replies: steadier than replies/s on a shared machine,
-since it does not depend on who else got the cores. bench/README.md quotes its figures.
+minimal node; with `--nodejs`, the Node.js herd of `make bench` after ours), drives IAMATs
+into Welsh with `herdctl bench`'s engine, and prints each process's CPU time divided by the
+replies: steadier than replies/s on a shared machine, since it does not depend on who else
+got the cores. bench/README.md quotes its figures.
 With `--copies` each node also serves /metrics, and the flood's copies per update are
 printed, node by node: sent, held back and spared, received, applied.
 """

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import time
 from typing import cast
 
@@ -34,6 +35,11 @@ _LF = b"\n"
 _HANDSHAKE = (b"HELLO ", b"AUTH ")  # the only lines a connection on probation may send
 MAX_PENDING_REPLIES = 1000  # per connection; beyond it the node stops reading that client
 LINES_PER_TURN = 256  # per connection per event-loop turn, so one bulk client cannot stall others
+
+
+def json_size(answer: bytes) -> bytes:
+    """A WHATSAT answer's outcome for the log: `AT ...` LF, the JSON, LF LF."""
+    return b"known=yes json_bytes=%d" % (len(answer) - answer.index(_LF) - 3)
 
 
 class Phase(enum.Enum):
@@ -189,7 +195,6 @@ class ClientConnection(LineReader):
         of valid IAMATs go through `ingest` as one batch; any other line is parsed alone.
         """
         node = self.node
-        log = node.log
         queue = self._queue
         backlog = self._backlog
         budget = LINES_PER_TURN
@@ -218,10 +223,7 @@ class ClientConnection(LineReader):
             msg = parse_line(line)
             if msg is None:
                 continue
-            log.event(f"IN conn={self.id} {show(redact(line))}")  # no nonce or proof
             reply = self._reply(msg, line)
-            if isinstance(reply, bytes):
-                self._log_out(reply)
             queue.append(reply)
             if first_answer and backlog and isinstance(reply, bytes) and reply[:3] == b"AT ":
                 # A places answer (`AT ...`, then its JSON) is dear to make: it goes out
@@ -240,23 +242,45 @@ class ClientConnection(LineReader):
             self._set_reading()
 
     def _reply(self, msg: Message, line: bytes) -> bytes | asyncio.Task[bytes]:
-        node = self.node
+        """The reply to a line that is not an IAMAT, logged: a WHATSAT as one event when
+        its answer is made, any other line as `IN` and its reply as `OUT`."""
         if isinstance(msg, WhatsAt):
-            record = node.store.get(msg.client)
-            if record is None:
-                self._counters.count("WHATSAT", "unknown_client")
-                return format_invalid(line)
-            self._counters.count("WHATSAT", "answered")
-            now = node.whatsat_now(record, msg)
-            if now is not None:
-                return now
-            task = asyncio.get_running_loop().create_task(node.whatsat(record, msg))
-            task.add_done_callback(self._reply_done)
-            return task
+            return self._whatsat(msg, line)
+        self.node.log.event(f"IN conn={self.id} {show(redact(line))}")  # no nonce or proof
         if isinstance(msg, PeerLine):
-            return self._handshake(msg, line)
-        self._counters.count_invalid(line)
-        return format_invalid(line)
+            reply = self._handshake(msg, line)
+        else:
+            self._counters.count_invalid(line)
+            reply = format_invalid(line)
+        self._log_out(reply)
+        return reply
+
+    def _whatsat(self, msg: WhatsAt, line: bytes) -> bytes | asyncio.Task[bytes]:
+        node = self.node
+        record = node.store.get(msg.client)
+        if record is None:
+            self._counters.count("WHATSAT", "unknown_client")
+            self._log_whatsat(line, b"known=no")
+            return format_invalid(line)
+        self._counters.count("WHATSAT", "answered")
+        now = node.whatsat_now(record, msg)
+        if now is not None:
+            self._log_whatsat(line, json_size(now))
+            return now
+        task = asyncio.get_running_loop().create_task(node.whatsat(record, msg))
+        task.add_done_callback(functools.partial(self._whatsat_done, line))
+        return task
+
+    def _log_whatsat(self, line: bytes, outcome: bytes) -> None:
+        # One event per exchange, made of the line's own fields as bytes: a poller's
+        # WHATSATs are most of a busy node's log, and IN plus OUT cost twice this.
+        _, client, radius, bound = line.split()
+        self.node.log.raw_events(
+            [
+                b"WHATSAT conn=%d client=%s radius=%s bound=%s %s"
+                % (self.id, client, radius, bound, outcome)
+            ]
+        )
 
     def _handshake(self, msg: PeerLine, line: bytes) -> bytes:
         node = self.node
@@ -307,9 +331,11 @@ class ClientConnection(LineReader):
 
     # -- writing ----------------------------------------------------------------------
 
-    def _reply_done(self, task: asyncio.Task[bytes]) -> None:
-        if not task.cancelled() and task.exception() is None:
-            self._log_out(task.result())
+    def _whatsat_done(self, line: bytes, task: asyncio.Task[bytes]) -> None:
+        if task.cancelled():  # the client went: REPLIES_DROPPED counts it
+            self._log_whatsat(line, b"known=yes cancelled=yes")
+        elif task.exception() is None:
+            self._log_whatsat(line, json_size(task.result()))
         self._write_ready()
 
     def _log_out(self, reply: bytes) -> None:

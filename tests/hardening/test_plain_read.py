@@ -97,7 +97,7 @@ async def test_whole_reads_answer_as_byte_by_byte_reads(
     assert fast[0] == general[0]  # the replies, byte for byte and in order
     assert fast[1] == general[1]  # the store
     assert fast[2] == general[2]  # the journal entries
-    # The log: the same events; IAMATs in the same order. A WHATSAT's OUT is logged when
+    # The log: the same events; IAMATs in the same order. A WHATSAT's event is logged when
     # its answer is ready, which byte-by-byte reads leave more loop turns for.
     assert sorted(fast[3]) == sorted(general[3])
     assert [e for e in fast[3] if e.startswith("IAMAT")] == [

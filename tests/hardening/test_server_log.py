@@ -39,8 +39,17 @@ class GatedPlaces:
         pass
 
 
+class AtOncePlaces(GatedPlaces):
+    """A provider that answers in the same turn, as the offline one does."""
+
+    name = "at-once"
+
+    def nearby_now(self, *args: Any) -> dict[str, Any]:
+        return success_response([], [])
+
+
 def connect(
-    tmp_path: Path, max_line: int = 65536
+    tmp_path: Path, max_line: int = 65536, places: Any = None
 ) -> tuple[ClientConnection, FakeTransport, CapturedLog]:
     config = load_config(
         write_topology(
@@ -51,7 +60,8 @@ def connect(
         )
     )
     log = CapturedLog()
-    node = NodeServer(config, "Solo", secret=SECRET, places=GatedPlaces(), log=log)
+    provider = GatedPlaces() if places is None else places
+    node = NodeServer(config, "Solo", secret=SECRET, places=provider, log=log)
     conn = ClientConnection(node)
     transport = FakeTransport(conn)
     conn.connection_made(transport)  # type: ignore[arg-type]
@@ -88,6 +98,63 @@ async def test_an_iamat_is_one_event_in_line_order(tmp_path: Path) -> None:
     assert iamats[0].endswith(" kept=yes")
     assert iamats[1].endswith(" kept=no")  # older than the one before it
     assert transport.out.count(b"\n") == 4
+
+
+def json_bytes(answer: bytes) -> int:
+    """The size of the JSON in one WHATSAT answer: `AT ...` LF, the JSON, LF LF."""
+    return len(answer.split(b"\n", 1)[1].rstrip(b"\n"))
+
+
+async def test_a_whatsat_answered_at_once_is_one_event(tmp_path: Path) -> None:
+    conn, transport, log = connect(tmp_path, places=AtOncePlaces())
+    conn.data_received(b"WHATSAT nobody 1 1\nIAMAT a\x01b +1+2 1\nWHATSAT a\x01b 10.5 05\n")
+    await turn_ends()
+    assert log.kinds()[1:] == ["WHATSAT", "IAMAT", "WHATSAT"], log.events
+    assert log.events[1] == "WHATSAT conn=1 client=nobody radius=1 bound=1 known=no"
+    answer = transport.out.split(b"\n", 2)[2]  # after the miss and the IAMAT's reply
+    assert answer.startswith(b"AT Solo ")
+    # The fields as the client sent them; a control byte shown escaped, as in any event.
+    assert log.events[3] == (
+        f"WHATSAT conn=1 client=a\\x01b radius=10.5 bound=05 known=yes"
+        f" json_bytes={json_bytes(answer)}"
+    )
+
+
+async def test_a_whatsat_that_waits_for_places_is_logged_when_answered(tmp_path: Path) -> None:
+    places = GatedPlaces()
+    conn, transport, log = connect(tmp_path, places=places)
+    conn.data_received(b"IAMAT a +1+2 1\nWHATSAT a 10 5\nWHATSAT b 1 1\n")
+    await turn_ends()
+    # Only the miss is answered yet (its reply waits behind the WHATSAT in line order).
+    assert log.kinds()[1:] == ["IAMAT", "WHATSAT"], log.events
+    assert log.events[-1].endswith(" client=b radius=1 bound=1 known=no")
+    places.gate.set()
+    for _ in range(20):
+        if transport.out.count(b"\n\n"):
+            break
+        await asyncio.sleep(0)
+    answer = transport.out.split(b"\n", 1)[1]
+    assert answer.startswith(b"AT Solo ")
+    answer = answer[: answer.index(b"\n\n") + 2]
+    assert log.events[-1] == (
+        f"WHATSAT conn=1 client=a radius=10 bound=5 known=yes json_bytes={json_bytes(answer)}"
+    )
+    assert "IN" not in log.kinds() and "OUT" not in log.kinds()
+
+
+async def test_a_whatsat_cut_off_by_its_client_going_is_logged_as_cancelled(
+    tmp_path: Path,
+) -> None:
+    conn, _transport, log = connect(tmp_path)
+    conn.data_received(b"IAMAT a +1+2 1\nWHATSAT a 10 5\n")
+    await turn_ends()
+    conn.connection_lost(ConnectionResetError())
+    for _ in range(20):
+        if "WHATSAT" in log.kinds():
+            break
+        await asyncio.sleep(0)
+    assert "WHATSAT conn=1 client=a radius=10 bound=5 known=yes cancelled=yes" in log.events
+    assert "REPLIES_DROPPED conn=1 count=1" in log.events, log.events
 
 
 async def test_a_peer_batch_logs_unknown_servers_before_the_line_that_drops_the_link(
