@@ -1,12 +1,14 @@
 """Is this tree's herd faster than another commit's? Both under the same load, alternating.
 
-    .venv/bin/python bench/ab.py REV [--load latency|ingest|propagate] [--pairs 6] [--seconds 4]
+    .venv/bin/python bench/ab.py REV [--load latency|ingest|propagate|propagate_loaded]
+                                     [--pairs 6] [--seconds 4]
 
 Checks REV out into a temporary git worktree, then measures pairs: in each, the five-node
 herd of one tree and then of the other (the order alternates from pair to pair), each
 started afresh and driven by this process's load generator (`herdctl bench`'s engine, the
 same for both sides), as `bench/node_cpu.py` does; `propagate` is `make bench`'s idle
-propagation instead (200 samples, Welsh to Hands, polled). On a machine whose speed drifts by a
+propagation instead (200 samples, Welsh to Hands, polled), `propagate_loaded` the same
+under its background load of 20,000 IAMATs a second. On a machine whose speed drifts by a
 third within the hour, a figure is only worth its comparison with the other side of its own
 pair: the script prints every pair's ratio (this tree / REV) of the p50, of the
 replies/s and of the herd's CPU per reply, their medians, and how many pairs came out
@@ -31,7 +33,8 @@ from figures import Settings, propagate
 from node_cpu import LOADS, Sample, sample
 from systems import REPO, System, start_herd
 
-FIGURES = (*sorted(LOADS), "propagate")
+PROPAGATE = ("propagate", "propagate_loaded")
+FIGURES = (*sorted(LOADS), *PROPAGATE)
 
 
 @contextmanager
@@ -63,10 +66,10 @@ def ratios(pairs: list[tuple[Sample, Sample]], figure: Callable[[Sample], float]
 
 
 def measure(system: System, load: str, seconds: float) -> Sample:
-    """One side of a pair: a `node_cpu` load, or the idle propagation figure."""
-    if load != "propagate":
+    """One side of a pair: a `node_cpu` load, or a propagation figure."""
+    if load not in PROPAGATE:
         return sample(system, "Welsh", load, seconds)
-    found = propagate(system, Settings(), loaded=False)
+    found = propagate(system, Settings(), loaded=load == "propagate_loaded")
     nan = math.nan
     p50, p99 = found.get("latency_ms.p50"), found.get("latency_ms.p99")
     return Sample(nan, p50, p99, {}, {})
@@ -88,7 +91,7 @@ def report(rev: str, load: str, pairs: list[tuple[Sample, Sample]]) -> str:
         ("p50", lambda s: s.p50_ms, True),
         ("p99", lambda s: s.p99_ms, True),
     ]
-    if load != "propagate":
+    if load not in PROPAGATE:
         figures += [
             ("replies/s", lambda s: s.throughput, False),
             ("herd CPU per reply", lambda s: s.cpu_total_us, True),
@@ -102,7 +105,7 @@ def report(rev: str, load: str, pairs: list[tuple[Sample, Sample]]) -> str:
             f" better in {better} of {len(found)} pairs"
             f" (as uneven by luck: {at_least_by_luck(better, len(found)):.2f})"
         )
-    if load == "propagate":
+    if load in PROPAGATE:
         return "\n".join(lines)
     by_process = {
         name: statistics.median(sum(t.cpu_us[name]) / sum(b.cpu_us[name]) for b, t in pairs)
