@@ -339,12 +339,10 @@ class ClientConnection(LineReader):
         self._write_ready()
 
     def _log_out(self, reply: bytes) -> None:
-        # A WHATSAT's JSON is summarised: the log is for operators, not a copy. A handshake
-        # reply keeps its names only: a nonce or a proof in a log would let its readers
-        # guess the secret offline.
-        line, _, body = reply.rstrip(_LF).partition(_LF)
-        more = f" (+{len(body)} bytes of JSON)" if body else ""
-        self.node.log.event(f"OUT conn={self.id} {show(redact(line))}{more}")
+        # One line: a `? ...` or a handshake reply (a WHATSAT's answer is `_log_whatsat`'s).
+        # A handshake reply keeps its names only: a nonce or a proof in a log would let its
+        # readers guess the secret offline.
+        self.node.log.event(f"OUT conn={self.id} {show(redact(reply.rstrip(_LF)))}")
 
     def _gather(self, replies: list[bytes]) -> None:
         """Write `replies` at the end of this turn, with whatever else it gave us to write
