@@ -40,6 +40,13 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 async def run_node(config: HerdConfig, name: str) -> int:
     """Start the node, serve until a stop signal, shut down in order; the exit status."""
+    # First of all: a stop signal during the start (a long journal replay, or right after
+    # the port opens) ends the node in order once it has started, never by the default
+    # action, which would leave its last log events unwritten.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
     try:  # where it logs and reports, made first: one line and 78 when it cannot
         for folder in (config.log_dir, config.run_dir):
             private_dir(folder)
@@ -90,10 +97,6 @@ async def run_node(config: HerdConfig, name: str) -> int:
     rotator = asyncio.get_running_loop().create_task(
         _rotate_stderr_log(config.log_dir / f"{name}.stderr.log", rotation)
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     print(f"node {name}: listening on {node.spec.bind}:{node.port}", file=sys.stderr, flush=True)
     await stop.wait()
     rotator.cancel()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -11,13 +12,19 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from zlib import crc32
 
 import pytest
 
 from node.__main__ import EXIT_CONFIG
-from tests.support import NAMES, Herd, exchange_sync, wait_until, write_topology
+from node.config import load_config
+from node.entries import ENTRY_FORMAT
+from node.journal import Journal
+from node.store import ClientStore
+from tests.support import NAMES, Herd, exchange_sync, port_open, wait_until, write_topology
 
 UCLA = b"+34.068930-118.445127"
+REPLAY_ENTRIES = 300_000
 
 
 @pytest.fixture(scope="module")
@@ -159,6 +166,36 @@ def test_sigterm_exits_zero_and_logs(tmp_path: Path) -> None:
         assert h.nodes["Solo"].stop(signal.SIGTERM) == 0
         log = h.nodes["Solo"].log_text()
     assert " START node=Solo " in log and " STOPPED node=Solo" in log
+
+
+async def write_journal(folder: Path, clients: int) -> None:
+    """A journal of one record for each of `clients` clients, as a node writes it."""
+    journal = Journal(folder, fsync="no")
+    journal.open(ClientStore())
+    for start in range(0, clients, 10_000):
+        bodies = [
+            b"c%d %s 1700000000.5 1700000000.600000000 Solo" % (i, UCLA)
+            for i in range(start, min(clients, start + 10_000))
+        ]
+        journal.write([ENTRY_FORMAT % (crc32(body), body) for body in bodies])
+    await journal.close()
+
+
+def test_sigterm_while_starting_still_stops_in_order(tmp_path: Path) -> None:
+    """A stop signal that comes during the journal's replay, before the port opens (a
+    supervisor stopping a node it has just started), ends the node once it has started:
+    exit 0 and its log whole, not the default action's death by signal."""
+    config = write_topology(tmp_path, ["Solo"], [])
+    asyncio.run(write_journal(load_config(config).data_dir / "Solo", REPLAY_ENTRIES))
+    with Herd(config) as h:
+        node = h.nodes["Solo"]
+        node.start()
+        wait_until(node.log_path.exists, "the node to open its log")
+        assert not port_open(node.port), "the replay ended too soon to signal during it"
+        assert node.stop(signal.SIGTERM) == 0
+        log = node.log_text()
+    assert f"clients={REPLAY_ENTRIES}" in log, log[-2000:]
+    assert " STOPPED node=Solo" in log
 
 
 def test_unknown_name_is_one_clear_message(tmp_path: Path) -> None:
