@@ -77,8 +77,7 @@ class ClientConnection(LineReader):
         self._authenticated: bytes | None = None  # a neighbour's name, after a good AUTH
         self._responder: Responder | None = None
         self._queue = ReplyQueue()
-        self._out: list[bytes] = []  # replies taken off the queue, written at the turn's end
-        self._out_replies = 0  # ... how many
+        self._out: list[bytes] = []  # replies, one item each, written at the turn's end
         self._overlong_reply: bytes | None = None  # goes out after the backlog
         self._batch = Batch()  # reused by every read
         self._probation: asyncio.TimerHandle | None = None  # its deadline, while on probation
@@ -167,9 +166,8 @@ class ClientConnection(LineReader):
     def connection_lost(self, exc: Exception | None) -> None:
         self._phase = Phase.CLOSED
         node = self.node
-        dropped = self._queue.drop() + self._out_replies
+        dropped = self._queue.drop() + len(self._out)
         self._out.clear()
-        self._out_replies = 0
         if dropped:
             # Replies are logged as OUT when made; say which of them never went out.
             node.log.event(f"REPLIES_DROPPED conn={self.id} count={dropped}")
@@ -351,7 +349,6 @@ class ClientConnection(LineReader):
         if not out:
             self.node.turn_writes.add(self)
         out.extend(replies)
-        self._out_replies += len(replies)
 
     def write_out(self) -> None:
         """Write what this turn gathered, in one write."""
@@ -365,7 +362,6 @@ class ClientConnection(LineReader):
             return
         data = out[0] if len(out) == 1 else b"".join(out)
         out.clear()
-        self._out_replies = 0
         transport.write(data)
 
     def _write_head(self) -> None:
