@@ -15,6 +15,7 @@ from node.config import load_config
 from node.places.base import success_response
 from node.server import NodeServer
 from tests.fakes.server import CapturedLog, FakeTransport, turn_ends
+from tests.hardening.harness import eventually
 from tests.support import write_topology
 
 SECRET = b"test-secret"
@@ -129,10 +130,7 @@ async def test_a_whatsat_that_waits_for_places_is_logged_when_answered(tmp_path:
     assert log.kinds()[1:] == ["IAMAT", "WHATSAT"], log.events
     assert log.events[-1].endswith(" client=b radius=1 bound=1 known=no")
     places.gate.set()
-    for _ in range(20):
-        if transport.out.count(b"\n\n"):
-            break
-        await asyncio.sleep(0)
+    await eventually(lambda: b"\n\n" in transport.out, "the WHATSAT's answer written")
     answer = transport.out.split(b"\n", 1)[1]
     assert answer.startswith(b"AT Solo ")
     answer = answer[: answer.index(b"\n\n") + 2]
@@ -149,10 +147,7 @@ async def test_a_whatsat_cut_off_by_its_client_going_is_logged_as_cancelled(
     conn.data_received(b"IAMAT a +1+2 1\nWHATSAT a 10 5\n")
     await turn_ends()
     conn.connection_lost(ConnectionResetError())
-    for _ in range(20):
-        if "WHATSAT" in log.kinds():
-            break
-        await asyncio.sleep(0)
+    await eventually(lambda: "WHATSAT" in log.kinds(), "the cancelled WHATSAT logged")
     assert "WHATSAT conn=1 client=a radius=10 bound=5 known=yes cancelled=yes" in log.events
     assert "REPLIES_DROPPED conn=1 count=1" in log.events, log.events
 
