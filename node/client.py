@@ -32,6 +32,7 @@ from node.reader import LineReader
 from node.replies import ReplyQueue
 
 _LF = b"\n"
+_WHATSAT = b"WHATSAT"
 _HANDSHAKE = (b"HELLO ", b"AUTH ")  # the only lines a connection on probation may send
 MAX_PENDING_REPLIES = 1000  # per connection; beyond it the node stops reading that client
 LINES_PER_TURN = 256  # per connection per event-loop turn, so one bulk client cannot stall others
@@ -88,6 +89,8 @@ class ClientConnection(LineReader):
         self._finished: asyncio.Future[None] | None = None
         self._last_activity = time.monotonic()
         self._pending_since: float | None = None
+        self._in_read = False  # in data_received: a WHATSAT waits for the turn's end
+        self._holding = False  # listed in `TurnWrites.hold` for this turn
         self._where = "?"
         self._host = "?"
         self._counters = node.counters
@@ -127,7 +130,11 @@ class ClientConnection(LineReader):
         if self._phase is not Phase.OPEN:
             return  # answered its last line; read and drop the rest so close() is not a reset
         splitter = self.splitter
-        self._take(data)
+        self._in_read = True
+        try:
+            self._take(data)
+        finally:
+            self._in_read = False
         if splitter.overlong is not None:
             self._counters.count("other", "too_long")
             self.node.log.event(f"LINE_TOO_LONG conn={self.id} limit={splitter.max_line}")
@@ -191,6 +198,8 @@ class ClientConnection(LineReader):
         At most LINES_PER_TURN lines per loop turn: a client that sends a huge batch gets
         the rest handled on later turns, so other connections are served in between. Runs
         of valid IAMATs go through `ingest` as one batch; any other line is parsed alone.
+        A WHATSAT met while its read is being taken stops the work until the turn's end
+        (`answer_held`), so that it sees what the turn's other reads apply.
         """
         node = self.node
         queue = self._queue
@@ -216,6 +225,9 @@ class ClientConnection(LineReader):
                     self._journal_refused()
                     return
                 continue
+            if self._in_read and backlog.head().startswith(_WHATSAT):
+                self._hold()
+                return
             budget -= 1
             line = backlog.popleft()
             msg = parse_line(line)
@@ -238,6 +250,25 @@ class ClientConnection(LineReader):
             self._overlong_reply = None
         if self._read_paused or backlog:  # else reading is on and stays on
             self._set_reading()
+
+    def _hold(self) -> None:
+        """Leave the backlog, a WHATSAT at its head, to the turn's end. Reading is not
+        paused for that, as the turn ends before the loop polls again; only a second read in
+        the same turn (uvloop reads a busy socket several times per poll) pauses it, so a
+        client that streams queries is held by flow control, not by our memory."""
+        if self._holding:
+            self._set_reading()
+            return
+        self._holding = True
+        self.node.turn_writes.hold(self)
+
+    def answer_held(self) -> None:
+        """The turn's end: answer the lines held since a WHATSAT, with every record that
+        the turn's reads applied in the store."""
+        self._holding = False
+        if not self.closed:
+            self._work()
+            self._write_ready()
 
     def _reply(self, msg: Message, line: bytes) -> bytes | asyncio.Task[bytes]:
         """The reply to a line that is not an IAMAT, logged: a WHATSAT as one event when

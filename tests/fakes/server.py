@@ -69,8 +69,8 @@ class FakeTransport:
 
 
 async def turn_ends() -> None:
-    """Let the event loop end its turn: the replies each connection gathered in it are
-    written then (`node.turn_writes`)."""
+    """Let the event loop end its turn: the WHATSATs each connection read in it are answered
+    then, and the replies each gathered are written (`node.turn_writes`)."""
     await asyncio.sleep(0)
 
 

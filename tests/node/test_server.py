@@ -190,6 +190,8 @@ async def test_a_reads_first_places_answer_goes_out_before_its_other_lines_are_a
         await turn_ends()
         writes.clear()
         conn.data_received(b"WHATSAT zz 1 1\nWHATSAT n 5 2\nIAMAT m +2+2 1520023935\n" * 2)
+        assert writes == []  # the read's WHATSATs are answered at the turn's end
+        await turn_ends()
         assert len(writes) == 2  # the first answer (and the miss before it), then the rest
         answer = writes[0].partition(b"? WHATSAT zz 1 1\n")[2]
         assert answer.startswith(b"AT Solo ") and answer.endswith(b"}\n\n")
@@ -201,6 +203,7 @@ async def test_a_reads_first_places_answer_goes_out_before_its_other_lines_are_a
         # A read that ends with its answer has nothing to write it ahead of: one write.
         writes.clear()
         conn.data_received(b"WHATSAT zz 1 1\nWHATSAT n 5 2\n")
+        await turn_ends()
         assert writes == [b"? WHATSAT zz 1 1\n" + answer]
         conn.abort("test over")
 

@@ -12,6 +12,7 @@ import pytest
 from node.client import ClientConnection
 from node.config import load_config
 from node.journal import NullJournal
+from node.places.base import success_response
 from node.server import NodeServer
 from node.turn_writes import TurnWrites
 from tests.fakes.server import CapturedLog, FakeTransport, turn_ends
@@ -46,12 +47,27 @@ class NotedTransport(FakeTransport):
         self.seen.append(f"close {self.name}")
         super().close()
 
+    def pause_reading(self) -> None:
+        self.seen.append(f"pause {self.name}")
+
+    def resume_reading(self) -> None:
+        self.seen.append(f"resume {self.name}")
+
+
+class NoPlaces:
+    """A provider that answers at once, with nothing near."""
+
+    name = "none"
+
+    def nearby_now(self, *_query: float) -> dict[str, Any]:
+        return success_response([], [])
+
 
 def node_on(tmp_path: Path, seen: list[str]) -> tuple[NodeServer, CapturedLog]:
     config = load_config(write_topology(tmp_path, ("Solo", "Peer"), [("Solo", "Peer")]))
     log = CapturedLog()
     node = NodeServer(
-        config, "Solo", secret=b"s", places=cast(Any, None), log=log, journal=Noted(seen)
+        config, "Solo", secret=b"s", places=cast(Any, NoPlaces()), log=log, journal=Noted(seen)
     )
     return node, log
 
@@ -94,21 +110,91 @@ async def test_a_turns_replies_go_out_together_when_it_ends_each_after_its_journ
     assert len(seen) == 6  # and nothing more
 
 
-async def test_any_other_reply_goes_at_once_after_what_the_turn_gathered(
+async def test_a_whatsat_is_answered_at_the_turns_end_first_with_what_was_gathered(
     tmp_path: Path,
 ) -> None:
-    """A WHATSAT's client polls: its answer, even a miss, does not wait for the turn's end,
-    and the IAMAT replies gathered before it go first, in the same write."""
-    seen, _log, a, transport = one_client(tmp_path)
+    """A read's WHATSAT waits for the turn's end, and is then answered before the gathered
+    replies are written: the IAMAT replies gathered before it go with it, in one write."""
+    seen, _log, ((a, transport), (b, _)) = two_clients(tmp_path)
     a.data_received(b"IAMAT ka +1+2 1\n")
-    assert seen == ["journal ka"]
+    b.data_received(b"IAMAT kb +1+2 1\n")
     a.data_received(b"WHATSAT nobody 1 1\n")
-    assert seen == ["journal ka", "write a 2 lines"]
+    assert seen == ["journal ka", "journal kb"]  # nothing answered yet
+    await turn_ends()
+    assert seen[2:] == ["write a 2 lines", "write b 1 lines"]
     assert transport.out.startswith(b"AT Solo ") and transport.out.endswith(
         b"? WHATSAT nobody 1 1\n"
     )
     await turn_ends()
-    assert len(seen) == 2
+    assert len(seen) == 4
+
+
+async def test_a_whatsat_sees_a_record_that_a_later_read_of_its_turn_applied(
+    tmp_path: Path,
+) -> None:
+    """The query's read comes first in the turn, the client's IAMAT (from anyone: here
+    another connection, as a neighbour's CHANGELOC would) after it: the answer has it."""
+    seen, _log, ((a, asker), (b, _)) = two_clients(tmp_path)
+    a.data_received(b"WHATSAT kb 1 1\n")
+    b.data_received(b"IAMAT kb +1+2 1\n")
+    await turn_ends()
+    assert asker.out.startswith(b"AT Solo ") and b" kb +1+2 1\n" in asker.out
+    assert asker.out.endswith(b"}\n\n"), asker.out
+    assert seen == ["journal kb", "write a 7 lines", "write b 1 lines"]  # AT, then JSON
+
+
+async def test_lines_after_a_whatsat_wait_with_it_and_keep_their_order(tmp_path: Path) -> None:
+    seen, _log, a, transport = one_client(tmp_path)
+    a.data_received(b"IAMAT ka +1+2 1\nWHATSAT ka 1 1\nIAMAT kz +1+2 1\n")
+    assert seen == ["journal ka"]  # the IAMAT after the WHATSAT is not taken yet
+    await turn_ends()
+    # ka's reply and the answer (AT and JSON) go before kz is taken: a read's first places
+    # answer is written as soon as it is made.
+    assert seen[1:] == ["write a 8 lines", "journal kz", "write a 1 lines"]
+    replies = transport.out.split(b"\n")
+    assert replies[0].startswith(b"AT Solo ") and b" ka " in replies[0]
+    assert replies[1].startswith(b"AT Solo ") and b" ka " in replies[1]  # the answer's AT
+    assert replies[-2].startswith(b"AT Solo ") and b" kz " in replies[-2]
+
+
+async def test_a_second_read_in_the_turn_pauses_reading_until_the_answers(
+    tmp_path: Path,
+) -> None:
+    """A held query does not pause reading; a client that streams more before the turn
+    ends is paused, so the backlog cannot grow beyond what one turn read."""
+    seen, _log, a, _transport = one_client(tmp_path)
+    a.data_received(b"WHATSAT x 1 1\n")
+    assert seen == []
+    a.data_received(b"WHATSAT y 1 1\n")
+    assert seen == ["pause a"]
+    await turn_ends()
+    assert seen[1:] == ["resume a", "write a 2 lines"]
+
+
+async def test_one_connection_failing_to_answer_does_not_strand_the_others() -> None:
+    done: list[str] = []
+
+    class Asker:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def answer_held(self) -> None:
+            if self.name == "broken":
+                raise RuntimeError("a bug in one connection")
+            done.append(f"answer {self.name}")
+
+        def write_out(self) -> None:
+            done.append(f"write {self.name}")
+
+    turn = TurnWrites()
+    turn.add(Asker("gathered"))
+    for name in ("first", "broken", "last"):
+        turn.hold(Asker(name))
+    with pytest.raises(RuntimeError):
+        turn.end_turn()
+    assert done == ["answer first"]
+    await turn_ends()  # the rest, and the turn's writes, on the next turn
+    assert done == ["answer first", "answer last", "write gathered"]
 
 
 async def test_a_closing_connection_writes_what_it_gathered_before_it_closes(
