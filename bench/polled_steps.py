@@ -10,9 +10,10 @@ is busy answering polls and the machine's cores are never idle, as in the figure
 For each sample the notes are lined up along the path Welsh -> Holiday -> {Goloman,
 Wilkes} -> Hands (the copy that reaches Hands first): each node's wakeup (its upstream's
 write began -> its `data_received`), its read up to the end of the journal write, and the
-journal to its flood write. At Hands: the journal to the start of the read that answers a
-poll, and from there to the prober's hit: that read answers all its polls (four, as a rule)
-and writes their replies in one write, which wakes the prober. Medians and p90 in µs.
+journal to its flood write. At Hands: the journal to the turn's end that answers the polls
+(`ClientConnection.answer_held`; the polls were read in the record's own turn or in a later
+one), and from there to the prober's hit: all the polls of the turn (four, as a rule) are
+answered, the first hit written at once, which wakes the prober. Medians and p90 in µs.
 """
 
 from __future__ import annotations
@@ -126,15 +127,14 @@ def sample_steps(
     line = lines[DEST]
     read = line.first("read", to_dest, until, middle)
     journalled = None if read is None else line.first("journal>", read, until)
-    poll = None if journalled is None else line.first("read", journalled, until, "client")
+    poll = None if journalled is None else line.first("answer", journalled, until, "client")
     if read is None or journalled is None or poll is None:
         return None
     steps[f"{DEST}: wakeup (upstream's write began -> read)"] = read - to_dest
     steps[f"{DEST}: read -> journal written"] = journalled - read
-    steps[f"{DEST}: journal -> its next read of polls begins"] = poll - journalled
-    # Not split at the read's end: its one write wakes the prober, which often runs before
-    # that read returns.
-    steps[f"{DEST}: that read (all its polls answered) -> the prober has the hit"] = arrived - poll
+    steps[f"{DEST}: journal -> the turn's end answers the polls"] = poll - journalled
+    # Not split at the write: it wakes the prober, which often runs before it returns.
+    steps[f"{DEST}: polls answered -> the prober has the hit"] = arrived - poll
     steps["total: IAMAT sent -> the prober has the hit"] = arrived - sent
     return steps
 

@@ -12,6 +12,8 @@ Steps:
   epoll        the event loop's selector returned with something to do (asyncio loop only:
                uvloop's poll cannot be wrapped from Python)
   read, read>  a connection's data_received began and ended (detail: client or peer)
+  answer       a client connection began answering, at the turn's end, the WHATSATs its
+               reads brought (`ClientConnection.answer_held`)
   journal<, journal>  the journal's write began and ended (its write system call within)
   flood        the batch's new records were handed to the links
   send<, send> a link's flood write began and ended (detail: the neighbour's name)
@@ -79,6 +81,7 @@ def install() -> None:
     trace_selector()
     around(ClientConnection, "data_received", "read", "read>", lambda _: "client")
     around(PeerConnection, "data_received", "read", "read>", lambda c: c.peer.decode())
+    around(ClientConnection, "answer_held", "answer", None, lambda _: "client")
     around(Journal, "write", "journal<", "journal>", lambda _: "")
     around(Peers, "flood", "flood", None, lambda _: "")
     around(PeerLink, "_send_outbox", "send<", "send>", lambda link: link.name)
