@@ -148,11 +148,13 @@ def test_the_polled_path_follows_the_copy_that_reaches_hands_first() -> None:
         # Goloman was written to first but woke late: Wilkes's copy reaches Hands first.
         "Goloman": at((300, "read", "Holiday"), (330, "journal>", ""), (340, "send<", "Hands")),
         "Wilkes": at((200, "read", "Holiday"), (230, "journal>", ""), (240, "send<", "Hands")),
+        # The polls read before the record, in its turn, are answered at the turn's end.
         "Hands": at(
+            (250, "read", "client"),
+            (260, "read>", "client"),
             (280, "read", "Wilkes"),
             (300, "journal>", ""),
-            (320, "read", "client"),
-            (360, "read>", "client"),
+            (320, "answer", "client"),
             (380, "read", "Goloman"),
         ),
     }
@@ -161,8 +163,8 @@ def test_the_polled_path_follows_the_copy_that_reaches_hands_first() -> None:
     assert us["Holiday: journal -> its flood write on the path"] == 20
     assert us["Goloman/Wilkes: wakeup (upstream's write began -> read)"] == 30
     assert us["Hands: wakeup (upstream's write began -> read)"] == 40
-    assert us["Hands: journal -> its next read of polls begins"] == 20
-    assert us["Hands: that read (all its polls answered) -> the prober has the hit"] == 80
+    assert us["Hands: journal -> the turn's end answers the polls"] == 20
+    assert us["Hands: polls answered -> the prober has the hit"] == 80
     assert us["total: IAMAT sent -> the prober has the hit"] == 400
     assert us["(the IAMAT's reply, at Welsh)"] == 90
 
