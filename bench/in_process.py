@@ -34,7 +34,7 @@ from node.logbook import LogBook
 from node.peers.inbound import PeerConnection
 from node.protocol import LineSplitter
 from node.server import NodeServer
-from node.turn_writes import Gathering, TurnWrites
+from node.turn_writes import Gathering, Holding, TurnWrites
 
 READS = 20_000  # per pass, by default
 
@@ -65,12 +65,15 @@ class StandInTransport:
 
 
 class EndOfEveryRead(TurnWrites):
-    """The harness ends a turn after every client read (`write_waiting`), so nothing is
-    left scheduled on the loop; the loop's own call_soon per turn (about 1 µs on uvloop)
-    is not in the figures."""
+    """The harness ends a turn after every client read (`end_turn`: a WHATSAT is answered
+    there), so nothing is left scheduled on the loop; the loop's own call_soon per turn
+    (about 1 µs on uvloop) is not in the figures."""
 
     def add(self, conn: Gathering) -> None:
         self._waiting.append(conn)
+
+    def hold(self, conn: Holding) -> None:
+        self._held.append(conn)
 
 
 class NoPlaces:
@@ -168,7 +171,7 @@ def measure(repeats: int, reads: int) -> list[tuple[str, float, int]]:
 
         def client_read(data: bytes) -> None:
             client.data_received(data)
-            node.turn_writes.write_waiting()  # what the loop would run at the end of the turn
+            node.turn_writes.end_turn()  # what the loop would run at the end of the turn
 
         def peer_read(data: bytes) -> None:
             peer.data_received(data)

@@ -215,6 +215,9 @@ class ClientConnection(LineReader):
             if self._probation is not None and not backlog.head().startswith(_HANDSHAKE):
                 self.refuse(self._over)
                 return
+            if self._in_read and backlog.head_starts_with(_WHATSAT):
+                self._hold()
+                return
             room = min(budget, MAX_PENDING_REPLIES - len(queue))
             taken = take_iamats(
                 backlog, room, node.store, node.name_bytes, received_ns, self.id, batch
@@ -225,9 +228,6 @@ class ClientConnection(LineReader):
                     self._journal_refused()
                     return
                 continue
-            if self._in_read and backlog.head().startswith(_WHATSAT):
-                self._hold()
-                return
             budget -= 1
             line = backlog.popleft()
             msg = parse_line(line)

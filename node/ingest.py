@@ -95,6 +95,10 @@ class LineBacklog:
         """The oldest waiting line."""
         return self.lines()[0]
 
+    def head_starts_with(self, prefix: bytes) -> bool:
+        """Whether the oldest waiting line starts with `prefix`, without cutting the block."""
+        return (self._lines[0] if self._lines else self._block).startswith(prefix)
+
     def popleft(self) -> bytes:
         return self.lines().popleft()
 

@@ -901,3 +901,12 @@ def test_a_backlog_keeps_reads_whole_until_someone_needs_single_lines() -> None:
     assert list(backlog.lines()) == [b"x", b"y", b"b", b"c", b"d", b"e"]
     backlog.clear()
     assert not backlog
+
+
+def test_a_backlogs_head_is_checked_without_cutting_its_block() -> None:
+    backlog = LineBacklog()
+    backlog.add((b"WHATSAT a 1 1\nIAMAT b +1+1 1", 2))
+    assert backlog.head_starts_with(b"WHATSAT") and not backlog.head_starts_with(b"IAMAT")
+    assert backlog.whole(2) is not None  # still whole
+    assert backlog.popleft() == b"WHATSAT a 1 1"
+    assert backlog.head_starts_with(b"IAMAT") and not backlog.head_starts_with(b"WHATSAT")
