@@ -95,6 +95,7 @@ class ClientConnection(LineReader):
         self._host = "?"
         self._counters = node.counters
         self._iamat_latency = node.counters.reply_latency["IAMAT"]
+        self._whatsat_latency = node.counters.reply_latency["WHATSAT"]
 
     # -- asyncio callbacks --------------------------------------------------------------
 
@@ -294,10 +295,12 @@ class ClientConnection(LineReader):
         self._counters.count("WHATSAT", "answered")
         now = node.whatsat_now(record, msg)
         if now is not None:
+            # From its read, which a held query left a moment ago.
+            self._whatsat_latency.observe(time.monotonic() - self._last_activity)
             self._log_whatsat(line, json_size(now))
             return now
         task = asyncio.get_running_loop().create_task(node.whatsat(record, msg))
-        task.add_done_callback(functools.partial(self._whatsat_done, line))
+        task.add_done_callback(functools.partial(self._whatsat_done, line, self._last_activity))
         return task
 
     def _log_whatsat(self, line: bytes, outcome: bytes) -> None:
@@ -360,10 +363,11 @@ class ClientConnection(LineReader):
 
     # -- writing ----------------------------------------------------------------------
 
-    def _whatsat_done(self, line: bytes, task: asyncio.Task[bytes]) -> None:
+    def _whatsat_done(self, line: bytes, read_at: float, task: asyncio.Task[bytes]) -> None:
         if task.cancelled():  # the client went: REPLIES_DROPPED counts it
             self._log_whatsat(line, b"known=yes cancelled=yes")
         elif task.exception() is None:
+            self._whatsat_latency.observe(time.monotonic() - read_at)
             self._log_whatsat(line, json_size(task.result()))
         self._write_ready()
 

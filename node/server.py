@@ -323,7 +323,6 @@ class NodeServer:
     def _answered(self, record: Record, body: bytes, outcome: str, started: float) -> bytes:
         seconds = time.monotonic() - started
         self.counters.places_of(self.places.name).record(outcome, seconds)
-        self.counters.reply_latency["WHATSAT"].observe(seconds)
         return record.at_line() + body + b"\n\n"
 
     def status(self) -> NodeStatus:

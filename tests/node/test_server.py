@@ -17,6 +17,7 @@ from node.logbook import LogBook
 from node.places.base import failure_response, success_response
 from node.server import NodeServer
 from tests.fakes.server import connected, turn_ends
+from tests.hardening.harness import eventually
 from tests.support import exchange, write_topology
 
 SECRET = b"test-secret"
@@ -205,6 +206,32 @@ async def test_a_reads_first_places_answer_goes_out_before_its_other_lines_are_a
         conn.data_received(b"WHATSAT zz 1 1\nWHATSAT n 5 2\n")
         await turn_ends()
         assert writes == [b"? WHATSAT zz 1 1\n" + answer]
+        conn.abort("test over")
+
+
+async def test_a_whatsats_reply_latency_counts_from_its_read(tmp_path: Path) -> None:
+    """Held to the turn's end, or waiting on the provider: the histogram starts at the read,
+    for an answer made at once and for one made by a task alike."""
+    async with running_node(tmp_path) as node:
+        latency = node.counters.reply_latency["WHATSAT"]
+        conn, transport = connected(node)
+        conn.data_received(b"IAMAT n +1+1 1520023935\n")
+        await turn_ends()
+        node.places = ReadyPlaces()
+        conn.data_received(b"WHATSAT n 5 2\n")
+        conn._last_activity -= 1.0  # as if the turn had taken a second since the read
+        await turn_ends()
+        assert transport.out.endswith(b"}\n\n") and latency.count == 1
+        assert 1.0 <= latency.total < 2.0
+        slow = FakePlaces()
+        slow.gate = asyncio.Event()
+        node.places = slow
+        conn.data_received(b"WHATSAT n 5 2\n")
+        await turn_ends()
+        conn._last_activity -= 5.0  # a later read must not move this query's start
+        slow.gate.set()
+        await eventually(lambda: latency.count == 2, "the provider's answer")
+        assert 1.0 <= latency.total < 3.0, latency.total
         conn.abort("test over")
 
 
