@@ -424,7 +424,8 @@ class ClientConnection(LineReader):
         if not queue and not self._backlog and self._phase in _ENDING:
             self.write_out()  # before the close
             if self._eof:
-                transport.close()  # connection_lost follows
+                if not transport.is_closing():  # once: answer_held and a _resume both come here
+                    transport.close()  # connection_lost follows
             elif self._phase is Phase.CLOSING:
                 # Half-close: the client still reads every reply, then sends its EOF.
                 self._phase = Phase.LINGERING

@@ -157,6 +157,19 @@ async def test_lines_after_a_whatsat_wait_with_it_and_keep_their_order(tmp_path:
     assert replies[-2].startswith(b"AT Solo ") and b" kz " in replies[-2]
 
 
+async def test_a_held_whatsat_is_answered_before_a_close_in_the_same_turn(
+    tmp_path: Path,
+) -> None:
+    seen, _log, a, transport = one_client(tmp_path)
+    a.data_received(b"WHATSAT nobody 1 1\n")
+    a.eof_received()  # the client is done: answer what it asked, then close
+    await turn_ends()
+    assert seen == ["write a 1 lines", "close a"]
+    assert transport.out == b"? WHATSAT nobody 1 1\n"
+    await turn_ends()
+    assert seen[2:] == []
+
+
 async def test_a_second_read_in_the_turn_pauses_reading_until_the_answers(
     tmp_path: Path,
 ) -> None:
