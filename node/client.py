@@ -295,7 +295,7 @@ class ClientConnection(LineReader):
         self._counters.count("WHATSAT", "answered")
         now = node.whatsat_now(record, msg)
         if now is not None:
-            # From its read, which a held query left a moment ago.
+            # Counted from the read, which for a held query was earlier in the turn.
             self._whatsat_latency.observe(time.monotonic() - self._last_activity)
             self._log_whatsat(line, json_size(now))
             return now

@@ -20,8 +20,8 @@ A WHATSAT that a read brings is answered at the turn's end too, first of all, an
 answer written at once (`hold`, `ClientConnection.answer_held`): every record that reached
 the node in that turn, from a neighbour read after the query's own connection, is in its
 answer. A poller learns of an update one turn earlier than when each query was answered as
-its read came; `bench/ab.py --load propagate` measured the idle propagation p50 0.90 and
-0.92 times what it was (bench/README.md, "A query answered at the turn's end"). Only the
+its read came; `bench/ab.py --load propagate` measured the idle propagation p50 0.915 to
+0.935 times what it was (bench/README.md, "A query answered at the turn's end"). Only the
 answer is made later, never the reading: the turn's end comes before the loop polls again.
 """
 
