@@ -63,6 +63,27 @@ class NoPlaces:
         return success_response([], [])
 
 
+class Stub:
+    """A connection as `TurnWrites` sees it: notes each call in `done`; the one named
+    "broken" raises instead, at its `broken` step."""
+
+    def __init__(self, done: list[str], name: str, *, broken: str = "") -> None:
+        self.done = done
+        self.name = name
+        self.broken = broken
+
+    def answer_held(self) -> None:
+        self._step("answer")
+
+    def write_out(self) -> None:
+        self._step("write")
+
+    def _step(self, step: str) -> None:
+        if self.name == "broken" and step == self.broken:
+            raise RuntimeError(f"a bug in one connection's {step}")
+        self.done.append(f"{step} {self.name}")
+
+
 def node_on(tmp_path: Path, seen: list[str]) -> tuple[NodeServer, CapturedLog]:
     config = load_config(write_topology(tmp_path, ("Solo", "Peer"), [("Solo", "Peer")]))
     log = CapturedLog()
@@ -186,23 +207,10 @@ async def test_a_second_read_in_the_turn_pauses_reading_until_the_answers(
 
 async def test_one_connection_failing_to_answer_does_not_strand_the_others() -> None:
     done: list[str] = []
-
-    class Asker:
-        def __init__(self, name: str) -> None:
-            self.name = name
-
-        def answer_held(self) -> None:
-            if self.name == "broken":
-                raise RuntimeError("a bug in one connection")
-            done.append(f"answer {self.name}")
-
-        def write_out(self) -> None:
-            done.append(f"write {self.name}")
-
     turn = TurnWrites()
-    turn.add(Asker("gathered"))
+    turn.add(Stub(done, "gathered"))
     for name in ("first", "broken", "last"):
-        turn.hold(Asker(name))
+        turn.hold(Stub(done, name, broken="answer"))
     with pytest.raises(RuntimeError):
         turn.end_turn()
     assert done == ["answer first"]
@@ -244,22 +252,12 @@ async def test_a_client_reset_within_the_turn_costs_the_others_nothing(tmp_path:
 
 
 async def test_one_connection_failing_to_write_does_not_strand_the_others() -> None:
-    written: list[str] = []
-
-    class Writer:
-        def __init__(self, name: str) -> None:
-            self.name = name
-
-        def write_out(self) -> None:
-            if self.name == "broken":
-                raise RuntimeError("unable to perform operation: the handler is closed")
-            written.append(self.name)
-
+    done: list[str] = []
     turn = TurnWrites()
     for name in ("first", "broken", "last"):
-        turn.add(Writer(name))
+        turn.add(Stub(done, name, broken="write"))
     with pytest.raises(RuntimeError):
         turn.write_waiting()
-    assert written == ["first"]
+    assert done == ["write first"]
     await turn_ends()  # the rest went back on the list, for the end of the next turn
-    assert written == ["first", "last"]
+    assert done == ["write first", "write last"]
