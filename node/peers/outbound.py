@@ -33,14 +33,17 @@ MAX_LINK_BUFFER = 64 * 1024 * 1024
 # end of this turn, so the turn's other reads are answered before the write that wakes the
 # neighbour. One for a link that wrote less than FLOOD_BURST_GAP ago is part of a burst: it
 # waits out a window after that write and shares the next one. The window grows by
-# FLOOD_WINDOW_STEP with each write of the burst, up to FLOOD_WINDOW, and shrinks by a step
-# with each write after a pause: a short burst goes out within a fraction of a millisecond,
-# a continuous load writes once per FLOOD_WINDOW (sparing every node downstream a wakeup and
-# a read per update) and keeps that through a hiccup, while a load that comes in batches
-# with pauses between them writes after each batch, not a whole window later.
+# FLOOD_WINDOW_STEP with each write of the burst, up to FLOOD_WINDOW: a short burst goes
+# out within a fraction of a millisecond, a continuous load writes once per FLOOD_WINDOW,
+# which spares every node downstream a wakeup and a read per update. A write after a pause
+# ends a burst that had not reached the whole window: a load that comes in batches, with
+# pauses between them, writes after each batch rather than a window later. A burst that had
+# reached it (a continuous load) only loses a step, so one hiccup does not cost it its
+# window; a second pause in a row ends it too.
 FLOOD_BURST_GAP = 0.00025  # seconds
 FLOOD_WINDOW_STEP = 0.00025  # seconds
 FLOOD_WINDOW = 0.002  # seconds
+_WHOLE_WINDOW = round(FLOOD_WINDOW / FLOOD_WINDOW_STEP)  # a burst's writes to reach it
 # How long a copy held back from a neighbour waits for that neighbour's own copy (see
 # `Peers.hold_back_when_from`): longer than a busy neighbour's flood window, so that its
 # copy usually comes first; if it does not (its link from the sender is down), ours goes.
@@ -59,7 +62,7 @@ class PeerLink:
         self._outbox: list[bytes] = []
         self._send_scheduled = False
         self._last_write = 0.0  # time.monotonic() of the last flood write
-        self._burst_writes = 0  # the burst's window in FLOOD_WINDOW_STEPs (used up to the cap)
+        self._burst_writes = 0  # the burst's window in FLOOD_WINDOW_STEPs (capped when used)
         self.held_back: dict[bytes, None] = {}  # flood lines the neighbour may send us first
         self._held_added = 0  # lines held back since the last release
         self._release: asyncio.TimerHandle | None = None
@@ -109,8 +112,10 @@ class PeerLink:
         self._send_scheduled = True
         loop = asyncio.get_running_loop()
         if since >= FLOOD_BURST_GAP:  # a pause within a load: with the rest of this turn
-            if self._burst_writes:
-                self._burst_writes -= 1  # and the next window is a step shorter
+            if self._burst_writes >= _WHOLE_WINDOW:
+                self._burst_writes -= 1  # a continuous load's hiccup: a step shorter
+            else:
+                self._burst_writes = 0  # a batch's burst is over
             loop.call_soon(self._send_outbox)
             return
         self._burst_writes += 1

@@ -1,6 +1,6 @@
 """A link's flood writes: a lone update goes out at once, inside the turn that brought it; a
-burst shares one write per window, a window that grows with the burst up to FLOOD_WINDOW and
-shrinks a step with each pause in the load."""
+burst shares one write per window, a window that grows with the burst up to FLOOD_WINDOW; a
+pause in the load ends a burst, or takes a step off one that has reached the whole window."""
 
 from __future__ import annotations
 
@@ -195,30 +195,55 @@ async def test_the_window_grows_with_the_burst_up_to_flood_window(monkeypatch: A
     assert spy.delays[-1] == pytest.approx(FLOOD_WINDOW_STEP - gap)
 
 
-async def test_each_pause_within_a_load_takes_a_step_off_its_window(monkeypatch: Any) -> None:
-    """A load that comes in batches with pauses between them writes after each batch; a
-    continuous one keeps its whole window through a hiccup (the test above)."""
+def grow_burst(link: PeerLink, clock: Any, spy: TimerSpy, writes: int, gap: float) -> None:
+    """`writes` windowed writes, each `gap` after the last write: a continuous burst."""
+    for i in range(writes):
+        clock.now += gap
+        link.send(b"CHANGELOC %d\n" % i, 1)
+        spy.run_due()
+
+
+async def pause(link: PeerLink, clock: Any) -> None:
+    """A write after a pause in the load: at the end of its turn."""
+    clock.now += FLOOD_BURST_GAP * 2
+    link.send(b"CHANGELOC p\n", 1)
+    await asyncio.sleep(0)
+
+
+async def test_a_pause_ends_a_burst_short_of_the_whole_window(monkeypatch: Any) -> None:
+    """A load that comes in batches writes after each batch, not a growing window later."""
     clock = fake_clock(monkeypatch)
     spy = TimerSpy()
     monkeypatch.setattr(asyncio.get_running_loop(), "call_later", spy.call_later)
     link, writer = up_link()
     link.send(b"CHANGELOC 0\n", 1)  # idle: at once
     gap = FLOOD_BURST_GAP / 2
+    grow_burst(link, clock, spy, 3, gap)
+    assert spy.delays[-1] == pytest.approx(3 * FLOOD_WINDOW_STEP - gap)
+    await pause(link, clock)
+    grow_burst(link, clock, spy, 1, gap)  # the next batch's tail: a new burst
+    assert spy.delays[-1] == pytest.approx(FLOOD_WINDOW_STEP - gap)
+    assert len(writer.writes) == 6
+
+
+async def test_a_continuous_load_loses_a_step_per_hiccup_and_its_burst_at_two(
+    monkeypatch: Any,
+) -> None:
+    clock = fake_clock(monkeypatch)
+    spy = TimerSpy()
+    monkeypatch.setattr(asyncio.get_running_loop(), "call_later", spy.call_later)
+    link, _writer = up_link()
+    link.send(b"CHANGELOC 0\n", 1)
+    gap = FLOOD_BURST_GAP / 2
     steps = round(FLOOD_WINDOW / FLOOD_WINDOW_STEP)
-    for i in range(steps):  # a continuous burst, up to the whole window
-        clock.now += gap
-        link.send(b"CHANGELOC %d\n" % i, 1)
-        spy.run_due()
+    grow_burst(link, clock, spy, steps, gap)  # up to the whole window
+    await pause(link, clock)
+    grow_burst(link, clock, spy, 1, gap)  # a step off, and the step back: still whole
     assert spy.delays[-1] == pytest.approx(FLOOD_WINDOW - gap)
-    pauses = 4
-    for i in range(pauses):  # batches with pauses between them: each at the turn's end
-        clock.now += FLOOD_BURST_GAP * 2
-        link.send(b"CHANGELOC p%d\n" % i, 1)
-        await asyncio.sleep(0)
-    assert len(writer.writes) == 1 + steps + pauses
-    clock.now += gap  # the next batch comes close behind: a window, but a short one
-    link.send(b"CHANGELOC s\n", 1)
-    assert spy.delays[-1] == pytest.approx((steps - pauses + 1) * FLOOD_WINDOW_STEP - gap)
+    await pause(link, clock)
+    await pause(link, clock)  # two pauses in a row: the load is not continuous
+    grow_burst(link, clock, spy, 1, gap)
+    assert spy.delays[-1] == pytest.approx(FLOOD_WINDOW_STEP - gap)
 
 
 async def test_after_a_quiet_window_an_update_goes_out_at_once_again(monkeypatch: Any) -> None:
