@@ -163,12 +163,18 @@ class TimerSpy:
             callback()
 
 
-async def test_the_window_grows_with_the_burst_up_to_flood_window(monkeypatch: Any) -> None:
+def bursting_link(monkeypatch: Any) -> tuple[PeerLink, FakeWriter, Any, TimerSpy]:
+    """A link on a fake clock, whose windows `TimerSpy` takes, after one idle write."""
     clock = fake_clock(monkeypatch)
     spy = TimerSpy()
     monkeypatch.setattr(asyncio.get_running_loop(), "call_later", spy.call_later)
     link, writer = up_link()
     link.send(b"CHANGELOC 0\n", 1)  # idle: at once
+    return link, writer, clock, spy
+
+
+async def test_the_window_grows_with_the_burst_up_to_flood_window(monkeypatch: Any) -> None:
+    link, writer, clock, spy = bursting_link(monkeypatch)
     gap = FLOOD_BURST_GAP / 2
     for i in range(1, 13):
         clock.now += gap
@@ -212,11 +218,7 @@ async def pause(link: PeerLink, clock: Any) -> None:
 
 async def test_a_pause_ends_a_burst_short_of_the_whole_window(monkeypatch: Any) -> None:
     """A load that comes in batches writes after each batch, not a growing window later."""
-    clock = fake_clock(monkeypatch)
-    spy = TimerSpy()
-    monkeypatch.setattr(asyncio.get_running_loop(), "call_later", spy.call_later)
-    link, writer = up_link()
-    link.send(b"CHANGELOC 0\n", 1)  # idle: at once
+    link, writer, clock, spy = bursting_link(monkeypatch)
     gap = FLOOD_BURST_GAP / 2
     grow_burst(link, clock, spy, 3, gap)
     assert spy.delays[-1] == pytest.approx(3 * FLOOD_WINDOW_STEP - gap)
@@ -229,11 +231,7 @@ async def test_a_pause_ends_a_burst_short_of_the_whole_window(monkeypatch: Any) 
 async def test_a_continuous_load_loses_a_step_per_hiccup_and_its_burst_at_two(
     monkeypatch: Any,
 ) -> None:
-    clock = fake_clock(monkeypatch)
-    spy = TimerSpy()
-    monkeypatch.setattr(asyncio.get_running_loop(), "call_later", spy.call_later)
-    link, _writer = up_link()
-    link.send(b"CHANGELOC 0\n", 1)
+    link, _writer, clock, spy = bursting_link(monkeypatch)
     gap = FLOOD_BURST_GAP / 2
     steps = round(FLOOD_WINDOW / FLOOD_WINDOW_STEP)
     grow_burst(link, clock, spy, steps, gap)  # up to the whole window
