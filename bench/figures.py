@@ -46,7 +46,7 @@ class Settings:
     clients: int = 10_000  # distinct client names the load cycles through
     scale_clients: int = 1_000_000
     idle_connections: int = 10_000
-    idle_pairs: int = 3  # (without, with) measurements of the idle-connection figure
+    idle_pairs: int = 5  # (without, with) measurements of the idle-connection figure
     quick: bool = False
 
 
