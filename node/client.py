@@ -216,13 +216,16 @@ class ClientConnection(LineReader):
             if self._probation is not None and not backlog.head().startswith(_HANDSHAKE):
                 self.refuse(self._over)
                 return
-            if self._in_read and backlog.head_starts_with(_WHATSAT):
+            if not backlog.head_starts_with(_WHATSAT):
+                room = min(budget, MAX_PENDING_REPLIES - len(queue))
+                taken = take_iamats(
+                    backlog, room, node.store, node.name_bytes, received_ns, self.id, batch
+                )
+            elif self._in_read:
                 self._hold()
                 return
-            room = min(budget, MAX_PENDING_REPLIES - len(queue))
-            taken = take_iamats(
-                backlog, room, node.store, node.name_bytes, received_ns, self.id, batch
-            )
+            else:
+                taken = 0  # a query: no IAMAT to try
             if taken:
                 budget -= taken
                 if not node.commit(batch, self._deliver, None):
