@@ -68,19 +68,26 @@ async def test_a_lone_update_is_written_inside_send() -> None:
     assert [data for _, data in writer.writes] == [b"CHANGELOC a\n"]  # no timer, no turn
 
 
+class GatheringClient:
+    """A client connection that gathered a reply this turn: notes how many flood writes
+    had gone when its reply was written."""
+
+    def __init__(self, writer: FakeWriter) -> None:
+        self.writer = writer
+        self.written_after: list[int] = []
+
+    def write_out(self) -> None:
+        self.written_after.append(len(self.writer.writes))
+
+
 async def test_a_lone_update_goes_after_the_replies_this_turn_gathered() -> None:
     """The flood write wakes the neighbour, which may take our core: the client's reply,
     made before the flood, must not wait for the turn's end behind it."""
     link, writer = up_link()
-    order: list[str] = []
-
-    class Client:
-        def write_out(self) -> None:
-            order.append(f"reply after {len(writer.writes)} flood writes")
-
-    link.node.turn_writes.add(Client())
+    client = GatheringClient(writer)
+    link.node.turn_writes.add(client)
     link.send(b"CHANGELOC a\n", 1)
-    assert order == ["reply after 0 flood writes"] and len(writer.writes) == 1
+    assert client.written_after == [0] and len(writer.writes) == 1
 
 
 async def test_a_link_closing_under_a_write_drops_it_quietly() -> None:
@@ -199,6 +206,33 @@ async def test_the_window_grows_with_the_burst_up_to_flood_window(monkeypatch: A
     clock.now += gap
     link.send(b"CHANGELOC r\n", 1)
     assert spy.delays[-1] == pytest.approx(FLOOD_WINDOW_STEP - gap)
+
+
+async def test_a_windowed_write_goes_after_the_replies_gathered_before_it(
+    monkeypatch: Any,
+) -> None:
+    """A window's timer can fire between a turn's reads and the turn's end: asyncio and
+    uvloop both run due timers before the callbacks that the reads scheduled. The replies
+    gathered by then go first, not behind the neighbour the write wakes."""
+    link, writer, clock, spy = bursting_link(monkeypatch)
+    clock.now += FLOOD_BURST_GAP / 2
+    link.send(b"CHANGELOC b\n", 1)  # a burst: the write waits for its window
+    client = GatheringClient(writer)
+    link.node.turn_writes.add(client)  # a later read's reply, gathered for the turn's end
+    spy.run_due()  # the window ends first
+    assert client.written_after == [1] and len(writer.writes) == 2
+
+
+async def test_a_write_after_a_pause_goes_after_the_replies_gathered(
+    monkeypatch: Any,
+) -> None:
+    link, writer, clock, _spy = bursting_link(monkeypatch)
+    clock.now += FLOOD_BURST_GAP * 2  # a pause: at the end of this turn
+    link.send(b"CHANGELOC p\n", 1)
+    client = GatheringClient(writer)
+    link.node.turn_writes.add(client)
+    await asyncio.sleep(0)
+    assert client.written_after == [1] and len(writer.writes) == 2
 
 
 def grow_burst(link: PeerLink, clock: Any, spy: TimerSpy, writes: int, gap: float) -> None:
