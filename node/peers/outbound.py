@@ -157,8 +157,10 @@ class PeerLink:
         # The replies gathered so far go first: the write below wakes the neighbour, which
         # may take our core before they would have gone. A window's timer can fire between
         # a turn's reads and its end (`TurnWrites.end_turn`).
-        self.node.turn_writes.write_waiting()
-        writer.write(data)
+        try:
+            self.node.turn_writes.write_waiting()
+        finally:  # a client's failing write must not cost the neighbour these records
+            writer.write(data)
         if writer.transport.get_write_buffer_size() > MAX_LINK_BUFFER:
             self.node.log.event(f"LINK_OVERFLOW peer={self.name} buffered>{MAX_LINK_BUFFER}")
             writer.transport.abort()

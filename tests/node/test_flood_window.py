@@ -235,6 +235,19 @@ async def test_a_write_after_a_pause_goes_after_the_replies_gathered(
     assert client.written_after == [1] and len(writer.writes) == 2
 
 
+async def test_a_client_whose_write_fails_does_not_cost_the_neighbour_its_records() -> None:
+    link, writer = up_link()
+
+    class BrokenClient:
+        def write_out(self) -> None:
+            raise RuntimeError("a bug in one connection's write")
+
+    link.node.turn_writes.add(BrokenClient())
+    with pytest.raises(RuntimeError):
+        link.send(b"CHANGELOC a\n", 1)
+    assert [data for _, data in writer.writes] == [b"CHANGELOC a\n"]
+
+
 def grow_burst(link: PeerLink, clock: Any, spy: TimerSpy, writes: int, gap: float) -> None:
     """`writes` windowed writes, each `gap` after the last write: a continuous burst."""
     for i in range(writes):
