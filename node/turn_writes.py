@@ -12,10 +12,9 @@ turn's reads are all handled first, warm, and the clients then wake together. Un
 alternating pairs of `bench/ab.py` (bench/README.md, "A turn's replies written at its end").
 
 Nothing is acknowledged earlier for it: a reply is made only after its journal write. And
-every gathered reply goes before any flood write (`PeerLink._send_outbox`), so that a lone
-client's reply still leaves before its update wakes a neighbour, and a burst's window, whose
-timer runs before the end of the turn that gathered the replies, does not hold them behind
-the neighbour it wakes.
+every gathered reply goes when a link that was idle writes a flood line at once
+(`PeerLink.send`), so that a lone client's reply still leaves before its update wakes a
+neighbour.
 
 A WHATSAT that a read brings is answered at the turn's end too, first of all, and its
 answer written at once (`hold`, `ClientConnection.answer_held`): every record that reached

@@ -104,7 +104,12 @@ class PeerLink:
         since = time.monotonic() - self._last_write
         if since >= FLOOD_WINDOW:  # an idle link: at once, and any burst is over
             self._burst_writes = 0
-            self._send_outbox()
+            # The replies this turn gathered go first: the write below wakes the neighbour,
+            # which may take our core before the turn ends.
+            try:
+                self.node.turn_writes.write_waiting()
+            finally:  # a client's failing write must not cost the neighbour these records
+                self._send_outbox()
             return
         self._send_scheduled = True
         loop = asyncio.get_running_loop()
@@ -154,13 +159,7 @@ class PeerLink:
             return
         data = b"".join(self._outbox)
         self._outbox.clear()
-        # The replies gathered so far go first: the write below wakes the neighbour, which
-        # may take our core before they would have gone. A window's timer can fire between
-        # a turn's reads and its end (`TurnWrites.end_turn`).
-        try:
-            self.node.turn_writes.write_waiting()
-        finally:  # a client's failing write must not cost the neighbour these records
-            writer.write(data)
+        writer.write(data)
         if writer.transport.get_write_buffer_size() > MAX_LINK_BUFFER:
             self.node.log.event(f"LINK_OVERFLOW peer={self.name} buffered>{MAX_LINK_BUFFER}")
             writer.transport.abort()

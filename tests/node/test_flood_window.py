@@ -208,33 +208,6 @@ async def test_the_window_grows_with_the_burst_up_to_flood_window(monkeypatch: A
     assert spy.delays[-1] == pytest.approx(FLOOD_WINDOW_STEP - gap)
 
 
-async def test_a_windowed_write_goes_after_the_replies_gathered_before_it(
-    monkeypatch: Any,
-) -> None:
-    """A window's timer can fire between a turn's reads and the turn's end: asyncio and
-    uvloop both run due timers before the callbacks that the reads scheduled. The replies
-    gathered by then go first, not behind the neighbour the write wakes."""
-    link, writer, clock, spy = bursting_link(monkeypatch)
-    clock.now += FLOOD_BURST_GAP / 2
-    link.send(b"CHANGELOC b\n", 1)  # a burst: the write waits for its window
-    client = GatheringClient(writer)
-    link.node.turn_writes.add(client)  # a later read's reply, gathered for the turn's end
-    spy.run_due()  # the window ends first
-    assert client.written_after == [1] and len(writer.writes) == 2
-
-
-async def test_a_write_after_a_pause_goes_after_the_replies_gathered(
-    monkeypatch: Any,
-) -> None:
-    link, writer, clock, _spy = bursting_link(monkeypatch)
-    clock.now += FLOOD_BURST_GAP * 2  # a pause: at the end of this turn
-    link.send(b"CHANGELOC p\n", 1)
-    client = GatheringClient(writer)
-    link.node.turn_writes.add(client)
-    await asyncio.sleep(0)
-    assert client.written_after == [1] and len(writer.writes) == 2
-
-
 async def test_a_client_whose_write_fails_does_not_cost_the_neighbour_its_records() -> None:
     link, writer = up_link()
 
