@@ -213,7 +213,7 @@ class ClientConnection(LineReader):
             if budget <= 0:
                 self._schedule_resume()
                 break
-            if self._probation is not None and not backlog.head().startswith(_HANDSHAKE):
+            if self._probation is not None and not backlog.head_starts_with(_HANDSHAKE):
                 self.refuse(self._over)
                 return
             if not backlog.head_starts_with(_WHATSAT):

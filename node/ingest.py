@@ -91,12 +91,9 @@ class LineBacklog:
             self._block, self._count = b"", 0
         return self._lines
 
-    def head(self) -> bytes:
-        """The oldest waiting line."""
-        return self.lines()[0]
-
-    def head_starts_with(self, prefix: bytes) -> bool:
-        """Whether the oldest waiting line starts with `prefix`, without cutting the block."""
+    def head_starts_with(self, prefix: bytes | tuple[bytes, ...]) -> bool:
+        """Whether the oldest waiting line starts with `prefix` (or one of them), without
+        cutting the block."""
         return (self._lines[0] if self._lines else self._block).startswith(prefix)
 
     def popleft(self) -> bytes:
