@@ -718,7 +718,12 @@ def test_real_rolling_restart(herd: HerdConfig) -> None:
 
 
 def test_real_supervisor_killed_then_adopted(herd: HerdConfig) -> None:
-    wait_until(lambda: all_ready(herd), "every node ready")
+    # RUNNING too, not only ready: a node adopted within `startsecs` of its spawn (say just
+    # after the rolling restart before this test) is rightly adopted as STARTING.
+    wait_until(
+        lambda: all_ready(herd) and all(n["state"] == "RUNNING" for n in nodes(herd).values()),
+        "every node ready and RUNNING",
+    )
     first = request(herd, "ping")["pid"]
     before = nodes(herd)
     pids = {n: row["pid"] for n, row in before.items()}
