@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint unit bench clean up down
+.PHONY: install test lint unit bench clean up down native
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,7 +39,17 @@ $(FAST_STAMP): $(STAMP)
 	$(BIN)/pip install --quiet -e '.[test,lint,fast]'
 	touch $(FAST_STAMP)
 
-bench: $(FAST_STAMP)
+# The compiled core (node/native.py): rebuilt when a compiled module changes. Without a C
+# compiler the build says so and the node runs from source.
+NATIVE_SOURCES := $(foreach m,protocol store ingest entries replies,node/$(m).py)
+NATIVE := $(VENV)/herd-native/herd-native.json
+
+$(NATIVE): $(FAST_STAMP) $(NATIVE_SOURCES) node/native.py tools/build_native.py
+	$(BIN)/python tools/build_native.py || true
+
+native: $(NATIVE)
+
+bench: $(FAST_STAMP) $(NATIVE)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 	$(BIN)/python bench/places_bench.py
 	$(BIN)/python bench/startup.py

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from figures import Settings, propagate
 from node_cpu import LOADS, Sample, sample
-from systems import REPO, System, start_herd
+from systems import REPO, System, compiled_core_of, start_herd
 
 PROPAGATE = ("propagate", "propagate_loaded")
 FIGURES = (*sorted(LOADS), *PROPAGATE)
@@ -127,6 +127,8 @@ def measure_pairs(rev: str, load: str, count: int, seconds: float) -> list[tuple
             for side, tree in order:
                 system = start_herd(Path(tmp) / f"{i}-{side}", tree)
                 try:
+                    if not i:  # a tree edited since `make native` runs from source
+                        print(f"{side}: core {compiled_core_of(system)}", flush=True)
                     time.sleep(0.5)
                     found[side] = measure(system, load, seconds)
                 finally:

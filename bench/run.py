@@ -48,6 +48,7 @@ from systems import (
     BENCH_DIR,
     BenchError,
     System,
+    compiled_core_of,
     event_loop_of,
     node_binary,
     start_herd,
@@ -181,7 +182,7 @@ def start_systems(
     t0 = time.monotonic()
     ours = start_herd(tmp / OURS)
     loop = event_loop_of(ours)
-    started(OURS, ours, t0, f" ({loop})")
+    started(OURS, ours, t0, f" ({loop}, core {compiled_core_of(ours)})")
     t0 = time.monotonic()
     started(MINIMAL, start_minimal(tmp / MINIMAL, loop=loop), t0, f" ({loop}, as ours)")
     if args.no_nodejs:

@@ -289,6 +289,16 @@ def event_loop_of(system: System) -> str:
     return "asyncio"
 
 
+def compiled_core_of(system: System) -> str:
+    """`compiled` when the system's first process runs the compiled core (`node.native`),
+    else `source`."""
+    with contextlib.suppress(psutil.Error, IndexError):
+        maps = psutil.Process(system.procs.procs[0].pid).memory_maps(grouped=True)
+        if any("core__mypyc" in m.path for m in maps):
+            return "compiled"
+    return "source"
+
+
 def start_minimal(folder: Path, *, loop: str = "auto") -> System:
     """The minimal node, one process, on `loop` (auto: uvloop when installed)."""
     folder.mkdir(parents=True, exist_ok=True)

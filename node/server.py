@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from node import NATIVE
 from node.admission import Admission, client_cap, raise_fd_limit, reserve_for
 from node.client import ClientConnection
 from node.config import HerdConfig
@@ -134,7 +135,7 @@ class NodeServer:
         neighbours = ",".join(self.config.neighbours(self.name))
         self.log.event(
             f"START node={self.name} listen={self.spec.bind}:{self.port} "
-            f"places={self.places.name} neighbours={neighbours}"
+            f"places={self.places.name} neighbours={neighbours} native={NATIVE}"
         )
         self._sweeper = loop.create_task(self._sweep())
         self.peers.start()

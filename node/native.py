@@ -1,0 +1,80 @@
+"""The compiled core: the sans-IO modules in `COMPILED`, compiled by mypyc into a folder
+outside the source tree (`tools/build_native.py`; `make native` and `make bench` build it
+into `.venv/herd-native`), and imported in place of their source.
+
+It is used only when it was built from the very source beside it: the build notes each
+module's SHA-256, and a module edited since then makes the whole node run from source (a
+half-compiled core would mix two versions of one class). `HERD_NATIVE=0` runs from source
+regardless; `HERD_NATIVE_DIR` names another build folder (the tests build one of their own).
+The node's `START` log event says which it runs (`native=yes`, or why not).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.machinery
+import json
+import os
+import sys
+from pathlib import Path
+
+# Parsing, the store, a read's ingest, the journal's entries and the reply queue: the Python
+# each request and each flooded record runs through. The asyncio layer stays interpreted.
+COMPILED = ("protocol", "store", "ingest", "entries", "replies")
+GROUP = "node.core"  # mypyc's shared library is then `node.core__mypyc`, inside the package
+MANIFEST = "herd-native.json"
+
+
+def build_dir() -> Path:
+    """Where the build is looked for: `HERD_NATIVE_DIR`, else the environment's own folder."""
+    named = os.environ.get("HERD_NATIVE_DIR")
+    return Path(named) if named else Path(sys.prefix) / "herd-native"
+
+
+def digests(source: Path) -> dict[str, str]:
+    """Each compiled module's SHA-256, read from the package folder `source`."""
+    return {
+        name: hashlib.sha256((source / f"{name}.py").read_bytes()).hexdigest() for name in COMPILED
+    }
+
+
+def manifest(source: Path) -> dict[str, object]:
+    """What a build notes of what it was built from and for."""
+    return {
+        "extension_suffix": importlib.machinery.EXTENSION_SUFFIXES[0],
+        "modules": digests(source),
+    }
+
+
+def why_not(build: Path, source: Path) -> str | None:
+    """None when `build` holds a core compiled from `source` for this interpreter, else a
+    word saying why it is not used."""
+    try:
+        noted = json.loads((build / MANIFEST).read_text())
+    except FileNotFoundError:
+        return "none"
+    except (OSError, ValueError):
+        return "unreadable"
+    if not isinstance(noted, dict):
+        return "unreadable"
+    if noted.get("extension_suffix") != importlib.machinery.EXTENSION_SUFFIXES[0]:
+        return "other-python"
+    try:
+        if noted.get("modules") != digests(source):
+            return "stale"
+    except OSError:
+        return "stale"
+    return None
+
+
+def activate(package_path: list[str]) -> str:
+    """Put a fresh build's package folder first on `package_path` (the package's
+    `__path__`); the status the `START` event reports: `yes`, or why not."""
+    if os.environ.get("HERD_NATIVE", "1") == "0":
+        return "off"
+    build = build_dir()
+    reason = why_not(build, Path(package_path[0]))
+    if reason is not None:
+        return reason
+    package_path.insert(0, str(build / "node"))
+    return "yes"
