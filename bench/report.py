@@ -10,7 +10,8 @@ from typing import Any
 
 from figures import Measurement
 
-OURS, MINIMAL, NODEJS = "ours", "minimal", "nodejs"
+OURS, MINIMAL, NODEJS = "ours", "minimal", "nodejs"  # a measurement's system: the columns
+MINIMAL_HERD = "minimal_herd"  # run.py's name for the system behind propagation's "minimal"
 
 
 @dataclass
@@ -182,22 +183,33 @@ def propagation_rows(ms: list[Measurement], background_rate: int) -> list[Row]:
     ]
     rows = []
     for figure, q, label, limit in specs:
-        ours, nodejs = med(figure, OURS, q), med(figure, NODEJS, q)
-        if math.isnan(limit):
-            rows.append(
-                Row(label, _ms(ours), "", _ms(nodejs), _num(_ratio(ours, nodejs), "{:.2f}x"))
-            )
-            continue
-        rows.append(
-            Row(
-                label,
-                _ms(ours),
-                "",
-                _ms(nodejs),
-                _num(_ratio(ours, nodejs), "{:.2f}x"),
+        ours, minimal, nodejs = (med(figure, k, q) for k in (OURS, MINIMAL, NODEJS))
+        row = Row(
+            label, _ms(ours), _ms(minimal), _ms(nodejs), _num(_ratio(ours, nodejs), "{:.2f}x")
+        )
+        if not math.isnan(limit):
+            row.target, row.verdict, row.value = (
                 f"< {limit:g} ms",
                 _verdict(ours, _below(limit)),
                 ours,
+            )
+        rows.append(row)
+    for figure, q, label in [
+        ("propagate_idle", "p50", "propagation idle p50: ours / minimal herd"),
+        (
+            "propagate_loaded",
+            "p50",
+            f"propagation at {background_rate:,}/s p50: ours / minimal herd",
+        ),
+    ]:
+        ratio = _ratio(med(figure, OURS, q), med(figure, MINIMAL, q))
+        rows.append(Row(label, ratio=_num(ratio, "{:.2f}x"), value=ratio))
+    idle_rounds = per_round(ms, "propagate_idle", "latency_ms.p50")
+    if idle_rounds:  # not judged: the issue asks it of the median; shown for the spread
+        rows.append(
+            Row(
+                "propagation idle p50: ours / Node.js, each round",
+                ratio=" ".join(_num(r, "{:.2f}") or "-" for r in idle_rounds),
             )
         )
     against_nodejs = [  # the propagation issue's targets, as ratios to the Node.js herd

@@ -34,6 +34,7 @@ from typing import Any
 from figures import QUICK, Measurement, Settings, ingest, latency, propagate
 from report import (
     MINIMAL,
+    MINIMAL_HERD,
     NODEJS,
     OURS,
     Row,
@@ -53,6 +54,7 @@ from systems import (
     node_binary,
     start_herd,
     start_minimal,
+    start_minimal_herd,
     start_node_herd,
 )
 
@@ -73,10 +75,14 @@ ROUND_FIGURES = [
     RoundFigure("ingest", ingest, (OURS, MINIMAL, NODEJS)),
     RoundFigure("latency", lambda system, s: latency(system, s), (OURS, MINIMAL, NODEJS)),
     RoundFigure(
-        "propagate_idle", lambda system, s: propagate(system, s, loaded=False), (OURS, NODEJS)
+        "propagate_idle",
+        lambda system, s: propagate(system, s, loaded=False),
+        (OURS, MINIMAL_HERD, NODEJS),
     ),
     RoundFigure(
-        "propagate_loaded", lambda system, s: propagate(system, s, loaded=True), (OURS, NODEJS)
+        "propagate_loaded",
+        lambda system, s: propagate(system, s, loaded=True),
+        (OURS, MINIMAL_HERD, NODEJS),
     ),
 ]
 SCALE_FIGURES = ("idle_connections", "million_clients")  # ours only, after the rounds
@@ -171,7 +177,8 @@ def describe(m: Measurement) -> str:
 def start_systems(
     tmp: Path, stack: contextlib.ExitStack, args: argparse.Namespace
 ) -> dict[str, System]:
-    """Ours first: the minimal node then runs on the same event loop as our node does."""
+    """Ours first: the minimal node and the minimal herd then run on the same event loop as
+    our node does. The minimal herd only when a propagation figure is run."""
     systems: dict[str, System] = {}
 
     def started(key: str, system: System, t0: float, note: str = "") -> None:
@@ -185,6 +192,10 @@ def start_systems(
     started(OURS, ours, t0, f" ({loop}, core {compiled_core_of(ours)})")
     t0 = time.monotonic()
     started(MINIMAL, start_minimal(tmp / MINIMAL, loop=loop), t0, f" ({loop}, as ours)")
+    if args.figures & {f.name for f in ROUND_FIGURES if MINIMAL_HERD in f.systems}:
+        t0 = time.monotonic()
+        herd = start_minimal_herd(tmp / MINIMAL_HERD, loop=loop)
+        started(MINIMAL_HERD, herd, t0, f" ({loop}, as ours)")
     if args.no_nodejs:
         print("Node.js herd skipped (--no-nodejs)")
     elif node_binary() is None:

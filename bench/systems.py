@@ -4,6 +4,7 @@
   temporary folder with a generated topology on free ports (default logging, journal fsync
   `everysec`, offline places).
 - `start_minimal`: bench/minimal_node.py, one process.
+- `start_minimal_herd`: bench/minimal_herd.py, five processes on the same links.
 - `start_node_herd`: bench/nodejs/herd.js, the same five nodes and links.
 
 Every process gets its own session (process group); `Procs.stop` signals each group with
@@ -309,6 +310,28 @@ def start_minimal(folder: Path, *, loop: str = "auto") -> System:
     try:
         procs.spawn("minimal", argv, REPO, folder)
         wait_listening(system, READY_TIMEOUT)
+    except BaseException:
+        procs.stop()
+        raise
+    return system
+
+
+def start_minimal_herd(folder: Path, *, loop: str = "auto") -> System:
+    """bench/minimal_herd.py on the same five names and links, on `loop`: the propagation
+    figures' floor for a Python herd."""
+    folder.mkdir(parents=True, exist_ok=True)
+    topo = topology(free_ports(len(NAMES)), folder)
+    config = folder / "topology.json"
+    config.write_text(json.dumps(topo, indent=2) + "\n")
+    procs = Procs()
+    addresses = {n: (HOST, int(topo["nodes"][n]["port"])) for n in NAMES}
+    system = System("minimal herd", "minimal", addresses, procs, folder)
+    script = str(BENCH_DIR / "minimal_herd.py")
+    try:
+        for name in NAMES:
+            argv = [sys.executable, script, name, str(config), "--loop", loop]
+            procs.spawn(name, argv, REPO, folder / "logs")
+        wait_ready(system)
     except BaseException:
         procs.stop()
         raise

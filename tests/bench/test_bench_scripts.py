@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -267,3 +268,50 @@ def test_node_cpu_counts_the_floods_copies_per_update() -> None:
     assert 3.9 <= totals["applied"] <= 4.0, out
     assert totals["received"] >= totals["applied"], out
     assert abs(totals["sent"] - totals["received"]) <= 0.02, out  # a copy may be on its way
+
+
+def test_the_minimal_herd_floods_an_iamat_to_every_node_and_keeps_the_newest(
+    tmp_path: Path,
+) -> None:
+    """The propagation figures' floor is a herd: an IAMAT at Welsh is seen at Hands (three
+    hops away) with the very AT line Welsh answered, and an older one does not replace it."""
+    from systems import exchange, start_minimal_herd
+
+    herd = start_minimal_herd(tmp_path, loop="asyncio")  # start waits until every pair floods
+    try:
+        welsh, hands = herd.address("Welsh"), herd.address("Hands")
+        at = exchange(welsh, b"IAMAT kiwi.cs.ucla.edu +34.068930-118.445127 1700000000.5\n")
+        assert at.startswith(b"AT Welsh +") and at.endswith(b" 1700000000.5\n"), at
+        older = exchange(hands, b"IAMAT kiwi.cs.ucla.edu +1.0+1.0 1600000000.0\n")
+        assert older.startswith(b"AT Hands ")
+        deadline = time.monotonic() + 10
+        while True:
+            seen = exchange(hands, b"WHATSAT kiwi.cs.ucla.edu 10 5\n")
+            if seen.startswith(at) or time.monotonic() > deadline:
+                break
+            time.sleep(0.02)
+        assert seen == at + b'{"html_attributions":[],"results":[],"status":"ZERO_RESULTS"}\n\n'
+        assert exchange(hands, b"WHATSAT nobody 10 5\n") == b"? WHATSAT nobody 10 5\n"
+    finally:
+        herd.stop()
+
+
+def test_propagation_rows_take_their_minimal_column_from_the_minimal_herd() -> None:
+    from figures import Measurement
+    from report import MINIMAL, NODEJS, OURS, propagation_rows
+
+    def m(figure: str, system: str, p50: float) -> Measurement:
+        lat = {"p50": p50, "p90": p50, "p99": 2 * p50, "max": 3 * p50}
+        result = {"latency_ms": lat, "requests": 10, "errors": 0}
+        return Measurement(figure, system, result, 1.0, 1.0)
+
+    ms = [
+        m(fig, system, p50)
+        for fig in ("propagate_idle", "propagate_loaded")
+        for system, p50 in ((OURS, 0.5), (MINIMAL, 0.25), (NODEJS, 0.625))
+    ]
+    rows = {r.figure: r for r in propagation_rows(ms, 20_000)}
+    assert rows["propagation W->H idle, p50"].minimal == "0.250 ms"
+    assert rows["propagation idle p50: ours / minimal herd"].ratio == "2.00x"
+    assert rows["propagation idle p50: ours / Node.js, each round"].ratio == "0.80"
+    assert rows["propagation idle p50: ours / Node.js"].verdict == "PASS"
