@@ -1,4 +1,4 @@
-"""The compiled core: the sans-IO modules in `COMPILED`, compiled by mypyc into a folder
+"""The compiled core: the modules in `COMPILED`, compiled by mypyc into a folder
 outside the source tree (`tools/build_native.py`; `make native` and `make bench` build it
 into `.venv/herd-native`), and imported in place of their source.
 
@@ -16,11 +16,37 @@ import importlib.machinery
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
-# Parsing, the store, a read's ingest, the journal's entries and the reply queue: the Python
-# each request and each flooded record runs through. The asyncio layer stays interpreted.
-COMPILED = ("protocol", "store", "ingest", "entries", "replies")
+_T = TypeVar("_T")
+
+try:
+    # A compiled class is closed to subclasses written in Python unless marked so; the mark
+    # is mypy's (a lint extra), and means nothing when the node runs from source.
+    from mypy_extensions import mypyc_attr as mypyc_attr
+except ImportError:  # pragma: no cover - installed without the lint extra
+
+    def mypyc_attr(*attrs: str, **kwattrs: object) -> Callable[[_T], _T]:
+        return lambda cls: cls
+
+
+# Parsing, the store, a read's ingest, the journal's entries, the reply queue, the counters and
+# the log, and a client's connection with what it shares with a neighbour's (the reader) and
+# the turn's writes: the Python each request runs through. The rest stays interpreted.
+COMPILED = (
+    "protocol",
+    "store",
+    "ingest",
+    "entries",
+    "replies",
+    "counters",
+    "logbook",
+    "reader",
+    "turn_writes",
+    "client",
+)
 GROUP = "node.core"  # mypyc's shared library is then `node.core__mypyc`, inside the package
 MANIFEST = "herd-native.json"
 

@@ -30,6 +30,8 @@ from __future__ import annotations
 import asyncio
 from typing import Protocol
 
+from node.native import mypyc_attr
+
 
 class Gathering(Protocol):
     """A connection that gathers its writes during a turn."""
@@ -47,6 +49,8 @@ class Holding(Protocol):
         ...
 
 
+# Compiled (node.native); bench/in_process.py writes at every read's end in a subclass.
+@mypyc_attr(allow_interpreted_subclasses=True)
 class TurnWrites:
     """The connections with queries to answer, or gathered replies to write, at the end of
     this turn."""

@@ -215,11 +215,14 @@ def _shown_logged(path: Path, events: list[bytes]) -> str:
 
 
 class _ShowCalls:
-    """Counts show() calls made by raw_events: none means it took the fast path."""
+    """Counts show() calls made by raw_events: none means it took the fast path. The
+    compiled log (node.native) calls its own show directly, which no patch reaches:
+    `counted` is False then."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         import node.logbook
 
+        self.counted = node.logbook.__file__.endswith(".py")
         self.calls = 0
         real = node.logbook.show
 
@@ -316,6 +319,8 @@ def test_raw_events_equal_event_of_show_for_every_byte(tmp_path, monkeypatch, by
     got = _raw_logged(tmp_path / "a.log", events)
     assert got == expected
     assert got.count("\n") == len(events) and len(lines(tmp_path / "a.log")) == len(events)
+    if not calls.counted:
+        return
     if path == "fallback":
         assert calls.calls == len(events)
     elif byte in _PLAIN:

@@ -23,6 +23,11 @@ CORE_TESTS = [
     "tests/node/test_store_properties.py",
     "tests/node/test_ingest.py",
     "tests/node/test_journal.py",
+    "tests/node/test_counters.py",
+    "tests/node/test_logbook.py",
+    "tests/node/test_turn_writes.py",
+    "tests/hardening/test_plain_read.py",
+    "tests/hardening/test_query_turn.py",
 ]
 
 
