@@ -13,7 +13,9 @@ third within the hour, a figure is only worth its comparison with the other side
 pair: the script prints every pair's ratio (this tree / REV) of the p50, of the
 replies/s and of the herd's CPU per reply, their medians, and how many pairs came out
 better, with the chance of at least that many by luck alone if the two trees were alike
-(a sign test). The worktree is removed at the end, also on an error or Ctrl-C.
+(a sign test). When this tree runs on its compiled core (`make native`), REV's core is
+built for it too, so both sides run compiled. The worktree is removed at the end, also on
+an error or Ctrl-C.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ from pathlib import Path
 from figures import Settings, propagate
 from node_cpu import LOADS, Sample, sample
 from systems import REPO, System, compiled_core_of, start_herd
+
+from node import native
 
 PROPAGATE = ("propagate", "propagate_loaded")
 FIGURES = (*sorted(LOADS), *PROPAGATE)
@@ -116,16 +120,37 @@ def report(rev: str, load: str, pairs: list[tuple[Sample, Sample]]) -> str:
     return "\n".join(lines)
 
 
+def base_core(base_tree: Path, folder: Path) -> Path | None:
+    """When this tree runs on its compiled core, the other tree's own, built into `folder`:
+    a compiled tree against one from source would measure the compiler, not the change.
+    None when this tree runs from source, or the other tree has no build script (older than
+    the compiled core) or its build fails: it then runs from source, and the first pair
+    says so."""
+    script = base_tree / "tools" / "build_native.py"
+    if native.why_not(native.build_dir(), REPO / "node") is not None or not script.exists():
+        return None
+    print("building the other tree's compiled core...", flush=True)
+    done = subprocess.run(
+        [sys.executable, str(script), "--out", str(folder)], capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        print(done.stderr.strip().splitlines()[-1:], flush=True)
+        return None
+    return folder
+
+
 def measure_pairs(rev: str, load: str, count: int, seconds: float) -> list[tuple[Sample, Sample]]:
     pairs: list[tuple[Sample, Sample]] = []
     with worktree(rev) as base_tree, tempfile.TemporaryDirectory(prefix="herd-ab-run-") as tmp:
+        natives = {"base": base_core(base_tree, Path(tmp) / "base-native"), "this": None}
         for i in range(count):
             order = [("base", base_tree), ("this", REPO)]
             if i % 2:
                 order.reverse()
             found: dict[str, Sample] = {}
             for side, tree in order:
-                system = start_herd(Path(tmp) / f"{i}-{side}", tree)
+                folder = Path(tmp) / f"{i}-{side}"
+                system = start_herd(folder, tree, native_dir=natives[side])
                 try:
                     if not i:  # a tree edited since `make native` runs from source
                         print(f"{side}: core {compiled_core_of(system)}", flush=True)

@@ -259,9 +259,12 @@ def tree_env(tree: Path) -> dict[str, str]:
     return env
 
 
-def start_herd(folder: Path, tree: Path = REPO, *, metrics: bool = False) -> System:
+def start_herd(
+    folder: Path, tree: Path = REPO, *, metrics: bool = False, native_dir: Path | None = None
+) -> System:
     """Our five nodes, each `python -m node NAME -c topology.yaml`, run from `tree` (another
-    checkout for an A/B, see bench/ab.py), with /metrics when asked; waits until flooding
+    checkout for an A/B, see bench/ab.py), with /metrics when asked, and with the compiled
+    core built in `native_dir` (`HERD_NATIVE_DIR`) when one is named; waits until flooding
     works."""
     config, topo = write_topology(folder, metrics=metrics)
     procs = Procs()
@@ -271,6 +274,8 @@ def start_herd(folder: Path, tree: Path = REPO, *, metrics: bool = False) -> Sys
         n: int(spec["metrics_port"]) for n, spec in topo["nodes"].items() if "metrics_port" in spec
     }
     env = None if tree == REPO else tree_env(tree)
+    if native_dir is not None:
+        env = {**(env or os.environ), "HERD_NATIVE_DIR": str(native_dir)}
     try:
         for name in NAMES:
             procs.spawn(name, node_argv(name, config), tree, folder / "logs", env)
