@@ -2,11 +2,12 @@
 
     python bench/traced_node.py TRACE.json NAME -c CONFIG
 
-Runs the real node (`node.__main__.main`) with thin wrappers around the methods a record
-passes through, each noting `time.time_ns()` (the clock every process shares, like the
-kernel's packet stamps) and the step's name. On exit, after SIGTERM, the notes go to
-TRACE.json as [[ns, step, detail], ...]. The wrappers cost about half a microsecond each,
-so a traced hop is a few microseconds slower than an untraced one.
+Runs the real node (`node.__main__.main`, from source: see `HERD_NATIVE` below) with thin
+wrappers around the methods a record passes through, each noting `time.time_ns()` (the
+clock every process shares, like the kernel's packet stamps) and the step's name. On exit,
+after SIGTERM, the notes go to TRACE.json as [[ns, step, detail], ...]. The wrappers cost
+about half a microsecond each, so a traced hop is a few microseconds slower than an
+untraced one.
 
 Steps:
   epoll        the event loop's selector returned with something to do (asyncio loop only:
@@ -23,12 +24,17 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import selectors
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+# A compiled class's methods cannot be wrapped, and compiled callers would not see the
+# wrappers: a traced node runs from source (node.native).
+os.environ["HERD_NATIVE"] = "0"
 
 import node.__main__ as node_main
 from node.client import ClientConnection

@@ -46,6 +46,7 @@ from node import journal_folder
 from node.config import FSYNC_POLICIES
 from node.counters import JournalTally
 from node.entries import ReplayStats, replay_file
+from node.native import mypyc_attr
 from node.private import DIR_MODE, open_private, private_dir
 from node.store import ClientStore
 
@@ -70,6 +71,8 @@ class JournalLike(Protocol):
     def tally(self) -> JournalTally: ...
 
 
+# Compiled (node.native); the tests note what is journalled in interpreted subclasses.
+@mypyc_attr(allow_interpreted_subclasses=True)
 class NullJournal:
     """Keeps nothing: for in-process tests and tools that need no durability."""
 

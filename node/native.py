@@ -46,9 +46,18 @@ COMPILED = (
     "reader",
     "turn_writes",
     "client",
+    "server",
+    "journal",
+    "peers.inbound",
+    "peers.outbound",
 )
 GROUP = "node.core"  # mypyc's shared library is then `node.core__mypyc`, inside the package
 MANIFEST = "herd-native.json"
+
+
+def source_of(name: str) -> str:
+    """A compiled module's source file, relative to the package folder."""
+    return name.replace(".", "/") + ".py"
 
 
 def build_dir() -> Path:
@@ -60,7 +69,8 @@ def build_dir() -> Path:
 def digests(source: Path) -> dict[str, str]:
     """Each compiled module's SHA-256, read from the package folder `source`."""
     return {
-        name: hashlib.sha256((source / f"{name}.py").read_bytes()).hexdigest() for name in COMPILED
+        name: hashlib.sha256((source / source_of(name)).read_bytes()).hexdigest()
+        for name in COMPILED
     }
 
 
@@ -104,3 +114,10 @@ def activate(package_path: list[str]) -> str:
         return reason
     package_path.insert(0, str(build / "node"))
     return "yes"
+
+
+def activate_subpackage(package_path: list[str], parent_path: list[str], status: str) -> None:
+    """The same for a subpackage (its `__path__`), given its parent's `__path__` and what
+    `activate` said of it: its compiled modules are found before its source ones."""
+    if status == "yes":
+        package_path.insert(0, str(Path(parent_path[0]) / Path(package_path[-1]).name))

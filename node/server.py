@@ -164,7 +164,8 @@ class NodeServer:
                     f"port {want} on {self.spec.bind} is already in use{port_holder(want)}"
                 ) from None
             raise StartupError(f"cannot listen on {self.spec.bind}:{want}: {e.strerror}") from None
-        self.port = self._server.sockets[0].getsockname()[1]
+        server: Any = self._server  # its `sockets` is a list on uvloop, not the tuple typed
+        self.port = server.sockets[0].getsockname()[1]
         if self.metrics is not None:
             await self._bind_metrics(self.metrics)
 

@@ -39,7 +39,7 @@ def build(out: Path) -> None:
         noted = native.manifest(ROOT / "node")  # what is compiled, not what is there later
         os.chdir(ROOT)  # mypy names the modules from their paths
         extensions = mypycify(
-            [f"node/{name}.py" for name in native.COMPILED],
+            [f"node/{native.source_of(name)}" for name in native.COMPILED],
             group_name=native.GROUP,
             target_dir=str(work / "c"),
             opt_level="3",

@@ -10,10 +10,16 @@ from __future__ import annotations
 
 import asyncio
 
-from node.config import HerdConfig
-from node.peers.host import PeerHost
-from node.peers.inbound import PEER_LINES_PER_TURN, PeerConnection
-from node.peers.outbound import (
+import node as _node
+from node import native as _native
+
+# Before the submodules: their compiled builds, when the node runs compiled (node.native).
+_native.activate_subpackage(__path__, _node.__path__, _node.NATIVE)
+
+from node.config import HerdConfig  # noqa: E402
+from node.peers.host import PeerHost  # noqa: E402
+from node.peers.inbound import PEER_LINES_PER_TURN, PeerConnection  # noqa: E402
+from node.peers.outbound import (  # noqa: E402
     FLOOD_BURST_GAP,
     FLOOD_WINDOW,
     FLOOD_WINDOW_STEP,
@@ -21,7 +27,7 @@ from node.peers.outbound import (
     MAX_LINK_BUFFER,
     PeerLink,
 )
-from node.status import LinkStatus
+from node.status import LinkStatus  # noqa: E402
 
 __all__ = [
     "FLOOD_BURST_GAP",

@@ -47,7 +47,8 @@ class PeerConnection(LineReader):
         self.host = host
         self.peers = peers
         # uvloop's transports are not asyncio.Transport subclasses, but speak the same API.
-        self.transport: asyncio.Transport = cast(asyncio.Transport, transport)
+        self._link = cast(asyncio.Transport, transport)
+        self.transport = self._link  # as LineReader sees it: None once gone, for a client
         self.peer = peer
         self.id = conn_id
         self._where = where
@@ -68,7 +69,7 @@ class PeerConnection(LineReader):
     def take_over(self, backlog: LineBacklog) -> None:
         """Take the connection over from the client side, after its WELCOME went out: the
         transport, and the lines read after AUTH; handle those, then read on."""
-        self.transport.set_protocol(self)
+        self._link.set_protocol(self)
         self.host.log.event(
             f"PEER_IN_UP conn={self.id} peer={self.peer.decode()} from={self._where}"
         )
@@ -214,7 +215,7 @@ class PeerConnection(LineReader):
         if now - self._last_activity > timeout:
             self.abort(f"peer silent for {timeout:g}s")
         else:
-            self.transport.write(PING_LINE)
+            self._link.write(PING_LINE)
 
     def abort(self, reason: str) -> None:
         """Drop the link now, logging why; `connection_lost` follows."""
@@ -222,5 +223,5 @@ class PeerConnection(LineReader):
             return
         self._closed = True
         self.host.log.event(f"CONN_CUT conn={self.id} from={self._where} reason={reason}")
-        self.transport.abort()
+        self._link.abort()
         self.peers.inbound_lost(self.peer, self)

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import random
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from node.handshake import HandshakeError, Initiator, redact
@@ -61,7 +62,10 @@ class PeerLink:
         self._writer: asyncio.StreamWriter | None = None
         self._outbox: list[bytes] = []
         self._send_scheduled = False
-        self._last_write = 0.0  # time.monotonic() of the last flood write
+        # The flood window's clock: time.monotonic, not loop.time (uvloop's clock moves in
+        # whole milliseconds); the tests put a clock of their own here.
+        self.monotonic: Callable[[], float] = time.monotonic
+        self._last_write = 0.0  # self.monotonic() of the last flood write
         self._burst_writes = 0  # the burst's window in FLOOD_WINDOW_STEPs (capped when used)
         self.held_back: dict[bytes, None] = {}  # flood lines the neighbour may send us first
         self._held_added = 0  # lines held back since the last release
@@ -100,8 +104,7 @@ class PeerLink:
         self._outbox.append(lines)
         if self._send_scheduled:
             return
-        # time.monotonic, not loop.time: uvloop's clock moves in whole milliseconds.
-        since = time.monotonic() - self._last_write
+        since = self.monotonic() - self._last_write
         if since >= FLOOD_WINDOW:  # an idle link: at once, and any burst is over
             self._burst_writes = 0
             # The replies this turn gathered go first: the write below wakes the neighbour,
@@ -150,7 +153,7 @@ class PeerLink:
 
     def _send_outbox(self) -> None:
         self._send_scheduled = False
-        self._last_write = time.monotonic()
+        self._last_write = self.monotonic()
         writer = self._writer
         # Closing: the neighbour reset the link this very turn, before our reader saw it (on
         # uvloop a write now raises). The full sync when the link comes back covers it.

@@ -113,7 +113,7 @@ async def test_the_rest_of_a_turn_shares_the_next_write() -> None:
 
 
 class FakeClock:
-    """The link's view of time.monotonic, moved by hand; timers still run on the real loop."""
+    """The link's flood window clock, moved by hand; timers still run on the real loop."""
 
     def __init__(self) -> None:
         self.now = 1000.0
@@ -122,17 +122,15 @@ class FakeClock:
         return self.now
 
 
-def fake_clock(monkeypatch: Any) -> FakeClock:
+def fake_clock(link: PeerLink) -> FakeClock:
     clock = FakeClock()
-    monkeypatch.setattr(
-        "node.peers.outbound.time", SimpleNamespace(monotonic=clock.monotonic, time=time.time)
-    )
+    link.monotonic = clock.monotonic
     return clock
 
 
 async def test_a_burst_waits_for_the_window_and_shares_its_write(monkeypatch: Any) -> None:
-    clock = fake_clock(monkeypatch)
     link, writer = up_link()
+    clock = fake_clock(link)
     link.send(b"CHANGELOC a\n", 1)
     clock.now += FLOOD_BURST_GAP / 2  # right after that write: a burst
     link.send(b"CHANGELOC b\n", 1)
@@ -165,10 +163,10 @@ class TimerSpy:
 
 def bursting_link(monkeypatch: Any) -> tuple[PeerLink, FakeWriter, Any, TimerSpy]:
     """A link on a fake clock, whose windows `TimerSpy` takes, after one idle write."""
-    clock = fake_clock(monkeypatch)
     spy = TimerSpy()
     monkeypatch.setattr(asyncio.get_running_loop(), "call_later", spy.call_later)
     link, writer = up_link()
+    clock = fake_clock(link)
     link.send(b"CHANGELOC 0\n", 1)  # idle: at once
     return link, writer, clock, spy
 
@@ -258,8 +256,8 @@ async def test_a_continuous_load_loses_a_step_per_hiccup_and_its_burst_at_two(
 
 
 async def test_after_a_quiet_window_an_update_goes_out_at_once_again(monkeypatch: Any) -> None:
-    clock = fake_clock(monkeypatch)
     link, writer = up_link()
+    clock = fake_clock(link)
     link.send(b"CHANGELOC a\n", 1)
     clock.now += FLOOD_WINDOW * 1.5
     link.send(b"CHANGELOC b\n", 1)
@@ -270,8 +268,8 @@ async def test_after_a_short_pause_the_rest_of_the_turn_shares_one_write(
     monkeypatch: Any,
 ) -> None:
     """A load with a hiccup: the turn's other reads are handled before the write."""
-    clock = fake_clock(monkeypatch)
     link, writer = up_link()
+    clock = fake_clock(link)
     link.send(b"CHANGELOC a\n", 1)
     clock.now += FLOOD_BURST_GAP * 2
     link.send(b"CHANGELOC b\n", 1)

@@ -28,6 +28,11 @@ CORE_TESTS = [
     "tests/node/test_turn_writes.py",
     "tests/hardening/test_plain_read.py",
     "tests/hardening/test_query_turn.py",
+    "tests/node/test_server.py",
+    "tests/node/test_flood_window.py",
+    "tests/node/test_hold_back.py",
+    "tests/node/test_journal_faults.py",
+    "tests/hardening/test_peers.py",
 ]
 
 
@@ -37,7 +42,8 @@ def source(tmp_path: Path) -> Path:
     folder = tmp_path / "src" / "node"
     folder.mkdir(parents=True)
     for name in native.COMPILED:
-        shutil.copy(ROOT / "node" / f"{name}.py", folder / f"{name}.py")
+        (folder / native.source_of(name)).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / "node" / native.source_of(name), folder / native.source_of(name))
     return folder
 
 
@@ -57,10 +63,20 @@ def test_a_build_from_this_source_goes_first_on_the_package_path(build: Path, so
     path = [str(source)]
     assert native.activate(path) == "yes"
     assert path == [str(build / "node"), str(source)]
+    subpackage = [str(source / "peers")]
+    native.activate_subpackage(subpackage, path, "yes")
+    assert subpackage == [str(build / "node" / "peers"), str(source / "peers")]
+
+
+def test_a_subpackage_of_a_node_run_from_source_keeps_its_path(source: Path) -> None:
+    subpackage = [str(source / "peers")]
+    for status in ("none", "stale", "off"):
+        native.activate_subpackage(subpackage, [str(source)], status)
+        assert subpackage == [str(source / "peers")]
 
 
 def test_one_edited_module_sends_the_whole_node_back_to_source(build: Path, source: Path) -> None:
-    edited = source / f"{native.COMPILED[-1]}.py"
+    edited = source / native.source_of(native.COMPILED[-1])
     edited.write_text(edited.read_text() + "\n# edited after the build\n")
     path = [str(source)]
     assert native.activate(path) == "stale"
@@ -68,7 +84,7 @@ def test_one_edited_module_sends_the_whole_node_back_to_source(build: Path, sour
 
 
 def test_a_missing_module_counts_as_stale(build: Path, source: Path) -> None:
-    (source / f"{native.COMPILED[0]}.py").unlink()
+    (source / native.source_of(native.COMPILED[0])).unlink()
     assert native.activate([str(source)]) == "stale"
 
 
@@ -100,7 +116,7 @@ def test_make_rebuilds_on_a_change_to_every_compiled_module() -> None:
     makefile = (ROOT / "Makefile").read_text()
     found = re.search(r"^NATIVE_SOURCES := \$\(foreach m,([^,]+),", makefile, re.MULTILINE)
     assert found is not None
-    assert tuple(found.group(1).split()) == native.COMPILED
+    assert tuple(found.group(1).split()) == tuple(n.replace(".", "/") for n in native.COMPILED)
 
 
 # -- a real build ------------------------------------------------------------------------
