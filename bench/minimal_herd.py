@@ -23,14 +23,13 @@ import argparse
 import asyncio
 import functools
 import json
-import signal
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
-from minimal_node import diff_ns, loop_factory
+from minimal_node import diff_ns, loop_factory, until_stopped
 
 PLACES = b'{"html_attributions":[],"results":[],"status":"ZERO_RESULTS"}\n\n'
 REDIAL_S = 0.05
@@ -159,13 +158,8 @@ async def serve(name: str, topology: dict[str, Any]) -> None:
         lambda: Inbound(node), host, port, reuse_address=True, backlog=1024
     )
     links = [asyncio.create_task(keep_linked(node, n, a)) for n, a in neighbours.items()]
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    kind = type(loop).__module__.split(".")[0]
-    print(f"minimal herd: {name} on {host}:{port} ({kind})", file=sys.stderr, flush=True)
     try:
-        await stop.wait()
+        await until_stopped(f"minimal herd: {name} on {host}:{port}")
     finally:
         for task in links:
             task.cancel()

@@ -79,15 +79,21 @@ async def serve(port: int) -> None:
     server = await loop.create_server(
         lambda: MinimalProtocol(store), "127.0.0.1", port, reuse_address=True, backlog=1024
     )
+    try:
+        await until_stopped(f"minimal node: listening on 127.0.0.1:{port}")
+    finally:
+        server.close()
+
+
+async def until_stopped(listening: str) -> None:
+    """Say `listening` (and on which loop) on stderr, then wait for SIGTERM or SIGINT."""
+    loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     kind = type(loop).__module__.split(".")[0]
-    print(f"minimal node: listening on 127.0.0.1:{port} ({kind})", file=sys.stderr, flush=True)
-    try:
-        await stop.wait()
-    finally:
-        server.close()
+    print(f"{listening} ({kind})", file=sys.stderr, flush=True)
+    await stop.wait()
 
 
 def loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop]:

@@ -24,7 +24,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -321,26 +321,38 @@ def start_minimal(folder: Path, *, loop: str = "auto") -> System:
     return system
 
 
-def start_minimal_herd(folder: Path, *, loop: str = "auto") -> System:
-    """bench/minimal_herd.py on the same five names and links, on `loop`: the propagation
-    figures' floor for a Python herd."""
+def _start_json_herd(
+    folder: Path, label: str, key: str, argv: Callable[[str, Path], list[str]]
+) -> System:
+    """Five processes on the herd's names and links, each started with `argv(name, config)`
+    where config is the topology as JSON; waits until flooding works."""
     folder.mkdir(parents=True, exist_ok=True)
     topo = topology(free_ports(len(NAMES)), folder)
     config = folder / "topology.json"
     config.write_text(json.dumps(topo, indent=2) + "\n")
     procs = Procs()
     addresses = {n: (HOST, int(topo["nodes"][n]["port"])) for n in NAMES}
-    system = System("minimal herd", "minimal", addresses, procs, folder)
-    script = str(BENCH_DIR / "minimal_herd.py")
+    system = System(label, key, addresses, procs, folder)
     try:
         for name in NAMES:
-            argv = [sys.executable, script, name, str(config), "--loop", loop]
-            procs.spawn(name, argv, REPO, folder / "logs")
+            procs.spawn(name, argv(name, config), REPO, folder / "logs")
         wait_ready(system)
     except BaseException:
         procs.stop()
         raise
     return system
+
+
+def start_minimal_herd(folder: Path, *, loop: str = "auto") -> System:
+    """bench/minimal_herd.py on the same five names and links, on `loop`: the propagation
+    figures' floor for a Python herd."""
+    script = str(BENCH_DIR / "minimal_herd.py")
+    return _start_json_herd(
+        folder,
+        "minimal herd",
+        "minimal",
+        lambda name, config: [sys.executable, script, name, str(config), "--loop", loop],
+    )
 
 
 def node_binary() -> str | None:
@@ -352,23 +364,14 @@ def start_node_herd(folder: Path, *, log: bool = True) -> System:
     binary = node_binary()
     if binary is None:
         raise BenchError("Node.js (`node`) is not on PATH")
-    folder.mkdir(parents=True, exist_ok=True)
-    topo = topology(free_ports(len(NAMES)), folder)
-    config = folder / "topology.json"
-    config.write_text(json.dumps(topo, indent=2) + "\n")
-    procs = Procs()
-    addresses = {n: (HOST, int(topo["nodes"][n]["port"])) for n in NAMES}
-    system = System("herd (Node.js)", "nodejs", addresses, procs, folder)
     script = str(BENCH_DIR / "nodejs" / "herd.js")
-    try:
-        for name in NAMES:
-            argv = [binary, script, name, str(config)] + ([] if log else ["--no-log"])
-            procs.spawn(name, argv, REPO, folder / "logs")
-        wait_ready(system)
-    except BaseException:
-        procs.stop()
-        raise
-    return system
+    flags = [] if log else ["--no-log"]
+    return _start_json_herd(
+        folder,
+        "herd (Node.js)",
+        "nodejs",
+        lambda name, config: [binary, script, name, str(config), *flags],
+    )
 
 
 # -- readiness ---------------------------------------------------------------------------
