@@ -33,6 +33,9 @@ CORE_TESTS = [
     "tests/node/test_hold_back.py",
     "tests/node/test_journal_faults.py",
     "tests/hardening/test_peers.py",
+    "tests/hardening/test_journal_first.py",
+    "tests/hardening/test_server.py",
+    "tests/hardening/test_admission.py",
 ]
 
 
