@@ -32,9 +32,11 @@ except ImportError:  # pragma: no cover - installed without the lint extra
         return lambda cls: cls
 
 
-# Parsing, the store, a read's ingest, the journal's entries, the reply queue, the counters and
-# the log, and a client's connection with what it shares with a neighbour's (the reader) and
-# the turn's writes: the Python each request runs through. The rest stays interpreted.
+# The Python each request and each flooded record runs through: parsing, the store, a read's
+# ingest, the journal and its entries, the reply queue, the counters, the log, a client's
+# connection and a neighbour's (with the reader they share), our link to a neighbour, the
+# turn's writes and the node's commit. The rest (start-up, config, places, metrics, the
+# supervisor) stays interpreted.
 COMPILED = (
     "protocol",
     "store",

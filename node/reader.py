@@ -6,12 +6,9 @@ from __future__ import annotations
 import asyncio
 
 from node.ingest import LineBacklog
-from node.native import mypyc_attr
 from node.protocol import LineSplitter
 
 
-# Compiled (node.native); a neighbour's link (`peers.PeerConnection`) is interpreted.
-@mypyc_attr(allow_interpreted_subclasses=True)
 class LineReader(asyncio.Protocol):
     """A connection that reads lines into `_backlog` and works them off in `_work`, a
     share per event-loop turn.
