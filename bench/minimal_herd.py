@@ -40,9 +40,8 @@ Record = tuple[float, bytes]  # (client time, AT line without its newline)
 class Node:
     """The state one process shares between its connections."""
 
-    def __init__(self, name: str, neighbours: dict[str, tuple[str, int]]) -> None:
+    def __init__(self, name: str) -> None:
         self.name = name.encode()
-        self.neighbours = neighbours
         self.records: dict[bytes, Record] = {}
         self.links: dict[str, asyncio.Transport] = {}
 
@@ -151,7 +150,7 @@ async def serve(name: str, topology: dict[str, Any]) -> None:
         for a, b in topology["links"]
         if name in (a, b)
     }
-    node = Node(name, neighbours)
+    node = Node(name)
     loop = asyncio.get_running_loop()
     host, port = nodes[name]
     server = await loop.create_server(

@@ -48,7 +48,7 @@ class PeerConnection(LineReader):
         self.peers = peers
         # uvloop's transports are not asyncio.Transport subclasses, but speak the same API.
         self._link = cast(asyncio.Transport, transport)
-        self.transport = self._link  # as LineReader sees it: None once gone, for a client
+        self.transport = self._link  # LineReader's, typed optional (a client's is None at first)
         self.peer = peer
         self.id = conn_id
         self._where = where

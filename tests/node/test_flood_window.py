@@ -128,7 +128,7 @@ def fake_clock(link: PeerLink) -> FakeClock:
     return clock
 
 
-async def test_a_burst_waits_for_the_window_and_shares_its_write(monkeypatch: Any) -> None:
+async def test_a_burst_waits_for_the_window_and_shares_its_write() -> None:
     link, writer = up_link()
     clock = fake_clock(link)
     link.send(b"CHANGELOC a\n", 1)
@@ -255,7 +255,7 @@ async def test_a_continuous_load_loses_a_step_per_hiccup_and_its_burst_at_two(
     assert spy.delays[-1] == pytest.approx(FLOOD_WINDOW_STEP - gap)
 
 
-async def test_after_a_quiet_window_an_update_goes_out_at_once_again(monkeypatch: Any) -> None:
+async def test_after_a_quiet_window_an_update_goes_out_at_once_again() -> None:
     link, writer = up_link()
     clock = fake_clock(link)
     link.send(b"CHANGELOC a\n", 1)
@@ -264,9 +264,7 @@ async def test_after_a_quiet_window_an_update_goes_out_at_once_again(monkeypatch
     assert [data for _, data in writer.writes] == [b"CHANGELOC a\n", b"CHANGELOC b\n"]
 
 
-async def test_after_a_short_pause_the_rest_of_the_turn_shares_one_write(
-    monkeypatch: Any,
-) -> None:
+async def test_after_a_short_pause_the_rest_of_the_turn_shares_one_write() -> None:
     """A load with a hiccup: the turn's other reads are handled before the write."""
     link, writer = up_link()
     clock = fake_clock(link)

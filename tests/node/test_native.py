@@ -119,7 +119,8 @@ def test_make_rebuilds_on_a_change_to_every_compiled_module() -> None:
     makefile = (ROOT / "Makefile").read_text()
     found = re.search(r"^NATIVE_SOURCES := \$\(foreach m,([^,]+),", makefile, re.MULTILINE)
     assert found is not None
-    assert tuple(found.group(1).split()) == tuple(n.replace(".", "/") for n in native.COMPILED)
+    listed = tuple(native.source_of(name).removesuffix(".py") for name in native.COMPILED)
+    assert tuple(found.group(1).split()) == listed
 
 
 # -- a real build ------------------------------------------------------------------------
