@@ -44,11 +44,15 @@ CHANGELOC_LINES = re.compile(  # groups: client, then the packed record and its 
     rb"(?m)^CHANGELOC (%s) ((%s) (%s) (%s) (%s))$"
     % (_FIELD, LOCATION_IN_RANGE.pattern, _DECIMAL, TIME_RECEIVED.pattern, _FIELD)
 )
-_RADIUS = re.compile(_DECIMAL)
 _BOUND = re.compile(rb"\d+")
 
 MAX_RADIUS_KM = 50
 MAX_BOUND = 20
+# A WHATSAT's radius of 0 to MAX_RADIUS_KM km and bound of 1 to MAX_BOUND, leading zeros
+# allowed, each checked exactly by one match on its digits: no Decimal and no int() of a
+# number that may be thousands of digits long (a poller sends one WHATSAT per reply).
+_RADIUS_IN_RANGE = re.compile(rb"0*(?:[1-4]?\d(?:\.\d+)?|50(?:\.0+)?)")
+_BOUND_IN_RANGE = re.compile(rb"0*(?:[1-9]|1\d|20)")
 NS_PER_S = 1_000_000_000
 _NANOSECOND = Decimal("1e-9")
 
@@ -178,12 +182,9 @@ def parse_line(line: bytes, *, peer: bool = False) -> Message | None:
     n = len(fields)
     if keyword == b"WHATSAT" and n == 4:
         radius, bound = fields[2], fields[3]
-        digits = bound.lstrip(b"0")
-        if _RADIUS.fullmatch(radius) and _BOUND.fullmatch(bound) and len(digits) <= 2:
-            radius_km = Decimal(radius.decode())
-            bound_n = int(digits or b"0")
-            if radius_km <= MAX_RADIUS_KM and 1 <= bound_n <= MAX_BOUND:
-                return WhatsAt(fields[1], float(radius_km), bound_n)
+        if _RADIUS_IN_RANGE.fullmatch(radius) and _BOUND_IN_RANGE.fullmatch(bound):
+            # float() of the digits rounds once, as float(Decimal(digits)) would.
+            return WhatsAt(fields[1], float(radius), int(bound.lstrip(b"0")))
     elif keyword == b"PING" and n == 1 and peer:
         return Ping()
     elif keyword == b"SYNCED" and n == 2 and peer and _BOUND.fullmatch(fields[1]):

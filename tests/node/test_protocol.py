@@ -11,6 +11,8 @@ import re
 from fractions import Fraction
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from node.protocol import (
     Invalid,
@@ -229,6 +231,45 @@ def test_whatsat_rejects_bound(bound):
 )
 def test_whatsat_with_wrong_fields_is_invalid(line):
     assert parse_line(line) == Invalid(line)
+
+
+def reference_whatsat(radius: bytes, bound: bytes) -> tuple[float, int] | None:
+    """PROTOCOL's rule read literally: radius DIGITS[.DIGITS] km, at most 50; bound decimal
+    digits, 1 to 20; compared exactly, as Fractions."""
+    if re.fullmatch(rb"[0-9]+(\.[0-9]+)?", radius) is None:
+        return None
+    if re.fullmatch(rb"[0-9]+", bound) is None:
+        return None
+    whole, _, frac = radius.partition(b".")
+    km = Fraction(int(whole + frac), 10 ** len(frac))
+    n = int(bound)
+    if km > 50 or not 1 <= n <= 20:
+        return None
+    return float(km), n
+
+
+def _number(max_digits: int) -> st.SearchStrategy[bytes]:
+    digits = st.text("0123456789", min_size=1, max_size=max_digits).map(str.encode)
+    near = st.sampled_from([b"50", b"49", b"51", b"050", b"20", b"21", b"0", b"1", b"19"])
+    return st.one_of(digits, near)
+
+
+@given(
+    whole=_number(4),
+    frac=st.one_of(st.none(), _number(4), st.sampled_from([b"0", b"000", b"0001"])),
+    bound=st.one_of(_number(3), st.sampled_from([b"+1", b"1.0", b"", b"0x1"])),
+)
+def test_whatsat_radius_and_bound_checks_agree_with_exact_arithmetic(
+    whole: bytes, frac: bytes | None, bound: bytes
+) -> None:
+    radius = whole if frac is None else whole + b"." + frac
+    line = b"WHATSAT c " + radius + b" " + bound
+    expected = reference_whatsat(radius, bound)
+    got = parse_line(line)
+    if expected is None:
+        assert got == Invalid(line)
+    else:
+        assert got == WhatsAt(b"c", *expected)
 
 
 def test_whatsat_with_a_5000_digit_radius_gets_a_verdict():
