@@ -15,6 +15,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from node.protocol import (
+    MAX_BOUND,
+    MAX_RADIUS_KM,
     Invalid,
     LineSplitter,
     PeerLine,
@@ -234,8 +236,9 @@ def test_whatsat_with_wrong_fields_is_invalid(line):
 
 
 def reference_whatsat(radius: bytes, bound: bytes) -> tuple[float, int] | None:
-    """PROTOCOL's rule read literally: radius DIGITS[.DIGITS] km, at most 50; bound decimal
-    digits, 1 to 20; compared exactly, as Fractions."""
+    """PROTOCOL's rule read literally: radius DIGITS[.DIGITS] km, at most MAX_RADIUS_KM (50);
+    bound decimal digits, 1 to MAX_BOUND (20); compared exactly, as Fractions. The node's
+    patterns spell the two limits out, so a change of either fails here."""
     if re.fullmatch(rb"[0-9]+(\.[0-9]+)?", radius) is None:
         return None
     if re.fullmatch(rb"[0-9]+", bound) is None:
@@ -243,7 +246,7 @@ def reference_whatsat(radius: bytes, bound: bytes) -> tuple[float, int] | None:
     whole, _, frac = radius.partition(b".")
     km = Fraction(int(whole + frac), 10 ** len(frac))
     n = int(bound)
-    if km > 50 or not 1 <= n <= 20:
+    if km > MAX_RADIUS_KM or not 1 <= n <= MAX_BOUND:
         return None
     return float(km), n
 
