@@ -1,7 +1,7 @@
 """Is this tree's herd faster than another commit's? Both under the same load, alternating.
 
     .venv/bin/python bench/ab.py REV [--load latency|ingest|propagate|propagate_loaded]
-                                     [--pairs 6] [--seconds 4]
+                                     [--pairs 6] [--seconds 4] [--kept]
 
 Checks REV out into a temporary git worktree, then measures pairs: in each, the five-node
 herd of one tree and then of the other (the order alternates from pair to pair), each
@@ -14,8 +14,10 @@ pair: the script prints every pair's ratio (this tree / REV) of the p50, of the
 replies/s and of the herd's CPU per reply, their medians, and how many pairs came out
 better, with the chance of at least that many by luck alone if the two trees were alike
 (a sign test). When this tree runs on its compiled core (`make native`), REV's core is
-built for it too, so both sides run compiled. The worktree is removed at the end, also on
-an error or Ctrl-C.
+built for it too, so both sides run compiled. With `--kept` each side's herd is started
+once, takes an ingest and an 8x1 load, and serves every pair, settling after each
+measurement, as `make bench` keeps its herds from round to round (a herd just started
+measures differently). The worktree is removed at the end, also on an error or Ctrl-C.
 """
 
 from __future__ import annotations
@@ -31,8 +33,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from figures import Settings, propagate
+from figures import QUICK, Settings, ingest, latency, propagate
 from node_cpu import LOADS, Sample, sample
+from run import settle
 from systems import REPO, System, compiled_core_of, start_herd
 
 from node import native
@@ -139,30 +142,56 @@ def base_core(base_tree: Path, folder: Path) -> Path | None:
     return folder
 
 
-def measure_pairs(rev: str, load: str, count: int, seconds: float) -> list[tuple[Sample, Sample]]:
+def warm_up(system: System) -> None:
+    """An ingest and an 8x1 load, as `make bench` runs before its propagation figures, then
+    the herd's quiet."""
+    ingest(system, QUICK)
+    latency(system, QUICK)
+    settle([system])
+
+
+def measure_pairs(
+    rev: str, load: str, count: int, seconds: float, *, kept: bool = False
+) -> list[tuple[Sample, Sample]]:
     pairs: list[tuple[Sample, Sample]] = []
     with worktree(rev) as base_tree, tempfile.TemporaryDirectory(prefix="herd-ab-run-") as tmp:
         natives = {"base": base_core(base_tree, Path(tmp) / "base-native"), "this": None}
-        for i in range(count):
-            order = [("base", base_tree), ("this", REPO)]
-            if i % 2:
-                order.reverse()
-            found: dict[str, Sample] = {}
-            for side, tree in order:
-                folder = Path(tmp) / f"{i}-{side}"
-                system = start_herd(folder, tree, native_dir=natives[side])
-                try:
-                    if not i:  # a tree edited since `make native` runs from source
-                        print(f"{side}: core {compiled_core_of(system)}", flush=True)
-                    time.sleep(0.5)
-                    found[side] = measure(system, load, seconds)
-                finally:
-                    system.stop()
-            pairs.append((found["base"], found["this"]))
-            print(
-                f"pair {i + 1}: p50 {found['base'].p50_ms:.3f} -> {found['this'].p50_ms:.3f} ms",
-                flush=True,
-            )
+        trees = {"base": base_tree, "this": REPO}
+        herds: dict[str, System] = {}  # with `kept`: one per side, started at the first pair
+
+        def herd(side: str, i: int) -> System:
+            if side in herds:
+                return herds[side]
+            folder = Path(tmp) / f"{i}-{side}"
+            system = start_herd(folder, trees[side], native_dir=natives[side])
+            if not i:  # a tree edited since `make native` runs from source
+                print(f"{side}: core {compiled_core_of(system)}", flush=True)
+            if kept:
+                herds[side] = system
+                warm_up(system)
+            else:
+                time.sleep(0.5)
+            return system
+
+        try:
+            for i in range(count):
+                order = ["base", "this"] if i % 2 == 0 else ["this", "base"]
+                found: dict[str, Sample] = {}
+                for side in order:
+                    system = herd(side, i)
+                    try:
+                        found[side] = measure(system, load, seconds)
+                    finally:
+                        if not kept:
+                            system.stop()
+                    if kept:
+                        settle([system])
+                pairs.append((found["base"], found["this"]))
+                base, this = found["base"].p50_ms, found["this"].p50_ms
+                print(f"pair {i + 1}: p50 {base:.3f} -> {this:.3f} ms", flush=True)
+        finally:
+            for system in herds.values():
+                system.stop()
     return pairs
 
 
@@ -172,8 +201,13 @@ def main() -> int:
     parser.add_argument("--load", choices=FIGURES, default="latency")
     parser.add_argument("--pairs", type=int, default=6)
     parser.add_argument("--seconds", type=float, default=4.0, help="load per measurement")
+    parser.add_argument(
+        "--kept",
+        action="store_true",
+        help="one herd per side for every pair, warmed first, as make bench keeps its herds",
+    )
     args = parser.parse_args()
-    pairs = measure_pairs(args.rev, args.load, args.pairs, args.seconds)
+    pairs = measure_pairs(args.rev, args.load, args.pairs, args.seconds, kept=args.kept)
     print(report(args.rev, args.load, pairs))
     return 0
 
