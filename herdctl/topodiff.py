@@ -26,6 +26,7 @@ HERD_SETTINGS = (
     "secret_file",
     "log_rotation",
     "journal",
+    "scheduling",
 )
 # Settings the supervisor itself lives in: a running herd cannot move them.
 FIXED_SETTINGS = ("run_dir",)

@@ -17,6 +17,7 @@ from node.logbook import LogBook
 from node.places.choose import ProviderError, choose_provider
 from node.private import private_dir
 from node.rotation import rotate_stderr
+from node.scheduling import SliceGovernor
 from node.secret import SecretError, load_secret
 from node.server import NodeServer, StartupError
 
@@ -67,6 +68,9 @@ async def run_node(config: HerdConfig, name: str) -> int:
         return EXIT_CONFIG
     log.event(f"PLACES provider={places.name} reason={why}")
     log.event(f"LOOP {loop_name()}")
+    scheduling = config.scheduling
+    slices = SliceGovernor(scheduling.quiet_slice_us, scheduling.busy_above, log.event)
+    slices.start()  # before any thread: a thread starts with its creator's slice
     settings = config.journal
     journal = Journal(
         config.data_dir / name,
@@ -97,9 +101,11 @@ async def run_node(config: HerdConfig, name: str) -> int:
     rotator = asyncio.get_running_loop().create_task(
         _rotate_stderr_log(config.log_dir / f"{name}.stderr.log", rotation)
     )
+    governor = asyncio.get_running_loop().create_task(slices.run(node.counters.lines_handled))
     print(f"node {name}: listening on {node.spec.bind}:{node.port}", file=sys.stderr, flush=True)
     await stop.wait()
     rotator.cancel()
+    governor.cancel()
     await node.stop()
     await journal.close()
     log.event(f"JOURNAL_CLOSED clients={len(node.store)}")

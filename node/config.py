@@ -26,6 +26,7 @@ _TOP_KEYS = (
     "log_dir",
     "log_rotation",
     "journal",
+    "scheduling",
     "data_dir",
     "run_dir",
     "secret_file",
@@ -98,6 +99,19 @@ class JournalConfig:
     compact_min_records: int = 10_000  # ... and at least this many
 
 
+# The slice a node may ask for (node.scheduling): the kernel clamps one to 0.1-100 ms.
+SLICE_MIN_US = 100
+SLICE_MAX_US = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulingConfig:
+    """What each node asks of the kernel's scheduler (node.scheduling)."""
+
+    quiet_slice_us: int = 300  # the CPU slice a quiet node asks for; 0: the kernel's own
+    busy_above: int = 10_000  # lines a second (requests and records): a busy node's is the kernel's
+
+
 @dataclass(frozen=True, slots=True)
 class LogRotation:
     """When a node's log file is rotated, and how many old files are kept."""
@@ -129,6 +143,7 @@ class HerdConfig:
     secret_file: Path
     log_rotation: LogRotation = LogRotation()
     journal: JournalConfig = JournalConfig()
+    scheduling: SchedulingConfig = SchedulingConfig()
     dashboard: DashboardConfig | None = None  # None: the supervisor serves none
 
     def node(self, name: str) -> NodeSpec:
@@ -208,6 +223,7 @@ def _build(data: object, path: Path) -> HerdConfig:
         secret_file=secret_file,
         log_rotation=_parse_log_rotation(top.get("log_rotation")),
         journal=_parse_journal(top.get("journal")),
+        scheduling=_parse_scheduling(top.get("scheduling")),
         dashboard=_parse_dashboard(top.get("dashboard"), nodes),
     )
 
@@ -342,6 +358,21 @@ def _parse_journal(raw: object) -> JournalConfig:
             1,
         ),
     )
+
+
+def _parse_scheduling(raw: object) -> SchedulingConfig:
+    spec = fields.mapping(raw, "scheduling", ("quiet_slice_us", "busy_above"), "a mapping")
+    default = SchedulingConfig()
+    where = "scheduling.quiet_slice_us"
+    slice_us = fields.integer(spec.get("quiet_slice_us", default.quiet_slice_us), where, 0)
+    if slice_us and not SLICE_MIN_US <= slice_us <= SLICE_MAX_US:
+        fields.fail(
+            where, f"{slice_us} must be 0 (the kernel's own) or {SLICE_MIN_US}..{SLICE_MAX_US}"
+        )
+    busy_above = fields.integer(
+        spec.get("busy_above", default.busy_above), "scheduling.busy_above", 1
+    )
+    return SchedulingConfig(quiet_slice_us=slice_us, busy_above=busy_above)
 
 
 def _parse_log_rotation(raw: object) -> LogRotation:

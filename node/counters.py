@@ -186,3 +186,8 @@ class NodeCounters:
     def answered(self) -> int:
         """Client lines answered in all: what the dashboard turns into a request rate."""
         return self.iamat_kept + self.iamat_stale + sum(self.requests.values())
+
+    def lines_handled(self) -> int:
+        """Client lines answered and neighbours' records received, in all: how busy the
+        node is (node.scheduling)."""
+        return self.answered() + sum(t.records_received for t in self.peers.values())

@@ -94,6 +94,12 @@ def test_a_herd_wide_setting_restarts_every_node() -> None:
     assert {why for _, why in restart} == {"limits changed"}
 
 
+def test_the_scheduling_setting_restarts_every_node() -> None:
+    new = config(BASE + "scheduling: {quiet_slice_us: 0}\n")
+    assert compare(config(BASE), new).settings == ("scheduling",)
+    assert {why for _, why in plan(config(BASE), new).restart} == {"scheduling changed"}
+
+
 def test_the_dashboard_is_the_supervisors_and_restarts_no_node() -> None:
     new = config(BASE + "dashboard: {port: 12110}\n")
     diff = compare(config(BASE), new)

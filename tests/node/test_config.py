@@ -355,3 +355,31 @@ def test_the_prometheus_example_scrapes_every_node_of_the_default_topology() -> 
     (static,) = job["static_configs"]
     cfg = load_config(REPO_TOPOLOGY)
     assert static["targets"] == [f"{n.host}:{n.metrics_port}" for n in cfg.nodes.values()]
+
+
+def test_scheduling_defaults_and_overrides(tmp_path: Path) -> None:
+    default = parse_config("nodes: {A: {port: 1}}\n", tmp_path / "t.yaml").scheduling
+    assert (default.quiet_slice_us, default.busy_above) == (300, 10_000)
+    text = "nodes: {A: {port: 1}}\nscheduling: {quiet_slice_us: 0, busy_above: 500}\n"
+    chosen = parse_config(text, tmp_path / "t.yaml").scheduling
+    assert (chosen.quiet_slice_us, chosen.busy_above) == (0, 500)
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        (
+            "{quiet_slice_us: 50}",
+            r"scheduling\.quiet_slice_us: 50 must be 0 \(the kernel's own\) or 100\.\.100000",
+        ),
+        ("{quiet_slice_us: 200000}", r"scheduling\.quiet_slice_us: 200000 must be 0"),
+        ("{quiet_slice_us: true}", r"scheduling\.quiet_slice_us: must be an integer, got true"),
+        ("{quiet_slice_us: -1}", r"scheduling\.quiet_slice_us: -1 must be 0 or more"),
+        ("{busy_above: 0}", r"scheduling\.busy_above: 0 must be 1 or more"),
+        ("{slice_us: 300}", r"scheduling: unknown key 'slice_us' .*did you mean 'quiet_slice_us'"),
+        ("300", r"scheduling: must be a mapping, got 300"),
+    ],
+)
+def test_scheduling_mistakes_name_the_field(tmp_path: Path, setting: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_config(f"nodes: {{A: {{port: 1}}}}\nscheduling: {setting}\n", tmp_path / "t.yaml")

@@ -1,0 +1,185 @@
+"""The CPU slice a node asks the kernel for: a short one while it is quiet.
+
+Linux's fair scheduler (EEVDF, 6.6 and later) gives every task a slice, 0.7 ms times a
+factor for the number of cores by default, and since 6.12 a task may ask for its own
+(`sched_setattr`, the `sched_runtime` of a SCHED_OTHER task, 0.1 to 100 ms, no privilege
+needed). A waking task whose slice is shorter than the running one's may preempt it.
+
+A quiet node sleeps until a line comes and then has tens of microseconds of work: with a
+short slice it takes a busy core at once instead of waiting out the slice of whatever runs
+there, so a lone update crosses each hop of a herd that shares its machine (with clients,
+other services, or the other nodes on one laptop) without waiting for a core at every hop.
+A busy node is better off with the kernel's own slice: it has work queued anyway, its turns
+are long, and preempting its clients and neighbours at every wakeup costs them all more
+than it saves (bench/README.md, "A short slice while quiet", has the figures). So each node
+counts the lines it handles (client requests and neighbours' records) and asks for
+`quiet_slice_us` while it handles fewer than `busy_above` a second, the kernel's own slice
+above that, back to the short one below half of it.
+
+`SlicePolicy` is pure; `SliceGovernor` applies it through a `Kernel`; `LinuxKernel` is the
+real one, and where it cannot work (another system, a kernel before 6.12) the node runs on
+the kernel's own slice, as it would without this module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import os
+import platform
+import struct
+import sys
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+# struct sched_attr, SCHED_ATTR_SIZE_VER1 (<linux/sched/types.h>): size, policy, flags, nice,
+# priority, runtime, deadline, period, util_min, util_max.
+_SCHED_ATTR = struct.Struct("IIQiIQQQII")
+_RUNTIME = 5  # the field that is a fair task's slice
+_FAIR_POLICIES = (0, 3)  # SCHED_OTHER, SCHED_BATCH: the fair class, where runtime is a slice
+_POLICY_NAMES = {1: "SCHED_FIFO", 2: "SCHED_RR", 5: "SCHED_IDLE", 6: "SCHED_DEADLINE"}
+_SYSCALLS = {"x86_64": (314, 315), "aarch64": (274, 275)}  # sched_setattr, sched_getattr
+
+
+class Kernel(Protocol):
+    """The calling thread's fair-class slice: read and set, in nanoseconds."""
+
+    def slice_ns(self) -> int:
+        """The thread's slice now; 0 where the kernel has no per-task slices."""
+        ...
+
+    def set_slice_ns(self, ns: int) -> None:
+        """Ask for a slice of `ns`; OSError when the kernel refuses."""
+        ...
+
+
+class LinuxKernel:
+    """`sched_getattr`/`sched_setattr` on the calling thread, through libc's `syscall`."""
+
+    def __init__(self) -> None:
+        numbers = _SYSCALLS.get(platform.machine()) if sys.platform == "linux" else None
+        if numbers is None:
+            raise OSError(f"no sched_setattr on {sys.platform}/{platform.machine()}")
+        self._set, self._get = numbers
+        self._libc = ctypes.CDLL(None, use_errno=True)
+
+    def slice_ns(self) -> int:
+        return int(self._attributes()[_RUNTIME])
+
+    def set_slice_ns(self, ns: int) -> None:
+        # Everything else as it is: the policy, nice, flags such as reset-on-fork.
+        fields = list(self._attributes())
+        fields[0], fields[_RUNTIME] = _SCHED_ATTR.size, ns
+        attr = ctypes.create_string_buffer(_SCHED_ATTR.pack(*fields), _SCHED_ATTR.size)
+        if self._libc.syscall(self._set, 0, attr, 0) != 0:
+            raise _errno_error("sched_setattr")
+
+    def _attributes(self) -> tuple[int, ...]:
+        """The calling thread's `sched_attr`; OSError outside the fair class, where
+        `sched_runtime` is not a slice (a SCHED_DEADLINE task's is its budget) or an operator
+        chose a policy (SCHED_IDLE, real time) that a node must not undo."""
+        attr = ctypes.create_string_buffer(_SCHED_ATTR.size)
+        if self._libc.syscall(self._get, 0, attr, _SCHED_ATTR.size, 0) != 0:
+            raise _errno_error("sched_getattr")
+        fields: tuple[int, ...] = _SCHED_ATTR.unpack(attr.raw)
+        policy = fields[1]
+        if policy not in _FAIR_POLICIES:
+            name = _POLICY_NAMES.get(policy, f"policy {policy}")
+            raise OSError(f"the node runs under {name}: its scheduling is left as it is")
+        return fields
+
+
+def _errno_error(call: str) -> OSError:
+    code = ctypes.get_errno()
+    return OSError(code, f"{call}: {os.strerror(code)}")
+
+
+class SlicePolicy:
+    """Quiet or busy, from how many lines a node handled since the last look. Pure."""
+
+    def __init__(self, busy_above: float) -> None:
+        self.busy_above = busy_above
+        self.quiet_below = busy_above / 2  # hysteresis: a load near the bound does not flap
+        self.busy = False
+        self.rate = 0.0  # lines a second over the last interval
+        self._last: tuple[int, float] | None = None
+
+    def observe(self, lines: int, now: float) -> bool:
+        """`lines` handled in all by `now` (seconds, any monotonic clock): whether the node
+        just went from quiet to busy or back (`busy` says which)."""
+        last, self._last = self._last, (lines, now)
+        if last is None or now <= last[1]:
+            return False
+        self.rate = (lines - last[0]) / (now - last[1])
+        busy = self.rate >= self.quiet_below if self.busy else self.rate > self.busy_above
+        if busy == self.busy:
+            return False
+        self.busy = busy
+        return True
+
+
+class SliceGovernor:
+    """Keeps the calling thread's slice short while the node is quiet (see the module's
+    docstring); every change is one log event."""
+
+    def __init__(
+        self,
+        quiet_slice_us: int,
+        busy_above: int,
+        log: Callable[[str], None],
+        kernel: Kernel | None = None,
+    ) -> None:
+        self.quiet_slice_us = quiet_slice_us
+        self.policy = SlicePolicy(busy_above)
+        self._log = log
+        self._kernel = kernel
+        self.active = False  # the kernel took a short slice: watch the load
+
+    def start(self) -> None:
+        """Ask for the quiet slice (a node starts quiet), and say what came of it."""
+        asked = self.quiet_slice_us
+        if asked == 0:
+            self._log("SCHED slice=kernel reason=scheduling.quiet_slice_us is 0")
+            return
+        try:
+            kernel = self._kernel = self._kernel if self._kernel is not None else LinuxKernel()
+            before = kernel.slice_ns()
+            if before == 0:  # before 6.12 a fair task reports no slice: it cannot have one
+                self._log("SCHED slice=kernel reason=this kernel has no per-task slices")
+                return
+            kernel.set_slice_ns(asked * 1000)
+            granted = kernel.slice_ns()
+        except OSError as e:
+            self._log(f"SCHED slice=kernel reason=cannot ask the kernel: {e.strerror or e}")
+            return
+        self.active = True
+        self._log(
+            f"SCHED slice_us={round(granted / 1000)} quiet_slice_us={asked}"
+            f" busy_above={self.policy.busy_above:g} kernel_slice_us={round(before / 1000)}"
+        )
+
+    def observe(self, lines: int, now: float) -> None:
+        """`lines` handled in all by `now`: switch slices when the node went busy or quiet."""
+        if not self.active or not self.policy.observe(lines, now):
+            return
+        assert self._kernel is not None
+        busy = self.policy.busy
+        try:
+            self._kernel.set_slice_ns(0 if busy else self.quiet_slice_us * 1000)
+        except OSError as e:  # the same call worked at the start: say so, and stop trying
+            self.active = False
+            self._log(f"SCHED slice=kernel reason=cannot ask the kernel: {e.strerror or e}")
+            return
+        shown = "kernel" if busy else f"{self.quiet_slice_us}us"
+        self._log(
+            f"SCHED slice={shown} {'busy' if busy else 'quiet'} lines_per_s={self.policy.rate:.0f}"
+        )
+
+    async def run(self, lines: Callable[[], int], interval: float = 0.02) -> None:
+        """Look at `lines()` every `interval` seconds until cancelled."""
+        if not self.active:
+            return
+        while self.active:
+            await asyncio.sleep(interval)
+            self.observe(lines(), time.monotonic())

@@ -1,0 +1,259 @@
+"""The slice a node asks the kernel for: the quiet/busy policy, the governor against a fake
+kernel (refusals, old kernels), the real kernel on this machine, and a real node process
+whose main thread switches slices as a load comes and goes."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import socket
+import struct
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from node.scheduling import LinuxKernel, SliceGovernor, SlicePolicy
+from tests.support import NodeProcess, free_ports, wait_until, write_topology
+
+
+class FakeKernel:
+    """A thread's slice as the kernel would keep it; `refuse` makes the next set fail."""
+
+    def __init__(self, slice_ns: int = 1_400_000) -> None:
+        self.default = self.current = slice_ns
+        self.calls: list[int] = []
+        self.refuse: OSError | None = None
+
+    def slice_ns(self) -> int:
+        return self.current
+
+    def set_slice_ns(self, ns: int) -> None:
+        if self.refuse is not None:
+            raise self.refuse
+        self.calls.append(ns)
+        self.current = ns or self.default
+
+
+def governor(kernel: FakeKernel, quiet_us: int = 300, busy_above: int = 1000):
+    events: list[str] = []
+    return SliceGovernor(quiet_us, busy_above, events.append, kernel), events
+
+
+# -- the policy ---------------------------------------------------------------------------
+
+
+def test_policy_goes_busy_above_the_bound_and_quiet_below_half_of_it() -> None:
+    policy = SlicePolicy(busy_above=1000)
+    assert not policy.observe(0, 0.0)  # a first look has no rate yet
+    assert not policy.observe(900, 1.0) and not policy.busy  # 900/s: still quiet
+    assert policy.observe(2000, 2.0) and policy.busy  # 1100/s: busy
+    assert not policy.observe(2600, 3.0) and policy.busy  # 600/s: above half, stays busy
+    assert policy.observe(3000, 4.0) and not policy.busy  # 400/s: quiet again
+    assert policy.rate == 400
+
+
+def test_policy_ignores_a_look_that_is_not_later() -> None:
+    policy = SlicePolicy(busy_above=10)
+    policy.observe(0, 5.0)
+    assert not policy.observe(1000, 5.0)  # no time passed: no rate, no change
+    assert not policy.busy
+
+
+# -- the governor against a fake kernel ---------------------------------------------------
+
+
+def test_governor_starts_quiet_and_switches_with_the_load() -> None:
+    kernel = FakeKernel()
+    slices, events = governor(kernel)
+    slices.start()
+    assert slices.active and kernel.current == 300_000
+    assert events == ["SCHED slice_us=300 quiet_slice_us=300 busy_above=1000 kernel_slice_us=1400"]
+    slices.observe(0, 0.0)
+    slices.observe(5000, 1.0)  # 5000 lines/s: busy, the kernel's own slice
+    assert kernel.calls[-1] == 0 and kernel.current == 1_400_000
+    assert events[-1] == "SCHED slice=kernel busy lines_per_s=5000"
+    slices.observe(5100, 2.0)  # 100/s: quiet, the short slice again
+    assert kernel.current == 300_000
+    assert events[-1] == "SCHED slice=300us quiet lines_per_s=100"
+    slices.observe(5200, 3.0)  # still quiet: the kernel is not asked again
+    assert kernel.calls == [300_000, 0, 300_000] and len(events) == 3
+
+
+def test_governor_with_zero_never_asks() -> None:
+    kernel = FakeKernel()
+    slices, events = governor(kernel, quiet_us=0)
+    slices.start()
+    slices.observe(0, 0.0)
+    slices.observe(10**6, 1.0)
+    assert not slices.active and kernel.calls == []
+    assert events == ["SCHED slice=kernel reason=scheduling.quiet_slice_us is 0"]
+
+
+def test_governor_on_a_kernel_without_per_task_slices_stays_off() -> None:
+    kernel = FakeKernel(slice_ns=0)  # before Linux 6.12 a fair task reports no slice
+    slices, events = governor(kernel)
+    slices.start()
+    assert not slices.active and kernel.calls == []
+    assert events == ["SCHED slice=kernel reason=this kernel has no per-task slices"]
+
+
+def test_governor_refused_at_the_start_stays_off_and_says_why() -> None:
+    kernel = FakeKernel()
+    kernel.refuse = OSError(1, "Operation not permitted")
+    slices, events = governor(kernel)
+    slices.start()
+    assert not slices.active
+    assert events == ["SCHED slice=kernel reason=cannot ask the kernel: Operation not permitted"]
+
+
+def test_governor_refused_later_stops_trying_and_says_so_once() -> None:
+    kernel = FakeKernel()
+    slices, events = governor(kernel)
+    slices.start()
+    slices.observe(0, 0.0)
+    kernel.refuse = OSError(22, "Invalid argument")
+    slices.observe(5000, 1.0)
+    slices.observe(5000, 2.0)
+    slices.observe(10000, 3.0)
+    assert not slices.active
+    assert events[1:] == ["SCHED slice=kernel reason=cannot ask the kernel: Invalid argument"]
+
+
+# -- the real kernel ------------------------------------------------------------------------
+
+
+def _kernel_or_skip() -> LinuxKernel:
+    try:
+        kernel = LinuxKernel()
+        if kernel.slice_ns() == 0:
+            pytest.skip("this kernel has no per-task slices (Linux 6.12+)")
+    except OSError as e:
+        pytest.skip(f"no sched_getattr here: {e}")
+    return kernel
+
+
+def _slice_of(tid: int) -> int:
+    """The slice of any thread, read from outside it (sched_getattr on its id)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    attr = ctypes.create_string_buffer(56)
+    number = {"x86_64": 315, "aarch64": 275}[os.uname().machine]
+    assert libc.syscall(number, tid, attr, 56, 0) == 0, os.strerror(ctypes.get_errno())
+    return int(struct.unpack("IIQiIQQQII", attr.raw)[5])
+
+
+def test_the_real_kernel_takes_a_slice_for_the_calling_thread_only() -> None:
+    kernel = _kernel_or_skip()
+    before = kernel.slice_ns()
+    seen: list[int] = []
+
+    def in_a_thread() -> None:  # not the test runner's thread: nothing to restore
+        kernel.set_slice_ns(250_000)
+        seen.append(kernel.slice_ns())
+        kernel.set_slice_ns(0)
+        seen.append(kernel.slice_ns())
+
+    thread = threading.Thread(target=in_a_thread)
+    thread.start()
+    thread.join()
+    assert seen == [250_000, before]
+    assert kernel.slice_ns() == before
+
+
+def _in_a_thread(work: Callable[[], object]) -> object:  # the runner's thread keeps its own
+    found: list[object] = []
+
+    def run() -> None:
+        try:
+            found.append(work())
+        except BaseException as e:  # the assertion is made on the test's thread
+            found.append(e)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    return found[0]
+
+
+def test_a_slice_asked_under_sched_batch_keeps_the_policy() -> None:
+    kernel = _kernel_or_skip()
+
+    def batch() -> tuple[int, int]:
+        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+        kernel.set_slice_ns(350_000)
+        return os.sched_getscheduler(0), kernel.slice_ns()
+
+    assert _in_a_thread(batch) == (os.SCHED_BATCH, 350_000)
+
+
+def test_a_thread_outside_the_fair_class_is_left_as_it_is() -> None:
+    kernel = _kernel_or_skip()
+
+    def idle() -> object:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        slices = SliceGovernor(300, 1000, events.append, kernel)
+        slices.start()
+        return os.sched_getscheduler(0), slices.active
+
+    events: list[str] = []
+    assert _in_a_thread(idle) == (os.SCHED_IDLE, False)
+    assert events == [
+        "SCHED slice=kernel reason=cannot ask the kernel: the node runs under SCHED_IDLE:"
+        " its scheduling is left as it is"
+    ]
+
+
+# -- a real node ----------------------------------------------------------------------------
+
+
+def test_a_node_runs_quiet_on_the_short_slice_and_busy_on_the_kernels(tmp_path: Path) -> None:
+    _kernel_or_skip()
+    port = free_ports(1)[0]
+    config = write_topology(
+        tmp_path,
+        ["Solo"],
+        [],
+        ports={"Solo": port},
+        extra={"scheduling": {"quiet_slice_us": 400, "busy_above": 2000}},
+    )
+    node = NodeProcess("Solo", config, port)
+    node.start()
+    try:
+        node.wait_ready()
+        assert node.proc is not None
+        pid = node.proc.pid
+        wait_until(lambda: "SCHED slice_us=400" in node.log_text(), "the node's SCHED line")
+        assert _slice_of(pid) == 400_000
+        kernel_slice = int(node.log_text().split("kernel_slice_us=")[1].split()[0]) * 1000
+
+        # A load of more than 2,000 lines a second, kept up until the node is busy.
+        stop = threading.Event()
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            threading.Thread(target=_drain, args=(s,), daemon=True).start()
+            loader = threading.Thread(target=_load, args=(s, stop), daemon=True)
+            loader.start()
+            try:
+                wait_until(lambda: _slice_of(pid) == kernel_slice, "the kernel's slice")
+                wait_until(lambda: "SCHED slice=kernel busy" in node.log_text(), "busy logged")
+            finally:
+                stop.set()
+                loader.join(10)
+        wait_until(lambda: _slice_of(pid) == 400_000, "the short slice again")
+        wait_until(lambda: "SCHED slice=400us quiet" in node.log_text(), "quiet logged")
+    finally:
+        node.stop()
+
+
+def _load(s: socket.socket, stop: threading.Event) -> None:
+    lines = b"IAMAT load +34.068930-118.445127 1700000000.0\n" * 200
+    while not stop.wait(0.005):
+        s.sendall(lines)
+
+
+def _drain(s: socket.socket) -> None:
+    try:
+        while s.recv(1 << 16):
+            pass
+    except OSError:
+        pass
