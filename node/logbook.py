@@ -32,6 +32,7 @@ _NEEDS_ESCAPE = re.compile("[" + "".join(re.escape(chr(c)) for c in sorted(_ESCA
 # these from the block and compares lengths (a C-speed pass, unlike a regex search), and
 # counts the LFs, to tell whether the whole block can go out as it is.
 _RAW_NEEDS_ESCAPE = bytes([*range(0x0A), *range(0x0B, 0x20), 0x5C, *range(0x7F, 0x100)])
+_RAW_NEEDS_ESCAPE_OR_LF = _RAW_NEEDS_ESCAPE + b"\n"  # one event: an LF would make two lines
 
 
 def _escape(match: re.Match[str]) -> str:
@@ -110,7 +111,7 @@ class LogBook:
         stamp = self._stamp()
         if len(events) == 1:  # a waiting client's read: one line, one event
             event = events[0]
-            if len(event.translate(None, _RAW_NEEDS_ESCAPE)) == len(event) and b"\n" not in event:
+            if len(event.translate(None, _RAW_NEEDS_ESCAPE_OR_LF)) == len(event):
                 self._pending.append(b"%s %s\n" % (stamp, event))
                 if self._timer is None:
                     self._schedule()

@@ -300,9 +300,11 @@ class LineSplitter:
         if self.overlong is not None:
             return b"", 0
         buf = self._buf
+        # find(), not `in`: bytes' `in` first tries its operand as an integer, and formats
+        # and clears a TypeError before it searches (2.5 % of a polled node's CPU).
         if not buf and data.endswith(b"\n"):
             complete = data[:-1]  # whole lines only, the common case: nothing is kept
-        elif b"\n" not in data:
+        elif data.find(b"\n") < 0:
             buf += data
             self._check_overlong()
             return b"", 0
@@ -315,7 +317,7 @@ class LineSplitter:
             end = data.rfind(b"\n")
             complete = data[:end]
             buf += data[end + 1 :]
-        if b"\r" in complete:
+        if complete.find(b"\r") >= 0:
             complete = b"\n".join([_strip_cr(x) for x in complete.split(b"\n")])
         if len(complete) > self.max_line:  # else no line in it can be too long
             lines = complete.split(b"\n")
