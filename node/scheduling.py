@@ -169,7 +169,11 @@ class SliceGovernor:
             self._kernel.set_slice_ns(0 if busy else self.quiet_slice_us * 1000)
         except OSError as e:  # the same call worked at the start: say so, and stop trying
             self.active = False
-            self._log(f"SCHED slice=kernel reason=cannot ask the kernel: {e.strerror or e}")
+            kept = "kernel" if not busy else f"{self.quiet_slice_us}us"  # the one it had
+            self._log(
+                f"SCHED slice={kept} switching=stopped"
+                f" reason=cannot ask the kernel: {e.strerror or e}"
+            )
             return
         shown = "kernel" if busy else f"{self.quiet_slice_us}us"
         self._log(

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from node.scheduling import LinuxKernel, SliceGovernor, SlicePolicy
 from tests.support import NodeProcess, free_ports, wait_until, write_topology
@@ -52,6 +54,30 @@ def test_policy_goes_busy_above_the_bound_and_quiet_below_half_of_it() -> None:
     assert not policy.observe(2600, 3.0) and policy.busy  # 600/s: above half, stays busy
     assert policy.observe(3000, 4.0) and not policy.busy  # 400/s: quiet again
     assert policy.rate == 400
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 50_000), st.floats(0.001, 2.0, allow_nan=False)),
+        min_size=1,
+        max_size=40,
+    )
+)
+def test_policy_follows_the_rate_with_hysteresis(steps: list[tuple[int, float]]) -> None:
+    policy = SlicePolicy(busy_above=1000)
+    lines, now = 0, 0.0
+    policy.observe(lines, now)
+    for added, seconds in steps:
+        was = policy.busy
+        lines, now = lines + added, now + seconds
+        changed = policy.observe(lines, now)
+        assert changed == (policy.busy != was)
+        if policy.rate > 1000:
+            assert policy.busy  # above the bound: busy, whatever it was
+        elif policy.rate < 500:
+            assert not policy.busy  # below half of it: quiet
+        else:
+            assert policy.busy == was  # in between: as it was
 
 
 def test_policy_ignores_a_look_that_is_not_later() -> None:
@@ -118,7 +144,9 @@ def test_governor_refused_later_stops_trying_and_says_so_once() -> None:
     slices.observe(5000, 2.0)
     slices.observe(10000, 3.0)
     assert not slices.active
-    assert events[1:] == ["SCHED slice=kernel reason=cannot ask the kernel: Invalid argument"]
+    assert events[1:] == [  # it was quiet, on the short slice, when the kernel refused
+        "SCHED slice=300us switching=stopped reason=cannot ask the kernel: Invalid argument"
+    ]
 
 
 # -- the real kernel ------------------------------------------------------------------------
