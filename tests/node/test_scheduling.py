@@ -149,6 +149,22 @@ def test_governor_refused_later_stops_trying_and_says_so_once() -> None:
     ]
 
 
+async def test_governor_looks_less_often_while_no_line_comes() -> None:
+    kernel = FakeKernel()
+    slices, _ = governor(kernel)
+    slices.start()
+    counts = iter([0] * 7 + [10, 20, 30] + [30] * 3)  # idle, three lines between looks, idle
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        if len(waits) == 12:
+            slices.active = False  # ends the loop after this look
+
+    await slices.run(lambda: next(counts), interval=0.02, idle_interval=0.16, sleep=sleep)
+    assert waits == [0.02, 0.04, 0.08, 0.16, 0.16, 0.16, 0.16, 0.02, 0.02, 0.02, 0.04, 0.08]
+
+
 # -- the real kernel ------------------------------------------------------------------------
 
 
