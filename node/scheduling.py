@@ -102,14 +102,20 @@ def _errno_error(call: str) -> OSError:
 
 
 class SlicePolicy:
-    """Quiet or busy, from how many lines a node handled since the last look. Pure."""
+    """Quiet or busy, from how many lines a node handled since the last look. Pure.
 
-    def __init__(self, busy_above: float) -> None:
+    Busy as soon as one look finds more than `busy_above` lines a second; quiet again only
+    when every look for `quiet_after` seconds found fewer than half that, so a load with
+    hiccups (a neighbour's fsync, a pause between a client's batches) keeps its slice."""
+
+    def __init__(self, busy_above: float, quiet_after: float = 0.1) -> None:
         self.busy_above = busy_above
         self.quiet_below = busy_above / 2  # hysteresis: a load near the bound does not flap
+        self.quiet_after = quiet_after
         self.busy = False
         self.rate = 0.0  # lines a second over the last interval
         self._last: tuple[int, float] | None = None
+        self._calm_since: float | None = None  # busy, but below quiet_below since then
 
     def observe(self, lines: int, now: float) -> bool:
         """`lines` handled in all by `now` (seconds, any monotonic clock): whether the node
@@ -118,10 +124,17 @@ class SlicePolicy:
         if last is None or now <= last[1]:
             return False
         self.rate = (lines - last[0]) / (now - last[1])
-        busy = self.rate >= self.quiet_below if self.busy else self.rate > self.busy_above
-        if busy == self.busy:
+        if not self.busy:
+            self.busy = self.rate > self.busy_above
+            return self.busy
+        if self.rate >= self.quiet_below:
+            self._calm_since = None
             return False
-        self.busy = busy
+        if self._calm_since is None:
+            self._calm_since = last[1]  # calm over the whole interval just looked at
+        if now - self._calm_since < self.quiet_after:
+            return False
+        self.busy, self._calm_since = False, None
         return True
 
 

@@ -47,7 +47,7 @@ def governor(kernel: FakeKernel, quiet_us: int = 300, busy_above: int = 1000):
 
 
 def test_policy_goes_busy_above_the_bound_and_quiet_below_half_of_it() -> None:
-    policy = SlicePolicy(busy_above=1000)
+    policy = SlicePolicy(busy_above=1000, quiet_after=0.1)
     assert not policy.observe(0, 0.0)  # a first look has no rate yet
     assert not policy.observe(900, 1.0) and not policy.busy  # 900/s: still quiet
     assert policy.observe(2000, 2.0) and policy.busy  # 1100/s: busy
@@ -64,20 +64,33 @@ def test_policy_goes_busy_above_the_bound_and_quiet_below_half_of_it() -> None:
     )
 )
 def test_policy_follows_the_rate_with_hysteresis(steps: list[tuple[int, float]]) -> None:
-    policy = SlicePolicy(busy_above=1000)
-    lines, now = 0, 0.0
+    policy = SlicePolicy(busy_above=1000, quiet_after=0.1)
+    lines, now, calm = 0, 0.0, 0.0  # calm: seconds busy but below half the bound
     policy.observe(lines, now)
     for added, seconds in steps:
         was = policy.busy
         lines, now = lines + added, now + seconds
         changed = policy.observe(lines, now)
         assert changed == (policy.busy != was)
-        if policy.rate > 1000:
-            assert policy.busy  # above the bound: busy, whatever it was
-        elif policy.rate < 500:
-            assert not policy.busy  # below half of it: quiet
+        if not was:
+            assert policy.busy == (policy.rate > 1000)  # busy at the first look above it
+        elif policy.rate >= 500:
+            assert policy.busy  # between half the bound and above it: stays busy
         else:
-            assert policy.busy == was  # in between: as it was
+            calm += seconds
+            assert policy.busy == (calm < 0.1)  # quiet after 0.1 s below half of it
+        if not policy.busy or policy.rate >= 500:
+            calm = 0.0
+
+
+def test_policy_stays_busy_through_a_short_pause() -> None:
+    policy = SlicePolicy(busy_above=1000, quiet_after=0.1)
+    policy.observe(0, 0.0)
+    assert policy.observe(100, 0.02) and policy.busy  # 5,000/s
+    assert not policy.observe(100, 0.04) and not policy.observe(100, 0.06)  # 40 ms idle
+    assert not policy.observe(200, 0.08) and policy.busy  # the load again: the pause forgotten
+    assert not policy.observe(200, 0.12) and not policy.observe(200, 0.16)  # 80 ms calm
+    assert policy.observe(200, 0.20) and not policy.busy  # 120 ms calm: quiet
 
 
 def test_policy_ignores_a_look_that_is_not_later() -> None:
