@@ -14,7 +14,7 @@ are long, and preempting its clients and neighbours at every wakeup costs them a
 than it saves (bench/README.md, "A short slice while quiet", has the figures). So each node
 counts the lines it handles (client requests and neighbours' records) and asks for
 `quiet_slice_us` while it handles fewer than `busy_above` a second, the kernel's own slice
-above that, back to the short one below half of it.
+above that, back to the short one after 0.1 s below half of it.
 
 `SlicePolicy` is pure; `SliceGovernor` applies it through a `Kernel`; `LinuxKernel` is the
 real one, and where it cannot work (another system, a kernel before 6.12) the node runs on
