@@ -38,7 +38,9 @@ class FakeKernel:
         self.current = ns or self.default
 
 
-def governor(kernel: FakeKernel, quiet_us: int = 300, busy_above: int = 1000):
+def governor(
+    kernel: FakeKernel, quiet_us: int = 300, busy_above: int = 1000
+) -> tuple[SliceGovernor, list[str]]:
     events: list[str] = []
     return SliceGovernor(quiet_us, busy_above, events.append, kernel), events
 
@@ -200,24 +202,6 @@ def _slice_of(tid: int) -> int:
     return int(struct.unpack("IIQiIQQQII", attr.raw)[5])
 
 
-def test_the_real_kernel_takes_a_slice_for_the_calling_thread_only() -> None:
-    kernel = _kernel_or_skip()
-    before = kernel.slice_ns()
-    seen: list[int] = []
-
-    def in_a_thread() -> None:  # not the test runner's thread: nothing to restore
-        kernel.set_slice_ns(250_000)
-        seen.append(kernel.slice_ns())
-        kernel.set_slice_ns(0)
-        seen.append(kernel.slice_ns())
-
-    thread = threading.Thread(target=in_a_thread)
-    thread.start()
-    thread.join()
-    assert seen == [250_000, before]
-    assert kernel.slice_ns() == before
-
-
 def _in_a_thread(work: Callable[[], object]) -> object:  # the runner's thread keeps its own
     found: list[object] = []
 
@@ -231,6 +215,20 @@ def _in_a_thread(work: Callable[[], object]) -> object:  # the runner's thread k
     thread.start()
     thread.join()
     return found[0]
+
+
+def test_the_real_kernel_takes_a_slice_for_the_calling_thread_only() -> None:
+    kernel = _kernel_or_skip()
+    before = kernel.slice_ns()
+
+    def ask() -> tuple[int, int]:
+        kernel.set_slice_ns(250_000)
+        asked = kernel.slice_ns()
+        kernel.set_slice_ns(0)  # 0: the kernel's own again
+        return asked, kernel.slice_ns()
+
+    assert _in_a_thread(ask) == (250_000, before)
+    assert kernel.slice_ns() == before  # this thread's was never touched
 
 
 def test_a_slice_asked_under_sched_batch_keeps_the_policy() -> None:
