@@ -80,6 +80,7 @@ async def run_node(config: HerdConfig, name: str) -> int:
         log=log.event,
     )
     node = NodeServer(config, name, secret=secret, places=places, log=log, journal=journal)
+    slices.report_to(node.counters)
     try:
         await node.bind()  # a port in use is known before the replay, however long
         stats = journal.open(node.store)

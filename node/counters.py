@@ -136,6 +136,8 @@ class NodeCounters:
         "conns_accepted",
         "conns_cut",
         "conns_refused",
+        "cpu_slice_changes",
+        "cpu_slice_ns",
         "iamat_kept",
         "iamat_refused",
         "iamat_stale",
@@ -160,6 +162,8 @@ class NodeCounters:
         self.reply_latency = {"IAMAT": Histogram(), "WHATSAT": Histogram()}
         self.peers: dict[str, PeerTally] = {}
         self.places: dict[str, PlacesTally] = {}
+        self.cpu_slice_ns = 0  # the CPU slice asked of the kernel (node.scheduling); 0: its own
+        self.cpu_slice_changes = 0  # quiet <-> busy switches of that slice
 
     def count(self, kind: str, outcome: str) -> None:
         key = (kind, outcome)

@@ -80,6 +80,7 @@ class NodeCollector(Collector):
         yield from self._links(node)
         yield from self._journal(node)
         yield from self._places(node.counters)
+        yield from self._scheduling(node.counters)
 
     def _identity(self, node: Observed) -> Iterator[Metric]:
         info = GaugeMetricFamily(
@@ -207,6 +208,19 @@ class NodeCollector(Collector):
                 queries.add_metric([provider, outcome], n)
             seconds.add_metric([provider], _buckets(tally.latency), tally.latency.total)
         yield from (queries, seconds)
+
+    def _scheduling(self, counters: NodeCounters) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            "herd_cpu_slice_seconds",
+            "The CPU slice the node asked the kernel for: short while quiet, 0 when it runs"
+            " on the kernel's own (busy, or the kernel cannot give one).",
+            counters.cpu_slice_ns / 1e9,
+        )
+        yield CounterMetricFamily(
+            "herd_cpu_slice_changes",
+            "Switches between the quiet slice and the kernel's own.",
+            counters.cpu_slice_changes,
+        )
 
 
 def registry_for(node: Observed) -> CollectorRegistry:

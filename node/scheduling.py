@@ -138,9 +138,16 @@ class SlicePolicy:
         return True
 
 
+class SliceTally(Protocol):
+    """Where the slice in force is shown (`NodeCounters`: the node's metrics)."""
+
+    cpu_slice_ns: int
+    cpu_slice_changes: int
+
+
 class SliceGovernor:
     """Keeps the calling thread's slice short while the node is quiet (see the module's
-    docstring); every change is one log event."""
+    docstring); every change is one log event, and counted in `tally`."""
 
     def __init__(
         self,
@@ -154,6 +161,20 @@ class SliceGovernor:
         self._log = log
         self._kernel = kernel
         self.active = False  # the kernel took a short slice: watch the load
+        self.slice_ns = 0  # the slice asked for and in force; 0: the kernel's own
+        self.changes = 0
+        self._tally: SliceTally | None = None
+
+    def report_to(self, tally: SliceTally) -> None:
+        """Keep `tally` up to date with the slice in force (the node's counters, made after
+        the start)."""
+        self._tally = tally
+        self._report()
+
+    def _report(self) -> None:
+        if self._tally is not None:
+            self._tally.cpu_slice_ns = self.slice_ns
+            self._tally.cpu_slice_changes = self.changes
 
     def start(self) -> None:
         """Ask for the quiet slice (a node starts quiet), and say what came of it."""
@@ -173,6 +194,8 @@ class SliceGovernor:
             self._log(f"SCHED slice=kernel reason=cannot ask the kernel: {e.strerror or e}")
             return
         self.active = True
+        self.slice_ns = granted
+        self._report()
         self._log(
             f"SCHED slice_us={round(granted / 1000)} quiet_slice_us={asked}"
             f" busy_above={self.policy.busy_above:g} kernel_slice_us={round(before / 1000)}"
@@ -194,6 +217,9 @@ class SliceGovernor:
                 f" reason=cannot ask the kernel: {e.strerror or e}"
             )
             return
+        self.slice_ns = 0 if busy else self.quiet_slice_us * 1000
+        self.changes += 1
+        self._report()
         shown = "kernel" if busy else f"{self.quiet_slice_us}us"
         self._log(
             f"SCHED slice={shown} {'busy' if busy else 'quiet'} lines_per_s={self.policy.rate:.0f}"

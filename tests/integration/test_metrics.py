@@ -19,6 +19,7 @@ from prometheus_client.openmetrics.parser import (
 from prometheus_client.parser import text_string_to_metric_families
 
 from node.__main__ import EXIT_CONFIG
+from node.scheduling import LinuxKernel
 from tests.support import (
     DEADLINE,
     NAMES,
@@ -128,6 +129,17 @@ def test_counts_follow_the_traffic(herd: tuple[Herd, dict[str, int]]) -> None:
     assert grew("herd_reply_latency_seconds_count", kind="WHATSAT") == 1
 
 
+def _quiet_slice() -> float:
+    """The slice an idle node runs on: 300 µs on Linux 6.12+, else the kernel's own (0)."""
+    try:
+        return 0.0003 if LinuxKernel().slice_ns() else 0.0
+    except OSError:
+        return 0.0
+
+
+QUIET_SLICE = _quiet_slice()
+
+
 def test_links_and_the_process_are_seen(herd: tuple[Herd, dict[str, int]]) -> None:
     h, metrics = herd
     for name in NAMES:
@@ -139,6 +151,9 @@ def test_links_and_the_process_are_seen(herd: tuple[Herd, dict[str, int]]) -> No
             assert value(samples, "herd_syncs_sent_total", peer=peer) >= 1
         assert value(samples, "herd_node_info", node=name, places="offline") == 1
         assert value(samples, "herd_journal_failing") == 0
+        # Quiet: the short slice where the kernel gives one (node.scheduling), else none.
+        assert value(samples, "herd_cpu_slice_seconds") == pytest.approx(QUIET_SLICE)
+        assert value(samples, "herd_cpu_slice_changes_total") == 0
         assert value(samples, "process_resident_memory_bytes") > 10 * 2**20
         assert value(samples, "process_open_fds") > 5
         assert value(samples, "process_cpu_seconds_total") > 0

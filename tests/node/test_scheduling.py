@@ -105,21 +105,31 @@ def test_policy_ignores_a_look_that_is_not_later() -> None:
 # -- the governor against a fake kernel ---------------------------------------------------
 
 
+class Tally:
+    cpu_slice_ns = -1
+    cpu_slice_changes = -1
+
+
 def test_governor_starts_quiet_and_switches_with_the_load() -> None:
     kernel = FakeKernel()
     slices, events = governor(kernel)
     slices.start()
+    tally = Tally()
+    slices.report_to(tally)  # the node's counters come after the start
+    assert (tally.cpu_slice_ns, tally.cpu_slice_changes) == (300_000, 0)
     assert slices.active and kernel.current == 300_000
     assert events == ["SCHED slice_us=300 quiet_slice_us=300 busy_above=1000 kernel_slice_us=1400"]
     slices.observe(0, 0.0)
     slices.observe(5000, 1.0)  # 5000 lines/s: busy, the kernel's own slice
     assert kernel.calls[-1] == 0 and kernel.current == 1_400_000
     assert events[-1] == "SCHED slice=kernel busy lines_per_s=5000"
+    assert (tally.cpu_slice_ns, tally.cpu_slice_changes) == (0, 1)
     slices.observe(5100, 2.0)  # 100/s: quiet, the short slice again
     assert kernel.current == 300_000
     assert events[-1] == "SCHED slice=300us quiet lines_per_s=100"
     slices.observe(5200, 3.0)  # still quiet: the kernel is not asked again
     assert kernel.calls == [300_000, 0, 300_000] and len(events) == 3
+    assert (tally.cpu_slice_ns, tally.cpu_slice_changes) == (300_000, 2)
 
 
 def test_governor_with_zero_never_asks() -> None:
