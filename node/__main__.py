@@ -102,11 +102,11 @@ async def run_node(config: HerdConfig, name: str) -> int:
     rotator = asyncio.get_running_loop().create_task(
         _rotate_stderr_log(config.log_dir / f"{name}.stderr.log", rotation)
     )
-    governor = asyncio.get_running_loop().create_task(slices.run(node.counters.lines_handled))
+    slice_watch = asyncio.get_running_loop().create_task(slices.run(node.counters.lines_handled))
     print(f"node {name}: listening on {node.spec.bind}:{node.port}", file=sys.stderr, flush=True)
     await stop.wait()
     rotator.cancel()
-    governor.cancel()
+    slice_watch.cancel()
     await node.stop()
     await journal.close()
     log.event(f"JOURNAL_CLOSED clients={len(node.store)}")

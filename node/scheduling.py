@@ -61,7 +61,8 @@ class Kernel(Protocol):
 
 
 class LinuxKernel:
-    """`sched_getattr`/`sched_setattr` on the calling thread, through libc's `syscall`."""
+    """`sched_getattr`/`sched_setattr` through libc's `syscall`: set on the calling thread,
+    read on it or on any thread of the machine (`tid`, as tests and tools look at a node)."""
 
     def __init__(self) -> None:
         numbers = _SYSCALLS.get(platform.machine()) if sys.platform == "linux" else None
@@ -70,8 +71,8 @@ class LinuxKernel:
         self._set, self._get = numbers
         self._libc = ctypes.CDLL(None, use_errno=True)
 
-    def slice_ns(self) -> int:
-        return int(self._attributes()[_RUNTIME])
+    def slice_ns(self, tid: int = 0) -> int:
+        return int(self._attributes(tid)[_RUNTIME])
 
     def set_slice_ns(self, ns: int) -> None:
         # Everything else as it is: the policy, nice, flags such as reset-on-fork.
@@ -81,12 +82,13 @@ class LinuxKernel:
         if self._libc.syscall(self._set, 0, attr, 0) != 0:
             raise _errno_error("sched_setattr")
 
-    def _attributes(self) -> tuple[int, ...]:
-        """The calling thread's `sched_attr`; OSError outside the fair class, where
+    def _attributes(self, tid: int = 0) -> tuple[int, ...]:
+        """Thread `tid`'s `sched_attr` (0: the calling thread's); OSError outside the fair
+        class, where
         `sched_runtime` is not a slice (a SCHED_DEADLINE task's is its budget) or an operator
         chose a policy (SCHED_IDLE, real time) that a node must not undo."""
         attr = ctypes.create_string_buffer(_SCHED_ATTR.size)
-        if self._libc.syscall(self._get, 0, attr, _SCHED_ATTR.size, 0) != 0:
+        if self._libc.syscall(self._get, tid, attr, _SCHED_ATTR.size, 0) != 0:
             raise _errno_error("sched_getattr")
         fields: tuple[int, ...] = _SCHED_ATTR.unpack(attr.raw)
         policy = fields[1]
@@ -94,6 +96,11 @@ class LinuxKernel:
             name = _POLICY_NAMES.get(policy, f"policy {policy}")
             raise OSError(f"the node runs under {name}: its scheduling is left as it is")
         return fields
+
+
+def _shown(slice_ns: int) -> str:
+    """A slice as the log says it: `300us`, or `kernel` for the kernel's own (0)."""
+    return f"{round(slice_ns / 1000)}us" if slice_ns else "kernel"
 
 
 def _errno_error(call: str) -> OSError:
@@ -207,22 +214,22 @@ class SliceGovernor:
             return
         assert self._kernel is not None
         busy = self.policy.busy
+        wanted = 0 if busy else self.quiet_slice_us * 1000
         try:
-            self._kernel.set_slice_ns(0 if busy else self.quiet_slice_us * 1000)
+            self._kernel.set_slice_ns(wanted)
         except OSError as e:  # the same call worked at the start: say so, and stop trying
             self.active = False
-            kept = "kernel" if not busy else f"{self.quiet_slice_us}us"  # the one it had
             self._log(
-                f"SCHED slice={kept} switching=stopped"
+                f"SCHED slice={_shown(self.slice_ns)} switching=stopped"
                 f" reason=cannot ask the kernel: {e.strerror or e}"
             )
             return
-        self.slice_ns = 0 if busy else self.quiet_slice_us * 1000
+        self.slice_ns = wanted
         self.changes += 1
         self._report()
-        shown = "kernel" if busy else f"{self.quiet_slice_us}us"
         self._log(
-            f"SCHED slice={shown} {'busy' if busy else 'quiet'} lines_per_s={self.policy.rate:.0f}"
+            f"SCHED slice={_shown(wanted)} {'busy' if busy else 'quiet'}"
+            f" lines_per_s={self.policy.rate:.0f}"
         )
 
     async def run(

@@ -4,10 +4,8 @@ whose main thread switches slices as a load comes and goes."""
 
 from __future__ import annotations
 
-import ctypes
 import os
 import socket
-import struct
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -203,15 +201,6 @@ def _kernel_or_skip() -> LinuxKernel:
     return kernel
 
 
-def _slice_of(tid: int) -> int:
-    """The slice of any thread, read from outside it (sched_getattr on its id)."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    attr = ctypes.create_string_buffer(56)
-    number = {"x86_64": 315, "aarch64": 275}[os.uname().machine]
-    assert libc.syscall(number, tid, attr, 56, 0) == 0, os.strerror(ctypes.get_errno())
-    return int(struct.unpack("IIQiIQQQII", attr.raw)[5])
-
-
 def _in_a_thread(work: Callable[[], object]) -> object:  # the runner's thread keeps its own
     found: list[object] = []
 
@@ -273,7 +262,7 @@ def test_a_thread_outside_the_fair_class_is_left_as_it_is() -> None:
 
 
 def test_a_node_runs_quiet_on_the_short_slice_and_busy_on_the_kernels(tmp_path: Path) -> None:
-    _kernel_or_skip()
+    kernel = _kernel_or_skip()
     port = free_ports(1)[0]
     config = write_topology(
         tmp_path,
@@ -289,7 +278,7 @@ def test_a_node_runs_quiet_on_the_short_slice_and_busy_on_the_kernels(tmp_path: 
         assert node.proc is not None
         pid = node.proc.pid
         wait_until(lambda: "SCHED slice_us=400" in node.log_text(), "the node's SCHED line")
-        assert _slice_of(pid) == 400_000
+        assert kernel.slice_ns(pid) == 400_000
         kernel_slice = int(node.log_text().split("kernel_slice_us=")[1].split()[0]) * 1000
 
         # A load of more than 2,000 lines a second, kept up until the node is busy.
@@ -299,12 +288,12 @@ def test_a_node_runs_quiet_on_the_short_slice_and_busy_on_the_kernels(tmp_path: 
             loader = threading.Thread(target=_load, args=(s, stop), daemon=True)
             loader.start()
             try:
-                wait_until(lambda: _slice_of(pid) == kernel_slice, "the kernel's slice")
+                wait_until(lambda: kernel.slice_ns(pid) == kernel_slice, "the kernel's slice")
                 wait_until(lambda: "SCHED slice=kernel busy" in node.log_text(), "busy logged")
             finally:
                 stop.set()
                 loader.join(10)
-        wait_until(lambda: _slice_of(pid) == 400_000, "the short slice again")
+        wait_until(lambda: kernel.slice_ns(pid) == 400_000, "the short slice again")
         wait_until(lambda: "SCHED slice=400us quiet" in node.log_text(), "quiet logged")
     finally:
         node.stop()
