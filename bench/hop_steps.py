@@ -5,8 +5,9 @@
 The chain of bench/hops.py (H1 - H2 - H3, and the tap as everyone's neighbour), with every
 node run by bench/traced_node.py, which notes the moment a record passes each step. One
 IAMAT at a time goes to H1; for each node the notes of that update are lined up along its
-path: the neighbour's flood write, this node's wakeup, its read, the journal write, the
-hand-over to the links, the end of the read, the flood write. Medians and p99 per step, in
+path: the neighbour's flood write, this node's wakeup, its read, the journal write (a
+client's at the turn's end, after its read), the hand-over to the links, the end of the
+read, the flood write. Medians and p99 per step, in
 µs, for the client's hop into H1 and the two neighbour hops.
 
 On the asyncio loop the wakeup is split at the selector's return (the kernel's delivery and
@@ -93,9 +94,17 @@ def hop(line: Timeline, arrived: int, until: int, downstream: str) -> dict[str, 
         return None
     journal, journalled, flood, send, send_next = found
     read = line.last("read", arrived, journal)
-    read_end = line.first("read>", flood, until)
-    if read is None or read_end is None:
+    if read is None:
         return None
+    # A client's read leaves its records to the turn's journal write (node.turn_journal):
+    # the read ends before the journal write, at the turn's end. A neighbour's read writes
+    # the journal within itself, and ends after its flood.
+    read_end = line.first("read>", read, journal)
+    deferred = read_end is not None
+    if read_end is None:
+        read_end = line.first("read>", flood, until)
+        if read_end is None:
+            return None
     epoll = line.last("epoll", arrived, read)
     steps: dict[str, int] = {}
     if epoll is not None:
@@ -103,15 +112,21 @@ def hop(line: Timeline, arrived: int, until: int, downstream: str) -> dict[str, 
         steps["loop: selector -> data_received (recv)"] = read - epoll
     else:
         steps["wake and read: write to us begins -> data_received"] = read - arrived
+    if deferred:
+        steps["parse, check, apply"] = read_end - read
+        steps["read's end -> the turn's journal write"] = journal - read_end
+    else:
+        steps["parse, check, apply"] = journal - read
     steps.update(
         {
-            "parse, check, apply": journal - read,
             "journal write": journalled - journal,
             "journal -> flood handed to links": flood - journalled,
             "handed -> first flood write begins": send - flood,
             "other flood writes before the next node's": send_next - send,
             "total: write to us begins -> ours to the next": send_next - arrived,
-            "(after it: the rest of the read, log events)": max(0, read_end - send_next),
+            "(after it: the rest of the read, log events)": (
+                0 if deferred else max(0, read_end - send_next)
+            ),
         }
     )
     return steps

@@ -75,6 +75,9 @@ class EndOfEveryRead(TurnWrites):
     def hold(self, conn: Holding) -> None:
         self._held.append(conn)
 
+    def settle_at_end(self) -> None:
+        pass
+
 
 class NoPlaces:
     """The paths measured here never ask for places."""
@@ -105,7 +108,7 @@ def make_node(folder: Path) -> tuple[NodeServer, LogBook]:
         journal=journal,
     )
     journal.open(node.store)
-    node.turn_writes = EndOfEveryRead()
+    node.turn_writes = EndOfEveryRead(node.settle_turn)
     for link in node.peers.links.values():  # up, writing to stand-ins
         link.up = True
         link._writer = cast(

@@ -91,6 +91,7 @@ class ClientConnection(LineReader):
         self._pending_since: float | None = None
         self._in_read = False  # in data_received: a WHATSAT waits for the turn's end
         self._holding = False  # listed in `TurnWrites.hold` for this turn
+        self._deferred = 0  # IAMAT replies waiting for the turn's journal write
         self._where = "?"
         self._host = "?"
         self._counters = node.counters
@@ -151,6 +152,21 @@ class ClientConnection(LineReader):
         if self._queue:
             self._write_ready()
 
+    def deliver(self, replies: list[bytes]) -> None:
+        """The turn's journal write took these IAMATs (`node.turn_journal`)."""
+        self._deferred -= len(replies)
+        self._deliver(replies)
+        if self._phase in _ENDING:
+            self._write_ready()  # and close, when they were the last
+
+    def journal_refused(self) -> None:
+        """The turn's journal write refused these IAMATs (`node.turn_journal`)."""
+        if not self._deferred:
+            return  # told already: a second read of the same turn
+        self._deferred = 0
+        if self._phase is not Phase.CLOSED:
+            self._journal_refused()
+
     def _deliver(self, replies: list[bytes]) -> None:
         """Replies to a run of IAMATs, in line order: written at the end of this turn when
         no reply before them is still waiting (a waiting client's whole read, the common
@@ -174,7 +190,7 @@ class ClientConnection(LineReader):
     def connection_lost(self, exc: Exception | None) -> None:
         self._phase = Phase.CLOSED
         node = self.node
-        dropped = self._queue.drop() + len(self._out)
+        dropped = self._queue.drop() + len(self._out) + self._deferred
         self._out.clear()
         if dropped:
             # Replies are logged as OUT when made; say which of them never went out.
@@ -200,16 +216,20 @@ class ClientConnection(LineReader):
         the rest handled on later turns, so other connections are served in between. Runs
         of valid IAMATs go through `ingest` as one batch; any other line is parsed alone.
         A WHATSAT met while its read is being taken stops the work until the turn's end
-        (`answer_held`), so that it sees what the turn's other reads apply.
+        (`answer_held`), so that it sees what the turn's other reads apply. Within a read,
+        IAMATs wait for the turn's journal write (`node.turn_journal`), and so does any
+        line after them; outside one, the turn is settled before a line is judged.
         """
         node = self.node
+        if not self._in_read:
+            node.settle_turn()  # these lines are judged against the journal's state only
         queue = self._queue
         backlog = self._backlog
         budget = LINES_PER_TURN
         batch = self._batch
         received_ns = node.clock_ns()  # the lines of one read arrived together
         first_answer = True
-        while backlog and len(queue) < MAX_PENDING_REPLIES:
+        while backlog and len(queue) + self._deferred < MAX_PENDING_REPLIES:
             if budget <= 0:
                 self._schedule_resume()
                 break
@@ -217,7 +237,7 @@ class ClientConnection(LineReader):
                 self.refuse(self._over)
                 return
             if not backlog.head_starts_with(_WHATSAT):
-                room = min(budget, MAX_PENDING_REPLIES - len(queue))
+                room = min(budget, MAX_PENDING_REPLIES - len(queue) - self._deferred)
                 taken = take_iamats(
                     backlog, room, node.store, node.name_bytes, received_ns, self.id, batch
                 )
@@ -228,10 +248,16 @@ class ClientConnection(LineReader):
                 taken = 0  # a query: no IAMAT to try
             if taken:
                 budget -= taken
-                if not node.commit(batch, self._deliver, None):
+                if self._in_read:  # with the turn's other reads, in one journal write
+                    self._deferred += len(batch.replies)
+                    node.defer(batch, self)
+                elif not node.commit(batch, self._deliver, None):
                     self._journal_refused()
                     return
                 continue
+            if self._deferred:  # answered now, it would pass the ATs waiting for the journal
+                self._hold()
+                return
             budget -= 1
             line = backlog.popleft()
             msg = parse_line(line)
@@ -424,7 +450,13 @@ class ClientConnection(LineReader):
             # the one that finds what this turn just applied.
             self._gather(ready)
             self.write_out()
-        if not queue and not self._backlog and self._phase in _ENDING:
+        if (
+            not queue
+            and not self._backlog
+            and not self._deferred
+            and self._overlong_reply is None
+            and self._phase in _ENDING
+        ):
             self.write_out()  # before the close
             if self._eof:
                 if not transport.is_closing():  # once: answer_held and a _resume both come here

@@ -7,11 +7,13 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from node.admission import Admission
+from node.ingest import Batch
 from node.logbook import RateLimited
 from node.peers import Peers
 from node.peers.host import PeerHost
 from node.protocol import WhatsAt
 from node.store import Record
+from node.turn_journal import Waiting
 
 
 class ClientHost(PeerHost, Protocol):
@@ -40,6 +42,10 @@ class ClientHost(PeerHost, Protocol):
     def clock_ns(self) -> Callable[[], int]: ...
 
     def next_conn_id(self) -> int: ...
+
+    def defer(self, batch: Batch, conn: Waiting) -> None:
+        """Leave a client read's batch to the turn's journal write (`node.turn_journal`)."""
+        ...
 
     def journal_error(self) -> str | None:
         """Why the journal refuses writes (`ENOSPC`), or None while it takes them."""

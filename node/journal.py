@@ -85,6 +85,10 @@ class NullJournal:
         pass
 
 
+def _nothing() -> None:
+    pass
+
+
 def errno_name(e: OSError) -> str:
     """`ENOSPC` for an OSError, as an operator greps for it."""
     return errno.errorcode.get(e.errno or 0, str(e.errno))
@@ -129,6 +133,9 @@ class Journal:
         self._failing_since = 0.0
         self._fsync_failing = False
         self.tally = JournalTally()
+        # The node's `settle_turn`: a snapshot holds journalled records only, never those a
+        # turn's reads applied and left for the turn's end (`node.turn_journal`).
+        self.before_snapshot: Callable[[], object] = _nothing
 
     # -- start-up ---------------------------------------------------------------------
 
@@ -342,6 +349,7 @@ class Journal:
     async def _compact(self, store: ClientStore) -> None:
         """Start a new segment, write the whole state as a snapshot, drop what it covers."""
         async with self._lock:
+            self.before_snapshot()  # into the old segment, which the snapshot covers
             old_fd, old_seq = self._fd, self._seq
             self._seq += 1
             self._fd, self._size = -1, 0  # the next write starts wal-<seq>

@@ -35,8 +35,8 @@ except ImportError:  # pragma: no cover - installed without the lint extra
 # The Python each request and each flooded record runs through: parsing, the store, a read's
 # ingest, the journal and its entries, the reply queue, the counters, the log, a client's
 # connection and a neighbour's (with the reader they share), our link to a neighbour, the
-# turn's writes and the node's commit. The rest (start-up, config, places, metrics, the
-# supervisor) stays interpreted.
+# turn's journal write and its writes, and the node's commit. The rest (start-up, config,
+# places, metrics, the supervisor) stays interpreted.
 COMPILED = (
     "protocol",
     "store",
@@ -46,6 +46,7 @@ COMPILED = (
     "counters",
     "logbook",
     "reader",
+    "turn_journal",
     "turn_writes",
     "client",
     "server",

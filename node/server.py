@@ -22,7 +22,7 @@ from node.client import ClientConnection
 from node.config import HerdConfig
 from node.counters import JournalTally, NodeCounters
 from node.ingest import Batch
-from node.journal import JournalLike, NullJournal, errno_name
+from node.journal import Journal, JournalLike, NullJournal, errno_name
 from node.logbook import LogBook, RateLimited, show
 from node.metrics_http import MetricsEndpoint
 from node.peers import Peers
@@ -33,6 +33,7 @@ from node.protocol import WhatsAt, parse_location
 from node.status import LinkStatus, NodeStatus, status_path
 from node.status_file import StatusFile
 from node.store import ClientStore, Packed, Record
+from node.turn_journal import TurnJournal, Waiting
 from node.turn_writes import TurnWrites
 
 SWEEP_INTERVAL = 1.0  # seconds between checks of line deadlines and idle connections
@@ -92,7 +93,10 @@ class NodeServer:
             self.counters.peer(neighbour)  # every neighbour in the metrics, even never linked
         self.peers = Peers(self)
         self.connections: set[ClientConnection] = set()
-        self.turn_writes = TurnWrites()
+        self.turn_journal = TurnJournal()
+        self.turn_writes = TurnWrites(self.settle_turn)
+        if isinstance(self.journal, Journal):
+            self.journal.before_snapshot = self.settle_turn
         self.admission: Admission[ClientConnection] = Admission(
             self.limits.max_connections,
             self.limits.max_connections_total,
@@ -225,13 +229,16 @@ class NodeServer:
     ) -> bool:
         """Make a batch's effects happen, all of them or none, in the one safe order:
         journal, then replies (handed to `deliver`), then the flood (to every neighbour but
-        `origin`), then the log. The only place a batch is drained.
+        `origin`), then the log. With `defer`, the only place a batch is drained; a batch
+        made after the turn's deferred reads is committed after them.
 
         When the journal cannot take the batch, nothing of it is acknowledged, flooded or
         kept: the store is put back as it was, and False says so; the batch then holds the
         records it would have kept in `refused` (a neighbour's link applies them again
         later), and the journal has logged the failure, once per episode.
         """
+        if self.turn_journal.waiting:  # judged after the turn's deferred reads: after them
+            self.settle_turn()
         kept = len(batch.entries)
         if kept:
             try:
@@ -262,6 +269,38 @@ class NodeServer:
             for server, client in batch.unknown:
                 self._unknown_server(origin or b"?", server, client)
             batch.unknown.clear()
+        return True
+
+    def defer(self, batch: Batch, conn: Waiting) -> None:
+        """Leave a client read's batch to the turn's journal write (`node.turn_journal`)."""
+        self.turn_journal.defer(batch, conn)
+        self.turn_writes.settle_at_end()
+
+    def settle_turn(self) -> bool:
+        """The turn's journal write, then its deferred reads' replies, flood and log, in
+        that order; False when the journal refused it, and with it every deferred read: the
+        store is as before them, and their connections are told."""
+        if not self.turn_journal.waiting:
+            return True
+        turn = self.turn_journal.take()
+        counters = self.counters
+        if turn.entries:
+            try:
+                self.journal.write(turn.entries)
+            except OSError:
+                self.store.restore(turn.undo)
+                for conn, replies, _kept in turn.waiting:
+                    counters.iamat_refused += len(replies)
+                    conn.journal_refused()
+                return False
+        for conn, replies, kept in turn.waiting:
+            counters.iamat_kept += kept
+            counters.iamat_stale += len(replies) - kept
+            conn.deliver(replies)
+        if turn.flood:
+            self.peers.flood(turn.flood, None)
+        if turn.log:
+            self.log.raw_events(turn.log)
         return True
 
     def _unknown_server(self, sender: bytes, server: bytes, client: bytes) -> None:
@@ -375,6 +414,7 @@ class NodeServer:
 
     def sync_state(self) -> list[Packed]:
         """Every record we hold, packed, for a neighbour that just linked up."""
+        self.settle_turn()  # journalled records only
         return self.store.packed()
 
     # -- housekeeping -----------------------------------------------------------------

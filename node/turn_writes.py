@@ -11,10 +11,11 @@ turn's reads are all handled first, warm, and the clients then wake together. Un
 8x1 load of `make bench` the herd answered 1.07 times as many IAMATs a second, in 8 of 8
 alternating pairs of `bench/ab.py` (bench/README.md, "A turn's replies written at its end").
 
-Nothing is acknowledged earlier for it: a reply is made only after its journal write. And
-every gathered reply goes when a link that was idle writes a flood line at once
-(`PeerLink.send`), so that a lone client's reply still leaves before its update wakes a
-neighbour.
+Nothing is acknowledged earlier for it: a reply is made only after its journal write, which
+for a turn's client reads is the turn's one write, made first at its end
+(`node.turn_journal`). And every gathered reply goes when a link that was idle writes a
+flood line at once (`PeerLink.send`), so that a lone client's reply still leaves before its
+update wakes a neighbour.
 
 A WHATSAT that a read brings is answered at the turn's end too, first of all, and its
 answer written at once (`hold`, `ClientConnection.answer_held`): every record that reached
@@ -28,9 +29,14 @@ answer is made later, never the reading: the turn's end comes before the loop po
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Protocol
 
 from node.native import mypyc_attr
+
+
+def _nothing() -> None:
+    pass
 
 
 class Gathering(Protocol):
@@ -55,12 +61,13 @@ class TurnWrites:
     """The connections with queries to answer, or gathered replies to write, at the end of
     this turn."""
 
-    __slots__ = ("_held", "_scheduled", "_waiting")
+    __slots__ = ("_held", "_scheduled", "_settle", "_waiting")
 
-    def __init__(self) -> None:
+    def __init__(self, settle: Callable[[], object] = _nothing) -> None:
         self._waiting: list[Gathering] = []
         self._held: list[Holding] = []
         self._scheduled = False  # `end_turn` is on the loop's ready queue
+        self._settle = settle  # the turn's journal write (`NodeServer.settle_turn`)
 
     def add(self, conn: Gathering) -> None:
         """`conn` began gathering: write it out at the end of this turn."""
@@ -72,14 +79,25 @@ class TurnWrites:
         self._schedule()
         self._held.append(conn)
 
+    def settle_at_end(self) -> None:
+        """A read left its IAMATs to the turn's journal write: end the turn, which makes it
+        first of all (`node.turn_journal`)."""
+        self._schedule()
+
     def _schedule(self) -> None:
         if not self._scheduled:
             self._scheduled = True
             asyncio.get_running_loop().call_soon(self.end_turn)
 
     def end_turn(self) -> None:
-        """The turn's last callback: the held queries are answered, then every gathering
-        is written."""
+        """The turn's last callback: the journal write of the turn's reads, then the held
+        queries are answered, then every gathering is written."""
+        try:
+            self._settle()
+        except Exception:
+            self._scheduled = False  # the held queries and the writes go on the next turn
+            self._schedule()
+            raise
         held, self._held = self._held, []
         for i, conn in enumerate(held):
             try:

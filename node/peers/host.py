@@ -55,6 +55,11 @@ class PeerHost(Protocol):
         """Journal, then flood and log a batch; False when the journal refused it."""
         ...
 
+    def settle_turn(self) -> bool:
+        """Journal what this turn's client reads left for the turn's end, before a batch is
+        judged against the store (`node.turn_journal`); False when the journal refused it."""
+        ...
+
     def sync_state(self) -> list[Packed]:
         """Every record held, for a neighbour that just linked up."""
         ...

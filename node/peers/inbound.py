@@ -114,6 +114,7 @@ class PeerConnection(LineReader):
         if self._stalled is not None or self._closed:
             return  # the journal refused our records: `_retry_stalled` goes on
         host = self.host
+        host.settle_turn()  # our records are judged against the journal's state only
         store = host.store
         known = host.known_servers
         backlog = self._backlog

@@ -210,11 +210,13 @@ async def test_a_refused_batch_puts_back_what_its_records_replaced(tmp_path: Pat
     herd = Herd(tmp_path)
     conn, _ = herd.connect()
     conn.data_received(b"IAMAT a +1+1 5\nIAMAT b +1+1 5\n")
+    await settle()
     before = dict(herd.node.store.packed())
     herd.disk.fail("ENOSPC")
     conn2, _ = herd.connect()
     # The same client twice in one batch, a stale one and a new one: all undone.
     conn2.data_received(b"IAMAT a +2+2 6\nIAMAT a +3+3 7\nIAMAT b +1+1 1\nIAMAT c +1+1 1\n")
+    await settle()
     assert dict(herd.node.store.packed()) == before
 
 
@@ -289,4 +291,135 @@ async def test_records_from_a_failed_batch_never_reach_the_wire_of_a_link(
     herd.disk.heal()
     conn2, _ = herd.connect()
     conn2.data_received(b"IAMAT b +1+1 5\n")
+    await settle()
     assert [line.split()[1] for line in b"".join(sent).splitlines()] == [b"b"]
+
+
+# -- the turn's journal write (node.turn_journal) ---------------------------------------
+
+
+async def test_a_turns_client_reads_share_one_journal_write(tmp_path: Path) -> None:
+    herd = Herd(tmp_path)
+    clients = [herd.connect() for _ in range(3)]
+    for i, (conn, _) in enumerate(clients):
+        conn.data_received(b"IAMAT c%d +1+1 5\n" % i)
+    assert herd.node.journal_tally.writes == 0 and herd.floods == []  # nothing yet
+    await settle()
+    assert herd.node.journal_tally.writes == 1
+    assert sorted(herd.journalled()) == [b"c0", b"c1", b"c2"]
+    assert all(transport.out.startswith(b"AT Solo ") for _, transport in clients)
+    assert len(herd.floods) == 1 and herd.floods[0][0].count(b"CHANGELOC") == 3
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_refused_turn_refuses_every_read_in_it_and_puts_back_the_store(
+    tmp_path: Path, mode: str
+) -> None:
+    """The second read's IAMAT is older than the first's: judged stale against a record the
+    journal then refuses, it must not be acknowledged either."""
+    herd = Herd(tmp_path)
+    await known(herd)
+    before = dict(herd.node.store.packed())
+    herd.disk.fail(mode)
+    (first, out1), (second, out2) = herd.connect(), herd.connect()
+    first.data_received(b"IAMAT known +2+2 1720023999\nIAMAT new +2+2 5\n")
+    second.data_received(b"IAMAT known +3+3 1720023990\n")  # stale next to the first's
+    await settle()
+    assert out1.out == out2.out == b"" and out1.eof and out2.eof
+    assert dict(herd.node.store.packed()) == before
+    assert herd.journalled() == before and herd.floods == []
+    assert len(herd.events("CONN_CUT")) == 2
+    assert herd.node.counters.iamat_refused == 3
+    assert not [e for e in herd.events("IAMAT") if "conn=2 " in e or "conn=3 " in e]
+
+    herd.disk.heal()
+    again, out3 = herd.connect()
+    again.data_received(b"IAMAT known +3+3 1720023990\n")
+    await settle()
+    assert out3.out.startswith(b"AT Solo ")
+    assert herd.node.store.get(b"known").location == b"+3+3"  # type: ignore[union-attr]
+
+
+async def test_a_neighbours_record_is_judged_after_the_turns_write(tmp_path: Path) -> None:
+    """A read's IAMAT waits for the turn's end; a neighbour's older record of the same
+    client arrives meanwhile. The journal refuses the IAMAT: the neighbour's record must
+    still be kept, not dropped as older than a record that is then undone."""
+    herd = Herd(tmp_path)
+    link, _ = herd.link_in(b"Peer")
+    conn, transport = herd.connect()
+    herd.disk.fail("ENOSPC", times=1)  # the turn's write only
+    conn.data_received(b"IAMAT x +1+1 1720023999\n")
+    link.data_received(changelocs(b"x", t=b"1720023934"))
+    await settle(lambda: herd.node.store.get(b"x") is not None, "the neighbour's record")
+    assert transport.out == b"" and transport.eof  # the client's IAMAT: refused
+    held = herd.node.store.get(b"x")
+    assert held is not None and held.time_sent == b"1720023934"
+    assert herd.journalled() == {b"x": dict(herd.node.store.packed())[b"x"]}
+
+
+async def test_lines_after_a_deferred_iamat_keep_their_order(tmp_path: Path) -> None:
+    herd = Herd(tmp_path)
+    conn, transport = herd.connect()
+    conn.data_received(b"IAMAT a +1+1 5\nHELLO\nIAMAT b +1+1 5\n")
+    conn.data_received(b"BOGUS\n")  # a second read of the same turn
+    await settle()
+    replies = transport.out.splitlines()
+    assert [r.split()[0] for r in replies] == [b"AT", b"?", b"AT", b"?"], replies
+    assert b" a " in replies[0] and b" b " in replies[2] and replies[3] == b"? BOGUS"
+
+
+async def test_a_query_answered_outside_its_read_sees_journalled_records_only(
+    tmp_path: Path,
+) -> None:
+    """A last line without LF is handled at EOF, outside its read: the turn is settled
+    first, so a record the journal refuses is not in its answer."""
+    herd = Herd(tmp_path)
+    writer, _ = herd.connect()
+    asker, answer = herd.connect()
+    herd.disk.fail("EIO")
+    writer.data_received(b"IAMAT hidden +1+1 5\n")
+    asker.data_received(b"WHATSAT hidden 10 5")
+    asker.eof_received()
+    await settle()
+    assert answer.out == b"? WHATSAT hidden 10 5\n"
+    assert herd.node.store.get(b"hidden") is None
+
+
+async def test_a_compaction_snapshot_holds_no_record_the_turns_write_refuses(
+    tmp_path: Path,
+) -> None:
+    herd = Herd(tmp_path)
+    await known(herd)
+    conn, transport = herd.connect()
+    herd.disk.fail("ENOSPC")
+    conn.data_received(b"IAMAT pending +1+1 5\n")  # in the store, left for the turn's end
+    await herd.journal._compact(herd.node.store)  # a snapshot taken before the turn's end
+    await settle()
+    assert transport.out == b""
+    assert b"pending" not in herd.journalled() and b"known" in herd.journalled()
+    assert herd.events("JOURNAL_COMPACTED")
+
+
+async def test_a_full_sync_sends_journalled_records_only(tmp_path: Path) -> None:
+    herd = Herd(tmp_path)
+    conn, _ = herd.connect()
+    herd.disk.fail("ENOSPC")
+    conn.data_received(b"IAMAT pending +1+1 5\n")
+    assert herd.node.sync_state() == []
+    herd.disk.heal()
+    conn2, _ = herd.connect()
+    conn2.data_received(b"IAMAT kept +1+1 5\n")
+    assert [client for client, _ in herd.node.sync_state()] == [b"kept"]
+
+
+async def test_replies_waiting_for_the_turns_write_are_dropped_if_the_client_goes(
+    tmp_path: Path,
+) -> None:
+    herd = Herd(tmp_path)
+    conn, transport = herd.connect()
+    conn.data_received(b"IAMAT a +1+1 5\nIAMAT b +1+1 5\n")
+    conn.connection_lost(ConnectionResetError())
+    await settle()
+    assert transport.out == b""
+    assert any("REPLIES_DROPPED" in e and "count=2" in e for e in herd.log.events)
+    assert sorted(herd.journalled()) == [b"a", b"b"]  # kept: the journal took them

@@ -20,14 +20,14 @@ from tests.support import write_topology
 
 
 class Noted(NullJournal):
-    """A journal that notes each write in the shared `seen`."""
+    """A journal that notes each write, with its clients, in the shared `seen`."""
 
     def __init__(self, seen: list[str]) -> None:
         super().__init__()
         self.seen = seen
 
     def write(self, entries: list[bytes]) -> None:
-        self.seen.extend(f"journal {entry.split()[1].decode()}" for entry in entries)
+        self.seen.append("journal " + " ".join(entry.split()[1].decode() for entry in entries))
 
 
 class NotedTransport(FakeTransport):
@@ -124,11 +124,12 @@ async def test_a_turns_replies_go_out_together_when_it_ends_each_after_its_journ
     a.data_received(b"IAMAT ka +1+2 1\n")
     b.data_received(b"IAMAT kb +1+2 1\nIAMAT kc +1+2 1\n")
     a.data_received(b"IAMAT kd +1+2 1\n")  # a second read of a's in the same turn
-    assert seen == ["journal ka", "journal kb", "journal kc", "journal kd"]  # nothing written
+    assert seen == []  # nothing journalled or written yet
     await turn_ends()
-    assert seen[4:] == ["write a 2 lines", "write b 2 lines"]  # one write per connection
+    # One journal write for the turn, then one write per connection.
+    assert seen == ["journal ka kb kc kd", "write a 2 lines", "write b 2 lines"]
     await turn_ends()
-    assert len(seen) == 6  # and nothing more
+    assert len(seen) == 3  # and nothing more
 
 
 async def test_a_whatsat_is_answered_at_the_turns_end_first_with_what_was_gathered(
@@ -140,14 +141,14 @@ async def test_a_whatsat_is_answered_at_the_turns_end_first_with_what_was_gather
     a.data_received(b"IAMAT ka +1+2 1\n")
     b.data_received(b"IAMAT kb +1+2 1\n")
     a.data_received(b"WHATSAT nobody 1 1\n")
-    assert seen == ["journal ka", "journal kb"]  # nothing answered yet
+    assert seen == []  # nothing journalled or answered yet
     await turn_ends()
-    assert seen[2:] == ["write a 2 lines", "write b 1 lines"]
+    assert seen == ["journal ka kb", "write a 2 lines", "write b 1 lines"]
     assert transport.out.startswith(b"AT Solo ") and transport.out.endswith(
         b"? WHATSAT nobody 1 1\n"
     )
     await turn_ends()
-    assert len(seen) == 4
+    assert len(seen) == 3
 
 
 async def test_a_whatsat_sees_a_record_that_a_later_read_of_its_turn_applied(
@@ -167,11 +168,11 @@ async def test_a_whatsat_sees_a_record_that_a_later_read_of_its_turn_applied(
 async def test_lines_after_a_whatsat_wait_with_it_and_keep_their_order(tmp_path: Path) -> None:
     seen, _log, a, transport = one_client(tmp_path)
     a.data_received(b"IAMAT ka +1+2 1\nWHATSAT ka 1 1\nIAMAT kz +1+2 1\n")
-    assert seen == ["journal ka"]  # the IAMAT after the WHATSAT is not taken yet
+    assert seen == []  # ka waits for the turn's journal write, kz is not taken yet
     await turn_ends()
     # ka's reply and the answer (AT and JSON) go before kz is taken: a read's first places
     # answer is written as soon as it is made.
-    assert seen[1:] == ["write a 8 lines", "journal kz", "write a 1 lines"]
+    assert seen == ["journal ka", "write a 8 lines", "journal kz", "write a 1 lines"]
     replies = transport.out.split(b"\n")
     assert replies[0].startswith(b"AT Solo ") and b" ka " in replies[0]
     assert replies[1].startswith(b"AT Solo ") and b" ka " in replies[1]  # the answer's AT
@@ -224,6 +225,8 @@ async def test_a_closing_connection_writes_what_it_gathered_before_it_closes(
     seen, _log, a, transport = one_client(tmp_path)
     a.data_received(b"IAMAT ka +1+2 1\n")
     a.eof_received()  # the client is done: answer, then close
+    assert seen == []  # not before the turn's journal write
+    await turn_ends()
     assert seen == ["journal ka", "write a 1 lines", "close a"]
     await turn_ends()
     assert seen[3:] == [] and transport.out.startswith(b"AT Solo ")
@@ -246,7 +249,7 @@ async def test_a_client_reset_within_the_turn_costs_the_others_nothing(tmp_path:
     b.data_received(b"IAMAT kb +1+2 1\n")
     gone.closed = True  # the loop saw a's reset; its connection_lost is still to come
     await turn_ends()
-    assert seen[2:] == ["write b 1 lines"] and gone.out == b""
+    assert seen[1:] == ["write b 1 lines"] and gone.out == b""
     a.connection_lost(ConnectionResetError())
     assert "REPLIES_DROPPED conn=1 count=1" in log.events, log.events
 

@@ -1,0 +1,84 @@
+"""The turn's journal write: the IAMATs that a loop turn's client reads kept are journalled
+together, in one write at the turn's end, and only then answered, flooded and logged.
+
+Under the 8x1 load of `make bench` a node reads eight clients in one turn; one write per
+read made eight journal writes a turn, a sixteenth of the node's CPU. Nothing is
+acknowledged earlier for it: a deferred read's replies, its flood lines and its log lines
+wait here, and the turn's end (`TurnWrites.end_turn`, before any held query is answered)
+writes the journal first (`NodeServer.settle_turn`). When that write fails, every read of
+the turn is refused as one: the store is put back in reverse order, so a record that a later
+read judged against an earlier one goes with it, and each connection is told
+(`journal_refused`).
+
+Only records judged against the journal's state may be judged here, so whatever else looks
+at the store settles the turn first: a neighbour's batch, a client line handled outside its
+read (a resume, a held query), a full sync to a neighbour, and the journal's compaction
+snapshot. A connection with replies waiting here answers no other line of its read until
+they go, so replies keep the order of their lines.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from node.ingest import Batch
+from node.native import mypyc_attr
+from node.store import Undo
+
+
+class Waiting(Protocol):
+    """A client connection whose IAMAT replies wait for the turn's journal write."""
+
+    def deliver(self, replies: list[bytes]) -> None:
+        """The journal took them: queue the replies, in line order."""
+        ...
+
+    def journal_refused(self) -> None:
+        """The journal refused the turn: no AT for these IAMATs, and the connection closes
+        after the replies before them."""
+        ...
+
+
+# Compiled (node.native).
+@mypyc_attr(allow_interpreted_subclasses=True)
+class TurnJournal:
+    """What this turn's client reads left for its journal write: their entries, the undo of
+    what they replaced, and their replies, flood lines and log lines, in read order."""
+
+    __slots__ = ("entries", "flood", "log", "undo", "waiting")
+
+    def __init__(self) -> None:
+        self.entries: list[bytes] = []
+        self.undo: Undo = []
+        self.flood: list[bytes] = []
+        self.log: list[bytes] = []
+        # (connection, its replies, how many of its IAMATs were kept rather than stale)
+        self.waiting: list[tuple[Waiting, list[bytes], int]] = []
+
+    def defer(self, batch: Batch, conn: Waiting) -> None:
+        """Take a client batch's effects over (the batch is empty after, to be reused)."""
+        kept = len(batch.entries)
+        if kept:
+            self.entries.extend(batch.entries)
+            batch.entries.clear()
+            self.undo.extend(batch.undo)
+            batch.undo.clear()
+        if batch.flood:
+            self.flood.extend(batch.flood)
+            batch.flood.clear()
+        if batch.log:
+            self.log.extend(batch.log)
+            batch.log.clear()
+        replies = batch.replies
+        batch.replies = []
+        self.waiting.append((conn, replies, kept))
+
+    def take(self) -> TurnJournal:
+        """Everything deferred, as a TurnJournal of its own; this one starts empty again."""
+        taken = TurnJournal()
+        taken.entries, self.entries = self.entries, taken.entries
+        taken.undo, self.undo = self.undo, taken.undo
+        taken.flood, self.flood = self.flood, taken.flood
+        taken.log, self.log = self.log, taken.log
+        taken.waiting, self.waiting = self.waiting, taken.waiting
+        return taken
