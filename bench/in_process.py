@@ -108,7 +108,7 @@ def make_node(folder: Path) -> tuple[NodeServer, LogBook]:
         journal=journal,
     )
     journal.open(node.store)
-    node.turn_writes = EndOfEveryRead(node.settle_turn)
+    node.turn_writes = EndOfEveryRead(node.end_turn)
     for link in node.peers.links.values():  # up, writing to stand-ins
         link.up = True
         link._writer = cast(

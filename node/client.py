@@ -248,7 +248,7 @@ class ClientConnection(LineReader):
                 taken = 0  # a query: no IAMAT to try
             if taken:
                 budget -= taken
-                if self._in_read:  # with the turn's other reads, in one journal write
+                if self._in_read and node.waits_for_turn():  # with the turn's other reads
                     self._deferred += len(batch.replies)
                     node.defer(batch, self)
                 elif not node.commit(batch, self._deliver, None):

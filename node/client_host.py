@@ -43,6 +43,10 @@ class ClientHost(PeerHost, Protocol):
 
     def next_conn_id(self) -> int: ...
 
+    def waits_for_turn(self) -> bool:
+        """Whether a client read's IAMATs wait for the turn's journal write (`defer`)."""
+        ...
+
     def defer(self, batch: Batch, conn: Waiting) -> None:
         """Leave a client read's batch to the turn's journal write (`node.turn_journal`)."""
         ...

@@ -33,7 +33,7 @@ from node.protocol import WhatsAt, parse_location
 from node.status import LinkStatus, NodeStatus, status_path
 from node.status_file import StatusFile
 from node.store import ClientStore, Packed, Record
-from node.turn_journal import TurnJournal, Waiting
+from node.turn_journal import TurnGrouping, TurnJournal, Waiting
 from node.turn_writes import TurnWrites
 
 SWEEP_INTERVAL = 1.0  # seconds between checks of line deadlines and idle connections
@@ -94,7 +94,8 @@ class NodeServer:
         self.peers = Peers(self)
         self.connections: set[ClientConnection] = set()
         self.turn_journal = TurnJournal()
-        self.turn_writes = TurnWrites(self.settle_turn)
+        self.turn_grouping = TurnGrouping()
+        self.turn_writes = TurnWrites(self.end_turn)
         if isinstance(self.journal, Journal):
             self.journal.before_snapshot = self.settle_turn
         self.admission: Admission[ClientConnection] = Admission(
@@ -270,6 +271,19 @@ class NodeServer:
                 self._unknown_server(origin or b"?", server, client)
             batch.unknown.clear()
         return True
+
+    def waits_for_turn(self) -> bool:
+        """Whether a client read's IAMATs wait for the turn's journal write (`defer`), or
+        are committed at once (`node.turn_journal.TurnGrouping`)."""
+        grouping = self.turn_grouping
+        if not grouping.reads:
+            self.turn_writes.settle_at_end()  # where the turn's reads are counted
+        return grouping.read()
+
+    def end_turn(self) -> None:
+        """The turn's end (`TurnWrites.end_turn`): its journal write, first of all."""
+        self.turn_grouping.turn_ended()
+        self.settle_turn()
 
     def defer(self, batch: Batch, conn: Waiting) -> None:
         """Leave a client read's batch to the turn's journal write (`node.turn_journal`)."""

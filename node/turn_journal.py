@@ -39,6 +39,44 @@ class Waiting(Protocol):
         ...
 
 
+GROUP_ABOVE = 1.5  # client reads per turn, on average, above which a turn's first waits too
+_WEIGHT = 0.125  # of the latest turn in that average
+
+
+# Compiled (node.native).
+class TurnGrouping:
+    """Which of a turn's client reads wait for the turn's journal write.
+
+    Every read after the turn's first does. The first waits too while turns have had more
+    than GROUP_ABOVE reads on average, as under a steady load; otherwise it is committed at
+    once, since a lone update (one read a turn, an idle herd) must not wait for the turn's
+    end. With the first committed at once the 8x1 load gained half as much; with every
+    first waiting, the idle propagation lost 3-6 % (bench/README.md, "A turn's journal
+    write").
+    """
+
+    __slots__ = ("average", "grouping", "reads")
+
+    def __init__(self) -> None:
+        self.reads = 0  # client reads with IAMATs in this turn
+        self.average = 0.0  # ... over the last turns that had any
+        self.grouping = False  # the first of a turn waits too
+
+    def read(self) -> bool:
+        """A client read brought IAMATs: whether they wait for the turn's journal write."""
+        reads = self.reads
+        self.reads = reads + 1
+        return bool(reads) or self.grouping
+
+    def turn_ended(self) -> None:
+        if not self.reads:
+            return  # a turn of queries only: no sign of how IAMATs come
+        average = self.average + (self.reads - self.average) * _WEIGHT
+        self.average = average
+        self.grouping = average > GROUP_ABOVE
+        self.reads = 0
+
+
 # Compiled (node.native).
 @mypyc_attr(allow_interpreted_subclasses=True)
 class TurnJournal:

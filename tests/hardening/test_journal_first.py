@@ -298,17 +298,28 @@ async def test_records_from_a_failed_batch_never_reach_the_wire_of_a_link(
 # -- the turn's journal write (node.turn_journal) ---------------------------------------
 
 
-async def test_a_turns_client_reads_share_one_journal_write(tmp_path: Path) -> None:
+def under_load(herd: Herd) -> None:
+    """As after turns of several reads each: a turn's first read waits for its end too."""
+    herd.node.turn_grouping.grouping = True
+
+
+@pytest.mark.parametrize("loaded", [False, True])
+async def test_a_turns_client_reads_share_one_journal_write(tmp_path: Path, loaded: bool) -> None:
     herd = Herd(tmp_path)
+    if loaded:
+        under_load(herd)
     clients = [herd.connect() for _ in range(3)]
     for i, (conn, _) in enumerate(clients):
         conn.data_received(b"IAMAT c%d +1+1 5\n" % i)
-    assert herd.node.journal_tally.writes == 0 and herd.floods == []  # nothing yet
+    # Idle, the first read is committed at once, as a lone update's must be.
+    assert herd.node.journal_tally.writes == (0 if loaded else 1)
+    assert len(herd.floods) == (0 if loaded else 1)
     await settle()
-    assert herd.node.journal_tally.writes == 1
+    assert herd.node.journal_tally.writes == (1 if loaded else 2)
     assert sorted(herd.journalled()) == [b"c0", b"c1", b"c2"]
     assert all(transport.out.startswith(b"AT Solo ") for _, transport in clients)
-    assert len(herd.floods) == 1 and herd.floods[0][0].count(b"CHANGELOC") == 3
+    assert b"".join(lines for lines, _ in herd.floods).count(b"CHANGELOC") == 3
+    assert len(herd.floods) == herd.node.journal_tally.writes  # one flood per write
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -320,6 +331,7 @@ async def test_a_refused_turn_refuses_every_read_in_it_and_puts_back_the_store(
     herd = Herd(tmp_path)
     await known(herd)
     before = dict(herd.node.store.packed())
+    under_load(herd)
     herd.disk.fail(mode)
     (first, out1), (second, out2) = herd.connect(), herd.connect()
     first.data_received(b"IAMAT known +2+2 1720023999\nIAMAT new +2+2 5\n")
@@ -347,6 +359,7 @@ async def test_a_neighbours_record_is_judged_after_the_turns_write(tmp_path: Pat
     herd = Herd(tmp_path)
     link, _ = herd.link_in(b"Peer")
     conn, transport = herd.connect()
+    under_load(herd)
     herd.disk.fail("ENOSPC", times=1)  # the turn's write only
     conn.data_received(b"IAMAT x +1+1 1720023999\n")
     link.data_received(changelocs(b"x", t=b"1720023934"))
@@ -360,6 +373,7 @@ async def test_a_neighbours_record_is_judged_after_the_turns_write(tmp_path: Pat
 async def test_lines_after_a_deferred_iamat_keep_their_order(tmp_path: Path) -> None:
     herd = Herd(tmp_path)
     conn, transport = herd.connect()
+    under_load(herd)
     conn.data_received(b"IAMAT a +1+1 5\nHELLO\nIAMAT b +1+1 5\n")
     conn.data_received(b"BOGUS\n")  # a second read of the same turn
     await settle()
@@ -376,6 +390,7 @@ async def test_a_query_answered_outside_its_read_sees_journalled_records_only(
     herd = Herd(tmp_path)
     writer, _ = herd.connect()
     asker, answer = herd.connect()
+    under_load(herd)
     herd.disk.fail("EIO")
     writer.data_received(b"IAMAT hidden +1+1 5\n")
     asker.data_received(b"WHATSAT hidden 10 5")
@@ -391,6 +406,7 @@ async def test_a_compaction_snapshot_holds_no_record_the_turns_write_refuses(
     herd = Herd(tmp_path)
     await known(herd)
     conn, transport = herd.connect()
+    under_load(herd)
     herd.disk.fail("ENOSPC")
     conn.data_received(b"IAMAT pending +1+1 5\n")  # in the store, left for the turn's end
     await herd.journal._compact(herd.node.store)  # a snapshot taken before the turn's end
@@ -403,6 +419,7 @@ async def test_a_compaction_snapshot_holds_no_record_the_turns_write_refuses(
 async def test_a_full_sync_sends_journalled_records_only(tmp_path: Path) -> None:
     herd = Herd(tmp_path)
     conn, _ = herd.connect()
+    under_load(herd)
     herd.disk.fail("ENOSPC")
     conn.data_received(b"IAMAT pending +1+1 5\n")
     assert herd.node.sync_state() == []
@@ -417,6 +434,7 @@ async def test_replies_waiting_for_the_turns_write_are_dropped_if_the_client_goe
 ) -> None:
     herd = Herd(tmp_path)
     conn, transport = herd.connect()
+    under_load(herd)
     conn.data_received(b"IAMAT a +1+1 5\nIAMAT b +1+1 5\n")
     conn.connection_lost(ConnectionResetError())
     await settle()

@@ -26,6 +26,7 @@ CORE_TESTS = [
     "tests/node/test_counters.py",
     "tests/node/test_logbook.py",
     "tests/node/test_turn_writes.py",
+    "tests/node/test_turn_journal.py",
     "tests/hardening/test_plain_read.py",
     "tests/hardening/test_query_turn.py",
     "tests/node/test_server.py",

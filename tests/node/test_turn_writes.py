@@ -124,12 +124,27 @@ async def test_a_turns_replies_go_out_together_when_it_ends_each_after_its_journ
     a.data_received(b"IAMAT ka +1+2 1\n")
     b.data_received(b"IAMAT kb +1+2 1\nIAMAT kc +1+2 1\n")
     a.data_received(b"IAMAT kd +1+2 1\n")  # a second read of a's in the same turn
-    assert seen == []  # nothing journalled or written yet
+    # The turn's first read is journalled at once; the others wait for the turn's end.
+    assert seen == ["journal ka"]  # nothing written
     await turn_ends()
-    # One journal write for the turn, then one write per connection.
-    assert seen == ["journal ka kb kc kd", "write a 2 lines", "write b 2 lines"]
+    # The rest in one journal write, then one write per connection.
+    assert seen[1:] == ["journal kb kc kd", "write a 2 lines", "write b 2 lines"]
     await turn_ends()
-    assert len(seen) == 3  # and nothing more
+    assert len(seen) == 4  # and nothing more
+
+
+async def test_under_a_steady_load_the_turns_first_read_waits_too(tmp_path: Path) -> None:
+    seen, _log, ((a, _), (b, _)) = two_clients(tmp_path)
+    for turn in range(12):  # two reads a turn, turn after turn
+        a.data_received(b"IAMAT ka +1+2 %d\n" % turn)
+        b.data_received(b"IAMAT kb +1+2 %d\n" % turn)
+        await turn_ends()
+    seen.clear()
+    a.data_received(b"IAMAT ka +1+2 99\n")
+    b.data_received(b"IAMAT kb +1+2 99\n")
+    assert seen == []
+    await turn_ends()
+    assert seen == ["journal ka kb", "write a 1 lines", "write b 1 lines"]
 
 
 async def test_a_whatsat_is_answered_at_the_turns_end_first_with_what_was_gathered(
@@ -141,14 +156,14 @@ async def test_a_whatsat_is_answered_at_the_turns_end_first_with_what_was_gather
     a.data_received(b"IAMAT ka +1+2 1\n")
     b.data_received(b"IAMAT kb +1+2 1\n")
     a.data_received(b"WHATSAT nobody 1 1\n")
-    assert seen == []  # nothing journalled or answered yet
+    assert seen == ["journal ka"]  # nothing answered yet
     await turn_ends()
-    assert seen == ["journal ka kb", "write a 2 lines", "write b 1 lines"]
+    assert seen[1:] == ["journal kb", "write a 2 lines", "write b 1 lines"]
     assert transport.out.startswith(b"AT Solo ") and transport.out.endswith(
         b"? WHATSAT nobody 1 1\n"
     )
     await turn_ends()
-    assert len(seen) == 3
+    assert len(seen) == 4
 
 
 async def test_a_whatsat_sees_a_record_that_a_later_read_of_its_turn_applied(
@@ -168,11 +183,11 @@ async def test_a_whatsat_sees_a_record_that_a_later_read_of_its_turn_applied(
 async def test_lines_after_a_whatsat_wait_with_it_and_keep_their_order(tmp_path: Path) -> None:
     seen, _log, a, transport = one_client(tmp_path)
     a.data_received(b"IAMAT ka +1+2 1\nWHATSAT ka 1 1\nIAMAT kz +1+2 1\n")
-    assert seen == []  # ka waits for the turn's journal write, kz is not taken yet
+    assert seen == ["journal ka"]  # the IAMAT after the WHATSAT is not taken yet
     await turn_ends()
     # ka's reply and the answer (AT and JSON) go before kz is taken: a read's first places
     # answer is written as soon as it is made.
-    assert seen == ["journal ka", "write a 8 lines", "journal kz", "write a 1 lines"]
+    assert seen[1:] == ["write a 8 lines", "journal kz", "write a 1 lines"]
     replies = transport.out.split(b"\n")
     assert replies[0].startswith(b"AT Solo ") and b" ka " in replies[0]
     assert replies[1].startswith(b"AT Solo ") and b" ka " in replies[1]  # the answer's AT
@@ -225,11 +240,21 @@ async def test_a_closing_connection_writes_what_it_gathered_before_it_closes(
     seen, _log, a, transport = one_client(tmp_path)
     a.data_received(b"IAMAT ka +1+2 1\n")
     a.eof_received()  # the client is done: answer, then close
-    assert seen == []  # not before the turn's journal write
-    await turn_ends()
     assert seen == ["journal ka", "write a 1 lines", "close a"]
     await turn_ends()
     assert seen[3:] == [] and transport.out.startswith(b"AT Solo ")
+
+
+async def test_a_closing_connection_waits_for_the_turns_journal_write(tmp_path: Path) -> None:
+    seen, _log, a, transport = one_client(tmp_path)
+    node = cast(NodeServer, a.node)
+    node.turn_grouping.grouping = True  # as under a steady load: the first read waits too
+    a.data_received(b"IAMAT ka +1+2 1\n")
+    a.eof_received()
+    assert seen == []  # not before the turn's journal write
+    await turn_ends()
+    assert seen == ["journal ka", "write a 1 lines", "close a"]
+    assert transport.out.startswith(b"AT Solo ")
 
 
 async def test_replies_gathered_when_the_client_goes_are_counted_as_dropped(
@@ -249,7 +274,7 @@ async def test_a_client_reset_within_the_turn_costs_the_others_nothing(tmp_path:
     b.data_received(b"IAMAT kb +1+2 1\n")
     gone.closed = True  # the loop saw a's reset; its connection_lost is still to come
     await turn_ends()
-    assert seen[1:] == ["write b 1 lines"] and gone.out == b""
+    assert seen[2:] == ["write b 1 lines"] and gone.out == b""
     a.connection_lost(ConnectionResetError())
     assert "REPLIES_DROPPED conn=1 count=1" in log.events, log.events
 
