@@ -47,6 +47,7 @@ def up_link() -> tuple[PeerLink, FakeWriter]:
         log=SimpleNamespace(event=lambda text: None),
         counters=NodeCounters(),
         turn_writes=TurnWrites(),
+        settle_turn=lambda: True,
     )
     link = PeerLink(cast(Any, node), cast(Any, SimpleNamespace(name="Hands")))
     writer = FakeWriter()
@@ -210,6 +211,26 @@ async def test_a_client_whose_write_fails_does_not_cost_the_neighbour_its_record
     with pytest.raises(RuntimeError):
         link.send(b"CHANGELOC a\n", 1)
     assert [data for _, data in writer.writes] == [b"CHANGELOC a\n"]
+
+
+async def test_a_windows_write_takes_the_records_read_before_it(monkeypatch: Any) -> None:
+    """Records that the turn's client reads left for its end (`node.turn_journal`) are
+    journalled and go with a window's write that comes first: left to the turn's end, which
+    the loop runs after its timers, they would open a new window right after the write."""
+    link, writer, clock, spy = bursting_link(monkeypatch)
+    clock.now += FLOOD_BURST_GAP / 2
+    link.send(b"CHANGELOC a\n", 1)  # a burst: waits for its window
+    left: list[bytes] = [b"CHANGELOC late\n"]
+
+    def settle_turn() -> bool:
+        while left:
+            link.send(left.pop(), 1)
+        return True
+
+    cast(Any, link.node).settle_turn = settle_turn
+    spy.run_due()  # the window ends
+    assert [data for _, data in writer.writes][1:] == [b"CHANGELOC a\nCHANGELOC late\n"]
+    assert len(spy.delays) == 1 and not link._send_scheduled  # no window opened after it
 
 
 def grow_burst(link: PeerLink, clock: Any, spy: TimerSpy, writes: int, gap: float) -> None:

@@ -39,6 +39,7 @@ def peers_of(
         log=SimpleNamespace(event=lambda text: None),
         counters=NodeCounters(),
         turn_writes=TurnWrites(),
+        settle_turn=lambda: True,
     )
     peers = Peers(cast(Any, node))
     peers.start()  # makes the links and the hold-back sets...
