@@ -50,9 +50,8 @@ class TurnGrouping:
     Every read after the turn's first does. The first waits too while turns have had more
     than GROUP_ABOVE reads on average, as under a steady load; otherwise it is committed at
     once, since a lone update (one read a turn, an idle herd) must not wait for the turn's
-    end. With the first committed at once the 8x1 load gained half as much; with every
-    first waiting, the idle propagation lost 3-6 % (bench/README.md, "A turn's journal
-    write").
+    end: with every first waiting, the idle propagation p50 was 1.03-1.06 times as long
+    (bench/README.md, "A turn's journal write").
     """
 
     __slots__ = ("average", "grouping", "reads")
