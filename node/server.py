@@ -287,7 +287,10 @@ class NodeServer:
 
     def defer(self, batch: Batch, conn: Waiting) -> None:
         """Leave a client read's batch to the turn's journal write (`node.turn_journal`)."""
-        self.turn_journal.defer(batch, conn)
+        turn = self.turn_journal
+        if not turn.waiting:
+            turn.read_at = time.monotonic()
+        turn.defer(batch, conn)
         self.turn_writes.settle_at_end()
 
     def settle_turn(self) -> bool:
@@ -312,7 +315,7 @@ class NodeServer:
             counters.iamat_stale += len(replies) - kept
             conn.deliver(replies)
         if turn.flood:
-            self.peers.flood(turn.flood, None)
+            self.peers.flood(turn.flood, None, turn.read_at)
         if turn.log:
             self.log.raw_events(turn.log)
         return True

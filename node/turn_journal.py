@@ -82,7 +82,7 @@ class TurnJournal:
     """What this turn's client reads left for its journal write: their entries, the undo of
     what they replaced, and their replies, flood lines and log lines, in read order."""
 
-    __slots__ = ("entries", "flood", "log", "undo", "waiting")
+    __slots__ = ("entries", "flood", "log", "read_at", "undo", "waiting")
 
     def __init__(self) -> None:
         self.entries: list[bytes] = []
@@ -91,6 +91,7 @@ class TurnJournal:
         self.log: list[bytes] = []
         # (connection, its replies, how many of its IAMATs were kept rather than stale)
         self.waiting: list[tuple[Waiting, list[bytes], int]] = []
+        self.read_at = 0.0  # time.monotonic() of the first read deferred
 
     def defer(self, batch: Batch, conn: Waiting) -> None:
         """Take a client batch's effects over (the batch is empty after, to be reused)."""
@@ -118,4 +119,5 @@ class TurnJournal:
         taken.flood, self.flood = self.flood, taken.flood
         taken.log, self.log = self.log, taken.log
         taken.waiting, self.waiting = self.waiting, taken.waiting
+        taken.read_at = self.read_at
         return taken

@@ -90,10 +90,11 @@ class Peers:
         for conn in list(self.inbound.values()):
             conn.heartbeat(now, timeout)
 
-    def flood(self, lines: list[bytes], origin: bytes | None) -> None:
+    def flood(self, lines: list[bytes], origin: bytes | None, read_at: float | None = None) -> None:
         """Send the CHANGELOC lines (each with LF) of records this node just applied to
         every neighbour but `origin`, the one they came from; to a neighbour that `origin`
-        links to as well, hold them back a moment (see `hold_back_when_from`)."""
+        links to as well, hold them back a moment (see `hold_back_when_from`). `read_at`:
+        when they were read, if earlier than now (`PeerLink.send`)."""
         hold = self.hold_back_when_from.get(origin, frozenset()) if origin else frozenset()
         joined = b""
         for name, link in self.links.items():
@@ -104,7 +105,7 @@ class Peers:
                 continue
             if not joined:
                 joined = b"".join(lines)
-            link.send(joined, len(lines))
+            link.send(joined, len(lines), read_at)
 
     def held_back_from(self, peer: bytes) -> dict[bytes, None] | None:
         """The lines we hold back from `peer` (None when we have no link to it)."""

@@ -77,7 +77,7 @@ class Herd:
         )
         self.journal.open(self.node.store)
         self.floods: list[tuple[bytes, bytes | None]] = []
-        self.node.peers.flood = lambda lines, origin: self.floods.append(  # type: ignore[method-assign]
+        self.node.peers.flood = lambda lines, origin, read_at=None: self.floods.append(  # type: ignore[method-assign]
             (b"".join(lines), origin)
         )
 
@@ -278,7 +278,7 @@ async def test_records_from_a_failed_batch_never_reach_the_wire_of_a_link(
     class Link:
         up = True
 
-        def send(self, lines: bytes, records: int) -> None:
+        def send(self, lines: bytes, records: int, read_at: float | None = None) -> None:
             sent.append(lines)
 
     del herd.node.peers.flood  # back to the real flood, over a stand-in link

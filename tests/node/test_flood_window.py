@@ -233,6 +233,20 @@ async def test_a_windows_write_takes_the_records_read_before_it(monkeypatch: Any
     assert len(spy.delays) == 1 and not link._send_scheduled  # no window opened after it
 
 
+async def test_a_turns_flood_counts_its_pause_to_when_its_records_were_read(
+    monkeypatch: Any,
+) -> None:
+    """Flooded at the turn's end, records read right after a write are still a burst: the
+    pause is counted to their read, not to the flood (`node.turn_journal`)."""
+    link, writer, clock, spy = bursting_link(monkeypatch)
+    read_at = clock.now + FLOOD_BURST_GAP / 2  # right after the write
+    clock.now += FLOOD_BURST_GAP * 2  # flooded at the turn's end, later
+    link.send(b"CHANGELOC a\n", 1, read_at)
+    assert spy.delays == [pytest.approx(FLOOD_WINDOW_STEP - FLOOD_BURST_GAP / 2)]
+    await asyncio.sleep(0)
+    assert len(writer.writes) == 1  # waits for the window, not for the turn's end
+
+
 def grow_burst(link: PeerLink, clock: Any, spy: TimerSpy, writes: int, gap: float) -> None:
     """`writes` windowed writes, each `gap` after the last write: a continuous burst."""
     for i in range(writes):
