@@ -10,6 +10,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from node import collector
 from node.config import ConfigError, HerdConfig, LogRotation, default_config_path, load_config
 from node.eventloop import loop_factory, loop_name
 from node.journal import Journal, JournalError
@@ -99,6 +100,8 @@ async def run_node(config: HerdConfig, name: str) -> int:
         print(f"node {name}: {e}", file=sys.stderr)
         return EXIT_CONFIG
     journal.start()
+    frozen = collector.set_for_serving()
+    log.event(f"GC frozen={frozen} young_threshold={collector.YOUNG_THRESHOLD}")
     rotator = asyncio.get_running_loop().create_task(
         _rotate_stderr_log(config.log_dir / f"{name}.stderr.log", rotation)
     )
