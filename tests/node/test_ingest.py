@@ -151,10 +151,12 @@ def run_changelocs(
     known: frozenset[bytes] = KNOWN,
     limit: int = 1_000_000,
     backlog_of: Callable[[Sequence[bytes]], LineBacklog] = cut,
+    held_back: dict[bytes, None] | None = None,
+    sift: bool = False,
 ) -> tuple[int, list[bytes], Batch]:
     backlog = backlog_of(lines)
     batch = Batch()
-    n = take_changelocs(backlog, limit, store, known, batch)
+    n = take_changelocs(backlog, limit, store, known, batch, held_back, sift)
     return n, list(backlog.lines()), batch
 
 
@@ -867,6 +869,59 @@ def test_take_changelocs_takes_a_whole_read_as_it_takes_the_same_lines_one_by_on
     assert (n, rest) == (n_ref, rest_ref)
     assert batch_state(batch) == batch_state(expected)
     assert state(store) == state(reference)
+
+
+@FAST
+@given(
+    held=st.lists(_SPACED_CHANGELOCS, min_size=1, max_size=4),
+    others=st.lists(
+        weighted((6, _SPACED_CHANGELOCS), (1, CHANGELOC_POOL), (1, changeloc_ish())),
+        max_size=5,
+    ).filter(lambda lines: not any(b"\n" in line for line in lines)),
+    data=st.data(),
+    limit=st.integers(1, 10),
+)
+@example(  # a copy of the record held, after a newer record of its client
+    held=[b"CHANGELOC a +1+1 1 1.000000000 Hill"],
+    others=[b"CHANGELOC a +1+1 2 1.000000000 Hill"],
+    data=None,
+    limit=5,
+)
+def test_a_read_sifted_for_copies_is_taken_as_its_lines_one_by_one(
+    held: list[bytes], others: list[bytes], data: st.DataObject | None, limit: int
+) -> None:
+    """`sift`: the copies of records held are dropped on sight, the rest checked whole;
+    what comes out, held-back lines included, is what the lines one by one give."""
+    store, reference = ClientStore(), ClientStore()
+    run_changelocs(held, store)
+    run_changelocs(held, reference)
+    lines = others + held if data is None else data.draw(st.permutations(held + others))
+    held_back = {line + b"\n": None for line in lines[::2]}
+    held_back_ref = dict(held_back)
+    n, rest, batch = run_changelocs(
+        lines, store, limit=limit, backlog_of=uncut, held_back=held_back, sift=True
+    )
+    n_ref, rest_ref, expected = run_changelocs(
+        lines, reference, limit=limit, held_back=held_back_ref
+    )
+    assert (n, rest) == (n_ref, rest_ref)
+    assert batch_state(batch) == batch_state(expected)
+    assert state(store) == state(reference)
+    assert held_back == held_back_ref
+
+
+def test_a_sifted_read_drops_its_copies_and_applies_the_rest() -> None:
+    held = [b"CHANGELOC c%d +1+1 1 1.000000000 Hill" % i for i in range(4)]
+    newer = [b"CHANGELOC d%d +1+1 2 1.000000000 Hill" % i for i in range(3)]
+    store = ClientStore()
+    run_changelocs(held, store)
+    lines = [held[0], newer[0], held[1], held[2], newer[1], newer[2], held[3]]
+    held_back = {newer[1] + b"\n": None, held[2] + b"\n": None, b"other\n": None}
+    n, rest, batch = run_changelocs(lines, store, backlog_of=uncut, held_back=held_back, sift=True)
+    assert (n, rest) == (7, [])
+    assert (batch.received, batch.applied, batch.duplicates) == (7, 3, 4)
+    assert batch.flood == [line + b"\n" for line in newer]
+    assert held_back == {b"other\n": None}
 
 
 def test_a_long_single_spaced_read_is_taken_whole_like_its_lines() -> None:
