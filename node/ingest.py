@@ -21,9 +21,8 @@ import re
 from collections import deque
 from collections.abc import Callable, Collection, Iterable
 from typing import TypeVar
-from zlib import crc32
 
-from node.entries import ENTRY_FORMAT
+from node.entries import ENTRY_FORMAT, crc32
 from node.protocol import (
     AT_LINE,
     CHANGELOC_LINE,

@@ -5,10 +5,14 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import zlib
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from node import entries
 from node.entries import ReplayStats, replay_bytes
 from node.journal import Journal
 from node.store import ClientStore, Record
@@ -39,6 +43,18 @@ def test_flipped_byte_is_caught_by_the_crc() -> None:
     line = bytearray(encode_entry(rec(b"a", b"7"))[:-1])
     line[12] ^= 0x01
     assert decode_entry(bytes(line)) is None
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(body=st.binary(max_size=300), value=st.integers(0, 2**32 - 1))
+def test_the_crc_is_zlibs_whichever_library_computes_it(body: bytes, value: int) -> None:
+    """A journal written with zlib-ng's CRC (the `fast` extra) replays without it."""
+    assert entries.crc32(body) == zlib.crc32(body)
+    assert entries.crc32(body, value) == zlib.crc32(body, value)
+
+
+def test_the_test_install_computes_the_crc_with_zlib_ng() -> None:
+    assert entries.crc32.__module__ == "zlib_ng.zlib_ng"  # what the property above checks
 
 
 def test_replay_skips_torn_last_entry_and_damaged_ones() -> None:
