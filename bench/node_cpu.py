@@ -9,12 +9,16 @@ into Welsh with `herdctl bench`'s engine, and prints each process's CPU time div
 replies: steadier than replies/s on a shared machine, since it does not depend on who else
 got the cores. bench/README.md quotes its figures.
 With `--copies` each node also serves /metrics, and the flood's copies per update are
-printed, node by node: sent, held back and spared, received, applied.
+printed, node by node: sent, held back and spared, received, applied. With `--links` the
+herd's `PEER_IN` events, once the flood has settled, are summed link by link: the lines
+each link carried, and of them how many were applied, duplicates (the record held) and
+older than the record held (bench/README.md, "Stale copies").
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import tempfile
 import time
@@ -132,6 +136,61 @@ def copies_per_update(system: System, before: FloodCounters, updates: int) -> st
     return "\n".join(lines)
 
 
+PEER_IN = re.compile(rb"PEER_IN peer=(\S+) changelocs=(\d+) applied=(\d+) duplicates=(\d+)")
+QUIET_FOR = 0.5  # seconds without a new PEER_IN event: the flood has settled
+
+
+def link_totals(logs: Path) -> dict[tuple[str, str], list[int]]:
+    """Per (receiver, sender): batches, lines, applied, duplicates, from the PEER_IN events."""
+    totals: dict[tuple[str, str], list[int]] = {}
+    for log in sorted(logs.glob("*.log")):
+        if log.name.endswith(".stderr.log"):
+            continue
+        for found in PEER_IN.finditer(log.read_bytes()):
+            key = (log.stem, found[1].decode())
+            row = totals.setdefault(key, [0, 0, 0, 0])
+            row[0] += 1
+            for i in (1, 2, 3):
+                row[i] += int(found[i + 1])
+    return totals
+
+
+def settled_link_totals(logs: Path) -> dict[tuple[str, str], list[int]]:
+    """`link_totals` once no new event has come for QUIET_FOR (at most SETTLE seconds)."""
+    deadline = time.monotonic() + SETTLE
+    last = link_totals(logs)
+    still_since = time.monotonic()
+    while time.monotonic() < deadline and time.monotonic() - still_since < QUIET_FOR:
+        time.sleep(0.1)  # a poll of files the nodes flush every 0.1 s
+        now = link_totals(logs)
+        if now != last:
+            last, still_since = now, time.monotonic()
+    return last
+
+
+def links_table(totals: dict[tuple[str, str], list[int]], updates: int) -> str:
+    """The links' lines, applied, duplicates and older ones, and the herd's per update."""
+    rows = [
+        f"  {'link':<20} {'lines':>9} {'applied':>9} {'duplicates':>10} {'older':>9}"
+        f" {'lines a batch':>13}"
+    ]
+    sums = [0, 0, 0]
+    for (receiver, sender), (batches, lines, applied, duplicates) in sorted(totals.items()):
+        older = lines - applied - duplicates
+        rows.append(
+            f"  {receiver + ' <- ' + sender:<20} {lines:>9,} {applied:>9,} {duplicates:>10,}"
+            f" {older:>9,} {lines / max(batches, 1):>13,.0f}"
+        )
+        for i, v in enumerate((lines, applied, duplicates)):
+            sums[i] += v
+    received, kept, copies = (v / max(updates, 1) for v in sums)
+    rows.append(
+        f"  per update: {received:.2f} received, {kept:.2f} applied, {copies:.2f}"
+        f" duplicates, {received - kept - copies:.2f} older"
+    )
+    return "\n".join(rows)
+
+
 def lone_node(folder: Path) -> System:
     """One node named Welsh with no links, on the herd's own topology settings."""
     config, topology = write_topology(folder, names=("Welsh",))
@@ -154,9 +213,10 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--copies", action="store_true", help="the flood's copies per update")
     parser.add_argument("--nodejs", action="store_true", help="the Node.js herd after ours")
+    parser.add_argument("--links", action="store_true", help="the flood's lines, link by link")
     args = parser.parse_args()
-    if args.lone and args.nodejs:
-        parser.error("--lone and --nodejs do not go together")
+    if args.lone and (args.nodejs or args.links):
+        parser.error("--lone goes with neither --nodejs nor --links")
     with tempfile.TemporaryDirectory(prefix="herd-cpu-") as tmp:
         starts: list[tuple[Callable[[], System], str]]
         if args.lone:
@@ -174,6 +234,12 @@ def main() -> int:
             system = start()
             try:
                 time.sleep(0.5)
+                if args.links and system.key == "ours":
+                    found = sample(system, into, args.load, args.seconds)
+                    print(describe(system, args.load, found), flush=True)
+                    totals = settled_link_totals(system.folder / "logs")
+                    print(links_table(totals, found.replies), flush=True)
+                    continue
                 if not system.metrics_ports:
                     print(measure(system, into, args.load, args.seconds), flush=True)
                     continue

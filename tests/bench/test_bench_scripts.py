@@ -270,6 +270,22 @@ def test_node_cpu_counts_the_floods_copies_per_update() -> None:
     assert abs(totals["sent"] - totals["received"]) <= 0.02, out  # a copy may be on its way
 
 
+def test_node_cpu_sums_the_floods_lines_link_by_link() -> None:
+    """bench/node_cpu.py --links, a short load: a row per link that carried lines, the
+    herd's own five-node topology, and per update four applied (one at each other node) and
+    as many received as applied, duplicates and older lines together."""
+    out = bench_script("node_cpu.py", "--load", "latency", "--seconds", "0.3", "--links")
+    rows = [line.split() for line in out.splitlines() if " <- " in line]
+    assert ("Holiday", "<-", "Welsh") in {tuple(row[:3]) for row in rows}, out
+    for row in rows:
+        lines, applied, duplicates, older = (int(v.replace(",", "")) for v in row[3:7])
+        assert lines == applied + duplicates + older and older >= 0, out
+    summary = next(line for line in out.splitlines() if "per update:" in line).split()
+    received, kept, copies, stale = (float(summary[i]) for i in (2, 4, 6, 8))
+    assert 3.9 <= kept <= 4.0, out
+    assert abs(received - (kept + copies + stale)) < 0.02, out
+
+
 def test_the_minimal_herd_floods_an_iamat_to_every_node_and_keeps_the_newest(
     tmp_path: Path,
 ) -> None:
