@@ -243,37 +243,37 @@ def take_changelocs(
     `held_back`: the flood lines we hold back from the neighbour that sent these; a record
     it sent us is one it has, so its line is taken out (it need not go back).
     `sift`: the lines are expected to be mostly copies of records held (the link's last
-    batch was), so a whole block is first sifted for them (`_take_sifted`)."""
+    batch was), so a whole block is first sifted for them (`_sifted`)."""
+    sifted = None
     if sift:
         whole = backlog.whole(limit)
         if whole is not None:
-            block, count = whole
-            if _take_sifted(block, count, store, known_servers, out, held_back):
-                backlog.clear()
-                return count
-    taken = take_lines(backlog, limit, CHANGELOC_LINES, changeloc_fields)
-    out.received += len(taken)
+            sifted = _sifted(whole[0], store)
+    copies: list[bytes] = []
+    if sifted is None:
+        taken = take_lines(backlog, limit, CHANGELOC_LINES, changeloc_fields)
+    else:
+        backlog.clear()
+        taken, copies = sifted
+    out.received += len(taken) + len(copies)
+    out.duplicates += len(copies)
     if held_back:
         drop = held_back.pop
+        for line in copies:
+            drop(line + _LF, None)
         for client, packed, _location, _sent, _received, _server in taken:  # no `*_` list
             drop(CHANGELOC_LINE % (client, packed), None)
     _apply_changelocs(taken, store, known_servers, out)
-    return len(taken)
+    return len(taken) + len(copies)
 
 
 _CHANGELOC_WORD = b"CHANGELOC"
 
 
-def _take_sifted(
-    block: bytes,
-    count: int,
-    store: ClientStore,
-    known_servers: Collection[bytes],
-    out: Batch,
-    held_back: dict[bytes, None] | None,
-) -> bool:
-    """Take a whole block of CHANGELOC lines, or nothing (False) when one of its lines is
-    not a valid single-spaced CHANGELOC, or a copy's client has another record in it.
+def _sifted(block: bytes, store: ClientStore) -> tuple[list[ChangeLocFields], list[bytes]] | None:
+    """A whole block of CHANGELOC lines, sifted: the fields of the lines to apply, and the
+    lines that are copies; None when one of its lines is not a valid single-spaced
+    CHANGELOC, or a copy's client has another record in it.
 
     A line that is exactly `CHANGELOC client` and the record we hold for that client is a
     flood's second copy: it is counted and dropped on sight, without the regex and its
@@ -302,21 +302,11 @@ def _take_sifted(
     if fresh:
         taken = CHANGELOC_LINES.findall(_LF.join(fresh) if copies else block)
         if len(taken) != len(fresh):
-            return False
+            return None
         for fields in taken:
             if fields[0] in copied:
-                return False
-    out.received += count
-    out.duplicates += len(copies)
-    if held_back:
-        drop = held_back.pop
-        for line in copies:
-            drop(line + _LF, None)
-        for client, packed, _location, _sent, _received, _server in taken:
-            drop(CHANGELOC_LINE % (client, packed), None)
-    if taken:
-        _apply_changelocs(taken, store, known_servers, out)
-    return True
+                return None
+    return taken, copies
 
 
 def _apply_changelocs(
