@@ -62,6 +62,7 @@ class Sample:
     cpu_us: dict[str, tuple[float, float]]
     wakeups: dict[str, float]
     replies: int = 0
+    updates: int = 0  # IAMATs sent: each is applied at every node, answered in time or not
 
     @property
     def cpu_total_us(self) -> float:
@@ -105,6 +106,7 @@ def sample(system: System, into: str, load: str, seconds: float) -> Sample:
         },
         {name: (woke[name] - slept[name]) / replies for name in procs},
         result.replies,
+        result.requests,
     )
 
 
@@ -140,7 +142,10 @@ PEER_IN = re.compile(rb"PEER_IN peer=(\S+) changelocs=(\d+) applied=(\d+) duplic
 QUIET_FOR = 0.5  # seconds without a new PEER_IN event: the flood has settled
 
 
-def link_totals(logs: Path) -> dict[tuple[str, str], list[int]]:
+LinkTotals = dict[tuple[str, str], list[int]]
+
+
+def link_totals(logs: Path) -> LinkTotals:
     """Per (receiver, sender): batches, lines, applied, duplicates, from the PEER_IN events."""
     totals: dict[tuple[str, str], list[int]] = {}
     for log in sorted(logs.glob("*.log")):
@@ -155,8 +160,9 @@ def link_totals(logs: Path) -> dict[tuple[str, str], list[int]]:
     return totals
 
 
-def settled_link_totals(logs: Path) -> dict[tuple[str, str], list[int]]:
-    """`link_totals` once no new event has come for QUIET_FOR (at most SETTLE seconds)."""
+def settled_link_totals(logs: Path, before: LinkTotals) -> LinkTotals:
+    """`link_totals` once no new event has come for QUIET_FOR (at most SETTLE seconds),
+    less those `before` (start-up's readiness probes)."""
     deadline = time.monotonic() + SETTLE
     last = link_totals(logs)
     still_since = time.monotonic()
@@ -165,10 +171,14 @@ def settled_link_totals(logs: Path) -> dict[tuple[str, str], list[int]]:
         now = link_totals(logs)
         if now != last:
             last, still_since = now, time.monotonic()
-    return last
+    return {
+        key: [v - b for v, b in zip(row, before.get(key, [0, 0, 0, 0]), strict=True)]
+        for key, row in last.items()
+        if row != before.get(key)
+    }
 
 
-def links_table(totals: dict[tuple[str, str], list[int]], updates: int) -> str:
+def links_table(totals: LinkTotals, updates: int) -> str:
     """The links' lines, applied, duplicates and older ones, and the herd's per update."""
     rows = [
         f"  {'link':<20} {'lines':>9} {'applied':>9} {'duplicates':>10} {'older':>9}"
@@ -183,10 +193,13 @@ def links_table(totals: dict[tuple[str, str], list[int]], updates: int) -> str:
         )
         for i, v in enumerate((lines, applied, duplicates)):
             sums[i] += v
-    received, kept, copies = (v / max(updates, 1) for v in sums)
+    lines, applied, duplicates = sums
+    received, kept, copies, stale = (
+        v / max(updates, 1) for v in (lines, applied, duplicates, lines - applied - duplicates)
+    )
     rows.append(
         f"  per update: {received:.2f} received, {kept:.2f} applied, {copies:.2f}"
-        f" duplicates, {received - kept - copies:.2f} older"
+        f" duplicates, {stale:.2f} older"
     )
     return "\n".join(rows)
 
@@ -235,10 +248,12 @@ def main() -> int:
             try:
                 time.sleep(0.5)
                 if args.links and system.key == "ours":
+                    logs = system.folder / "logs"
+                    readiness = settled_link_totals(logs, {})
                     found = sample(system, into, args.load, args.seconds)
                     print(describe(system, args.load, found), flush=True)
-                    totals = settled_link_totals(system.folder / "logs")
-                    print(links_table(totals, found.replies), flush=True)
+                    totals = settled_link_totals(logs, readiness)
+                    print(links_table(totals, found.updates), flush=True)
                     continue
                 if not system.metrics_ports:
                     print(measure(system, into, args.load, args.seconds), flush=True)
@@ -246,7 +261,7 @@ def main() -> int:
                 before = flood_counters(system.metrics_ports)
                 found = sample(system, into, args.load, args.seconds)
                 print(describe(system, args.load, found), flush=True)
-                print(copies_per_update(system, before, found.replies), flush=True)
+                print(copies_per_update(system, before, found.updates), flush=True)
             finally:
                 system.stop()
     return 0
