@@ -1,7 +1,7 @@
 """CPU per update, node by node: where the herd spends its time under a `make bench` load.
 
     .venv/bin/python bench/node_cpu.py [--load ingest|latency] [--lone | --nodejs] [--seconds S]
-                                       [--copies]
+                                       [--copies | --links | --repeat N]
 
 Starts our five-node herd (or, with `--lone`, one node with no neighbours next to the
 minimal node; with `--nodejs`, the Node.js herd of `make bench` after ours), drives IAMATs
@@ -12,7 +12,10 @@ With `--copies` each node also serves /metrics, and the flood's copies per updat
 printed, node by node: sent, held back and spared, received, applied. With `--links` the
 herd's `PEER_IN` events, once the flood has settled, are summed link by link: the lines
 each link carried, and of them how many were applied, duplicates (the record held) and
-older than the record held (bench/README.md, "Stale copies").
+older than the record held (bench/README.md, "Stale copies"). With `--repeat N` each system
+takes the load N times in a row, a line each: one herd's windows side by side, to tell a
+slow window from a slow herd (bench/README.md, "Round 1, the flood's lag, and where 8x1's
+time goes": the relays' wakeups).
 """
 
 from __future__ import annotations
@@ -227,9 +230,16 @@ def main() -> int:
     parser.add_argument("--copies", action="store_true", help="the flood's copies per update")
     parser.add_argument("--nodejs", action="store_true", help="the Node.js herd after ours")
     parser.add_argument("--links", action="store_true", help="the flood's lines, link by link")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="loads in a row on each system, one line each"
+    )
     args = parser.parse_args()
     if args.lone and (args.nodejs or args.links):
         parser.error("--lone goes with neither --nodejs nor --links")
+    if args.repeat < 1 or (args.repeat > 1 and (args.links or args.copies)):
+        parser.error(
+            "--repeat takes a count of 1 or more, and goes with neither --links nor --copies"
+        )
     with tempfile.TemporaryDirectory(prefix="herd-cpu-") as tmp:
         starts: list[tuple[Callable[[], System], str]]
         if args.lone:
@@ -256,7 +266,8 @@ def main() -> int:
                     print(links_table(totals, found.updates), flush=True)
                     continue
                 if not system.metrics_ports:
-                    print(measure(system, into, args.load, args.seconds), flush=True)
+                    for _ in range(args.repeat):  # a herd's state from one window to the next
+                        print(measure(system, into, args.load, args.seconds), flush=True)
                     continue
                 before = flood_counters(system.metrics_ports)
                 found = sample(system, into, args.load, args.seconds)

@@ -270,6 +270,27 @@ def test_node_cpu_counts_the_floods_copies_per_update() -> None:
     assert abs(totals["sent"] - totals["received"]) <= 0.02, out  # a copy may be on its way
 
 
+def test_node_cpu_repeats_the_load_on_one_herd() -> None:
+    """bench/node_cpu.py --repeat 2: two windows on the same herd, a line each, every node's
+    CPU and wakeups per reply in both; --repeat with --links is refused with a reason."""
+    out = bench_script("node_cpu.py", "--load", "latency", "--seconds", "0.3", "--repeat", "2")
+    lines = [line for line in out.splitlines() if line.startswith("ours: latency ")]
+    assert len(lines) == 2, out
+    for line in lines:
+        assert all(
+            f"{name} " in line for name in ("Goloman", "Hands", "Holiday", "Welsh", "Wilkes")
+        )
+        assert line.count(" wakeups)") == 5, line
+    refused = subprocess.run(
+        [sys.executable, str(BENCH / "node_cpu.py"), "--repeat", "2", "--links"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+    )
+    assert refused.returncode == 2 and "--repeat" in refused.stderr, refused.stderr
+
+
 def test_node_cpu_sums_the_floods_lines_link_by_link() -> None:
     """bench/node_cpu.py --links, a short load: a row per link that carried lines, the
     herd's own five-node topology, and per update four applied (one at each other node) and
