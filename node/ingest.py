@@ -283,7 +283,6 @@ def _sifted(block: bytes, store: ClientStore) -> tuple[list[ChangeLocFields], li
     another record of that client (a neighbour floods a client's records oldest first, so
     this is rare), which the line-by-line path then takes.
     """
-    held_for = store.held
     word = _CHANGELOC_WORD
     copies: list[bytes] = []
     copied: set[bytes] = set()
@@ -292,8 +291,7 @@ def _sifted(block: bytes, store: ClientStore) -> tuple[list[ChangeLocFields], li
         parts = line.split(b" ", 2)
         if len(parts) == 3:
             client = parts[1]
-            held = held_for(client)
-            if held is not None and held == parts[2] and parts[0] == word:
+            if store.holds(client, parts[2]) and parts[0] == word:
                 copies.append(line)
                 copied.add(client)
                 continue

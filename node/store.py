@@ -118,10 +118,6 @@ class ClientStore:
         fields = (r.location, r.time_sent, r.time_received, r.server)
         return self.offer(r.client, r.packed(), *fields, None) is Offer.KEPT
 
-    def held(self, client: bytes) -> bytes | None:
-        """The packed record held for `client`, or None."""
-        return self._packed.get(client)
-
     def holds(self, client: bytes, packed: bytes) -> bool:
         """Whether `packed` is exactly the record held for `client`."""
         return self._packed.get(client) == packed
