@@ -150,7 +150,7 @@ LinkTotals = dict[tuple[str, str], list[int]]
 
 def link_totals(logs: Path) -> LinkTotals:
     """Per (receiver, sender): batches, lines, applied, duplicates, from the PEER_IN events."""
-    totals: dict[tuple[str, str], list[int]] = {}
+    totals: LinkTotals = {}
     for log in sorted(logs.glob("*.log")):
         if log.name.endswith(".stderr.log"):
             continue
@@ -196,9 +196,10 @@ def links_table(totals: LinkTotals, updates: int) -> str:
         )
         for i, v in enumerate((lines, applied, duplicates)):
             sums[i] += v
-    lines, applied, duplicates = sums
+    all_lines, all_applied, all_duplicates = sums
+    all_older = all_lines - all_applied - all_duplicates
     received, kept, copies, stale = (
-        v / max(updates, 1) for v in (lines, applied, duplicates, lines - applied - duplicates)
+        v / max(updates, 1) for v in (all_lines, all_applied, all_duplicates, all_older)
     )
     rows.append(
         f"  per update: {received:.2f} received, {kept:.2f} applied, {copies:.2f}"
