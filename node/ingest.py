@@ -7,9 +7,10 @@ everything the I/O layer must write for them: the AT replies, the journal entrie
 flood and the log lines. One read then costs one journal write, one reply write and one
 write per link, whatever number of lines it held.
 
-Each take first tries the read whole: one regex pass (`protocol.IAMAT_LINES`,
-`protocol.CHANGELOC_LINES`) cuts and checks every line of a block that is all of one kind
-and spelled with single spaces, as well-behaved clients and every neighbour send them.
+Each take first tries the read whole: one call (`blocks.iamat_lines`,
+`blocks.changeloc_lines`: C when built, else one regex pass) cuts and checks every line of
+a block that is all of one kind and spelled with single spaces, as well-behaved clients and
+every neighbour send them.
 Else it goes line by line (`protocol.iamat_fields`, `protocol.changeloc_fields`, the same
 rules for any spacing) and stops at the first line of another kind, which stays at the
 head of the backlog for the caller's general path, in order.
@@ -17,17 +18,15 @@ head of the backlog for the caller's general path, in order.
 
 from __future__ import annotations
 
-import re
 from collections import deque
 from collections.abc import Callable, Collection, Iterable
 from typing import TypeVar
 
+from node.blocks import changeloc_lines, iamat_lines
 from node.entries import ENTRY_FORMAT, crc32
 from node.protocol import (
     AT_LINE,
     CHANGELOC_LINE,
-    CHANGELOC_LINES,
-    IAMAT_LINES,
     ChangeLocFields,
     IAmAtFields,
     Lines,
@@ -153,12 +152,12 @@ class Batch:
 def take_lines(
     backlog: LineBacklog,
     limit: int,
-    block_form: re.Pattern[bytes],
+    cut_block: Callable[[bytes], list[T]],
     line_form: Callable[[bytes], T | None],
 ) -> list[T]:
     """The fields of up to `limit` lines of one kind from the head of `backlog`, taken off it.
 
-    The backlog's uncut block is tried whole first: one `block_form.findall` cuts and checks
+    The backlog's uncut block is tried whole first: one `cut_block` cuts and checks
     every line when all of them are of the kind and single-spaced. Else the lines go one by
     one through `line_form` (the same rules, any spacing), up to the first that is not of the
     kind, which stays at the head of the backlog.
@@ -166,7 +165,7 @@ def take_lines(
     whole = backlog.whole(limit)
     if whole is not None:
         block, count = whole
-        found: list[T] = block_form.findall(block)
+        found = cut_block(block)
         if len(found) == count:
             backlog.clear()
             return found
@@ -193,7 +192,7 @@ def take_iamats(
     """Handle up to `limit` valid IAMAT lines from the head of `backlog`, all heard at
     `received_ns` by `server`; return how many. Stops at the first line that is not a valid
     IAMAT and leaves it at the head of the backlog."""
-    taken = take_lines(backlog, limit, IAMAT_LINES, iamat_fields)
+    taken = take_lines(backlog, limit, iamat_lines, iamat_fields)
     if taken:  # else a WHATSAT or another line is at the head: nothing to format
         _apply_iamats(taken, store, server, received_ns, conn_id, out)
     return len(taken)
@@ -251,7 +250,7 @@ def take_changelocs(
             sifted = _sifted(whole[0], store)
     copies: list[bytes] = []
     if sifted is None:
-        taken = take_lines(backlog, limit, CHANGELOC_LINES, changeloc_fields)
+        taken = take_lines(backlog, limit, changeloc_lines, changeloc_fields)
     else:
         backlog.clear()
         taken, copies = sifted
@@ -277,11 +276,11 @@ def _sifted(block: bytes, store: ClientStore) -> tuple[list[ChangeLocFields], li
 
     A line that is exactly `CHANGELOC client` and the record we hold for that client is a
     flood's second copy: it is counted and dropped on sight, without the regex and its
-    six fields (870 -> 250 ns in process). Only the other lines are checked and cut, in
-    one `findall`. A record held is valid, so such a line is too. A copy is judged against
-    the store as it was before the block: the same as in line order unless the block has
-    another record of that client (a neighbour floods a client's records oldest first, so
-    this is rare), which the line-by-line path then takes.
+    six fields (870 -> 250 ns in process, with the regex). Only the other lines are checked
+    and cut, in one `changeloc_lines`. A record held is valid, so such a line is too. A copy
+    is judged against the store as it was before the block: the same as in line order unless
+    the block has another record of that client (a neighbour floods a client's records
+    oldest first, so this is rare), which the line-by-line path then takes.
     """
     word = _CHANGELOC_WORD
     copies: list[bytes] = []
@@ -298,7 +297,7 @@ def _sifted(block: bytes, store: ClientStore) -> tuple[list[ChangeLocFields], li
         fresh.append(line)
     taken: list[ChangeLocFields] = []
     if fresh:
-        taken = CHANGELOC_LINES.findall(_LF.join(fresh) if copies else block)
+        taken = changeloc_lines(_LF.join(fresh) if copies else block)
         if len(taken) != len(fresh):
             return None
         for fields in taken:

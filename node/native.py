@@ -1,9 +1,10 @@
-"""The compiled core: the modules in `COMPILED`, compiled by mypyc into a folder
-outside the source tree (`tools/build_native.py`; `make native` and `make bench` build it
-into `.venv/herd-native`), and imported in place of their source.
+"""The compiled core: the modules in `COMPILED`, compiled by mypyc, and the C scanner of
+`C_EXTENSIONS`, built into a folder outside the source tree (`tools/build_native.py`;
+`make native` and `make bench` build it into `.venv/herd-native`), and imported in place of
+their source.
 
 It is used only when it was built from the very source beside it: the build notes each
-module's SHA-256, and a module edited since then makes the whole node run from source (a
+source file's SHA-256, and a file edited since then makes the whole node run from source (a
 half-compiled core would mix two versions of one class). `HERD_NATIVE=0` runs from source
 regardless; `HERD_NATIVE_DIR` names another build folder (the tests build one of their own).
 The node's `START` log event says which it runs (`native=yes`, or why not).
@@ -54,6 +55,9 @@ COMPILED = (
     "peers.inbound",
     "peers.outbound",
 )
+# C written for the core (not mypyc's): `node/_blocks.c`, the block scanner `node.blocks`
+# uses when it is built. Its source is in the manifest like the compiled modules'.
+C_EXTENSIONS = {"node._blocks": "_blocks.c"}
 GROUP = "node.core"  # mypyc's shared library is then `node.core__mypyc`, inside the package
 MANIFEST = "herd-native.json"
 
@@ -69,12 +73,14 @@ def build_dir() -> Path:
     return Path(named) if named else Path(sys.prefix) / "herd-native"
 
 
+def sources() -> list[str]:
+    """Every file the build compiles, relative to the package folder."""
+    return [source_of(name) for name in COMPILED] + list(C_EXTENSIONS.values())
+
+
 def digests(source: Path) -> dict[str, str]:
-    """Each compiled module's SHA-256, read from the package folder `source`."""
-    return {
-        name: hashlib.sha256((source / source_of(name)).read_bytes()).hexdigest()
-        for name in COMPILED
-    }
+    """The SHA-256 of each file the build compiles, read from the package folder `source`."""
+    return {name: hashlib.sha256((source / name).read_bytes()).hexdigest() for name in sources()}
 
 
 def manifest(source: Path) -> dict[str, object]:

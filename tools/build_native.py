@@ -1,4 +1,5 @@
-"""Compile the node's sans-IO core with mypyc into a folder outside the source tree.
+"""Compile the node's sans-IO core with mypyc, and its C scanner, into a folder outside
+the source tree.
 
     .venv/bin/python tools/build_native.py [--out DIR]
 
@@ -27,9 +28,10 @@ from node import native  # noqa: E402
 
 
 def build(out: Path) -> None:
-    """Compile `native.COMPILED` from this tree into `out`, replacing what was there."""
+    """Compile `native.COMPILED` and `native.C_EXTENSIONS` from this tree into `out`,
+    replacing what was there."""
     from mypyc.build import mypycify
-    from setuptools import Distribution
+    from setuptools import Distribution, Extension
 
     out = out.resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -44,6 +46,10 @@ def build(out: Path) -> None:
             target_dir=str(work / "c"),
             opt_level="3",
         )
+        extensions += [
+            Extension(name, [f"node/{path}"], extra_compile_args=["-O3"])
+            for name, path in native.C_EXTENSIONS.items()
+        ]
         dist = Distribution({"name": "herd-native", "ext_modules": extensions})
         dist.verbose = 0
         command = dist.get_command_obj("build_ext")
@@ -71,7 +77,8 @@ def main() -> int:
         print(f"build_native: failed ({exc}); the node runs from source", file=sys.stderr)
         return 1
     took = time.monotonic() - started
-    print(f"build_native: {', '.join(native.COMPILED)} compiled into {out} in {took:.0f}s")
+    built = ", ".join([*native.COMPILED, *native.C_EXTENSIONS])
+    print(f"build_native: {built} compiled into {out} in {took:.0f}s")
     return 0
 
 

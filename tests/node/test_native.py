@@ -22,6 +22,7 @@ CORE_TESTS = [
     "tests/node/test_store.py",
     "tests/node/test_store_properties.py",
     "tests/node/test_ingest.py",
+    "tests/node/test_blocks.py",
     "tests/node/test_journal.py",
     "tests/node/test_counters.py",
     "tests/node/test_logbook.py",
@@ -42,12 +43,12 @@ CORE_TESTS = [
 
 @pytest.fixture
 def source(tmp_path: Path) -> Path:
-    """A copy of the compiled modules' source, to edit."""
+    """A copy of the compiled files' source, to edit."""
     folder = tmp_path / "src" / "node"
     folder.mkdir(parents=True)
-    for name in native.COMPILED:
-        (folder / native.source_of(name)).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(ROOT / "node" / native.source_of(name), folder / native.source_of(name))
+    for name in native.sources():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / "node" / name, folder / name)
     return folder
 
 
@@ -87,6 +88,13 @@ def test_one_edited_module_sends_the_whole_node_back_to_source(build: Path, sour
     assert path == [str(source)]
 
 
+def test_an_edited_c_scanner_sends_the_whole_node_back_to_source(build: Path, source: Path) -> None:
+    for path in native.C_EXTENSIONS.values():
+        edited = source / path
+        edited.write_text(edited.read_text() + "\n/* edited after the build */\n")
+    assert native.activate([str(source)]) == "stale"
+
+
 def test_a_missing_module_counts_as_stale(build: Path, source: Path) -> None:
     (source / native.source_of(native.COMPILED[0])).unlink()
     assert native.activate([str(source)]) == "stale"
@@ -122,6 +130,8 @@ def test_make_rebuilds_on_a_change_to_every_compiled_module() -> None:
     assert found is not None
     listed = tuple(native.source_of(name).removesuffix(".py") for name in native.COMPILED)
     assert tuple(found.group(1).split()) == listed
+    for path in native.C_EXTENSIONS.values():
+        assert re.search(rf"^NATIVE_SOURCES \+= .*\bnode/{re.escape(path)}\b", makefile, re.M)
 
 
 # -- a real build ------------------------------------------------------------------------
@@ -157,8 +167,8 @@ def test_the_compiled_core_is_what_the_node_imports(compiled: Path) -> None:
         [
             sys.executable,
             "-c",
-            f"import node, {names}\n"
-            "print(node.NATIVE)\n"
+            f"import node, node.blocks, {names}\n"
+            "print(node.NATIVE, node.blocks.SCANNER)\n"
             f"print(*(m.__file__ for m in ({names})), sep='\\n')",
         ],
         env=native_env(compiled),
@@ -168,8 +178,8 @@ def test_the_compiled_core_is_what_the_node_imports(compiled: Path) -> None:
         timeout=60,
         check=True,
     )
-    status, *files = done.stdout.split()
-    assert status == "yes"
+    status, scanner, *files = done.stdout.split()
+    assert (status, scanner) == ("yes", "c")
     assert len(files) == len(native.COMPILED)
     assert all(f.startswith(str(compiled)) and f.endswith(".so") for f in files), files
 
