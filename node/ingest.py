@@ -23,7 +23,7 @@ from collections.abc import Callable, Collection, Iterable
 from typing import TypeVar
 
 from node.blocks import changeloc_lines, iamat_lines
-from node.entries import ENTRY_FORMAT, crc32
+from node.kept import append_kept
 from node.protocol import (
     AT_LINE,
     CHANGELOC_LINE,
@@ -215,9 +215,7 @@ def _apply_iamats(
         packed = location + b" " + sent + tail
         kept = offer(client, packed, location, sent, received, server, undo) is kept_
         if kept:
-            body = b"%s %s" % (client, packed)
-            entries.append(ENTRY_FORMAT % (crc32(body), body))
-            flood.append(CHANGELOC_LINE % (client, packed))
+            append_kept(entries, flood, client, packed)
         diff = format_diff(received_ns, sent)
         replies.append(AT_LINE % (server, diff, client, location, sent))
         log.append(
@@ -322,9 +320,7 @@ def _apply_changelocs(
             continue
         outcome = offer(client, packed, location, sent, received, server, undo)
         if outcome is kept:
-            body = b"%s %s" % (client, packed)
-            entries.append(ENTRY_FORMAT % (crc32(body), body))
-            flood.append(CHANGELOC_LINE % (client, packed))
+            append_kept(entries, flood, client, packed)
             applied += 1
         elif outcome is same:
             duplicates += 1

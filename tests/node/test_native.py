@@ -23,6 +23,7 @@ CORE_TESTS = [
     "tests/node/test_store_properties.py",
     "tests/node/test_ingest.py",
     "tests/node/test_blocks.py",
+    "tests/node/test_kept.py",
     "tests/node/test_journal.py",
     "tests/node/test_counters.py",
     "tests/node/test_logbook.py",
@@ -167,8 +168,8 @@ def test_the_compiled_core_is_what_the_node_imports(compiled: Path) -> None:
         [
             sys.executable,
             "-c",
-            f"import node, node.blocks, {names}\n"
-            "print(node.NATIVE, node.blocks.SCANNER)\n"
+            f"import node, node.blocks, node.kept, {names}\n"
+            "print(node.NATIVE, node.blocks.SCANNER, node.kept.BUILT_IN)\n"
             f"print(*(m.__file__ for m in ({names})), sep='\\n')",
         ],
         env=native_env(compiled),
@@ -178,8 +179,8 @@ def test_the_compiled_core_is_what_the_node_imports(compiled: Path) -> None:
         timeout=60,
         check=True,
     )
-    status, scanner, *files = done.stdout.split()
-    assert (status, scanner) == ("yes", "c")
+    status, scanner, built_in, *files = done.stdout.split()
+    assert (status, scanner, built_in) == ("yes", "c", "c")
     assert len(files) == len(native.COMPILED)
     assert all(f.startswith(str(compiled)) and f.endswith(".so") for f in files), files
 
