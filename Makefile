@@ -42,7 +42,7 @@ $(FAST_STAMP): $(STAMP)
 # The compiled core (node/native.py): rebuilt when a compiled module or the C scanner
 # changes. Without a C compiler the build says so and the node runs from source.
 NATIVE_SOURCES := $(foreach m,protocol store ingest entries replies counters logbook reader turn_journal turn_writes client server journal peers/inbound peers/outbound,node/$(m).py)
-NATIVE_SOURCES += node/_blocks.c node/_kept.c
+NATIVE_SOURCES += node/_blocks.c node/_kept.c node/_order.c
 NATIVE := $(VENV)/herd-native/herd-native.json
 
 $(NATIVE): $(FAST_STAMP) $(NATIVE_SOURCES) node/native.py tools/build_native.py

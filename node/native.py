@@ -56,9 +56,10 @@ COMPILED = (
     "peers.outbound",
 )
 # C written for the core (not mypyc's), each used when built in place of the Python beside
-# it: the block scanner of `node.blocks`, and the kept record's entry and line of
-# `node.kept`. Their source is in the manifest like the compiled modules'.
-C_EXTENSIONS = {"node._blocks": "_blocks.c", "node._kept": "_kept.c"}
+# it: the block scanner of `node.blocks`, the kept record's entry and line of `node.kept`,
+# and the record order of `node.store`. Their source is in the manifest like the compiled
+# modules'.
+C_EXTENSIONS = {"node._blocks": "_blocks.c", "node._kept": "_kept.c", "node._order": "_order.c"}
 GROUP = "node.core"  # mypyc's shared library is then `node.core__mypyc`, inside the package
 MANIFEST = "herd-native.json"
 

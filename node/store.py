@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from node.protocol import (
@@ -105,7 +105,7 @@ class ClientStore:
         if held is not None:
             if held == packed:  # a flood's second copy: most nodes get each record twice
                 return _SAME
-            if not newer_than_packed(location, time_sent, time_received, server, held):
+            if not _newer(location, time_sent, time_received, server, held):
                 return _OLDER
         table[client] = packed
         if undo is not None:
@@ -191,3 +191,18 @@ def _valid_time_key(time_sent: bytes) -> TimeKey:
 def _unpack(client: bytes, packed: bytes) -> Record:
     location, time_sent, time_received, server = packed.split(b" ")
     return Record(client, location, time_sent, time_received, shared_name(server))
+
+
+NewerThanPacked = Callable[[bytes, bytes, bytes, bytes, bytes], bool]
+# What `offer` decides with: the C of `node/_order.c` when the compiled core is built with
+# it (the same rules, without splitting the record held), else `newer_than_packed`.
+_newer: NewerThanPacked = newer_than_packed
+ORDER_BUILT_IN = "python"  # which decides: "python", or "c"
+
+try:
+    from node import _order
+except ImportError:  # the compiled core is not built, or not used (node.native)
+    pass
+else:
+    _newer = _order.newer_than_packed
+    ORDER_BUILT_IN = "c"

@@ -24,6 +24,7 @@ CORE_TESTS = [
     "tests/node/test_ingest.py",
     "tests/node/test_blocks.py",
     "tests/node/test_kept.py",
+    "tests/node/test_order.py",
     "tests/node/test_journal.py",
     "tests/node/test_counters.py",
     "tests/node/test_logbook.py",
@@ -169,7 +170,8 @@ def test_the_compiled_core_is_what_the_node_imports(compiled: Path) -> None:
             sys.executable,
             "-c",
             f"import node, node.blocks, node.kept, {names}\n"
-            "print(node.NATIVE, node.blocks.SCANNER, node.kept.BUILT_IN)\n"
+            "print(node.NATIVE, node.blocks.SCANNER, node.kept.BUILT_IN,"
+            " node.store.ORDER_BUILT_IN)\n"
             f"print(*(m.__file__ for m in ({names})), sep='\\n')",
         ],
         env=native_env(compiled),
@@ -179,8 +181,8 @@ def test_the_compiled_core_is_what_the_node_imports(compiled: Path) -> None:
         timeout=60,
         check=True,
     )
-    status, scanner, built_in, *files = done.stdout.split()
-    assert (status, scanner, built_in) == ("yes", "c", "c")
+    status, scanner, built_in, order, *files = done.stdout.split()
+    assert (status, scanner, built_in, order) == ("yes", "c", "c", "c")
     assert len(files) == len(native.COMPILED)
     assert all(f.startswith(str(compiled)) and f.endswith(".so") for f in files), files
 
