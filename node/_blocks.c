@@ -7,8 +7,10 @@
  * regex spends about 4 ns a byte matching; a line here is a handful of byte tests, and
  * most of its cost is the bytes objects of its fields.
  *
- * Each function returns the fields of the block's lines from the first up to the first line
+ * Each of the two returns the fields of the block's lines from the first up to the first line
  * that is not of its form, which the caller tells by the list being shorter than the block.
+ * `lines_within` counts a read's lines and checks their length for `protocol.LineSplitter`
+ * in one pass, where Python counts and then splits the read whole to measure its lines.
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -272,6 +274,34 @@ changeloc_lines(PyObject *module, PyObject *block)
     return cut_block(block, changeloc_line);
 }
 
+/* lines_within(block, max_line): how many LF-separated lines `block` holds, or -1 when one
+ * of them is longer than `max_line` bytes. */
+static PyObject *
+lines_within(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyBytes_Check(args[0]) || !PyLong_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "lines_within takes a bytes block and an int");
+        return NULL;
+    }
+    Py_ssize_t max_line = PyLong_AsSsize_t(args[1]);
+    if (max_line == -1 && PyErr_Occurred())
+        return NULL;
+    cursor p = (cursor)PyBytes_AS_STRING(args[0]);
+    cursor end = p + PyBytes_GET_SIZE(args[0]);
+    Py_ssize_t count = 1;
+    for (;;) {
+        cursor line_end = memchr(p, '\n', (size_t)(end - p));
+        if (line_end == NULL)
+            line_end = end;
+        if (line_end - p > max_line)
+            return PyLong_FromLong(-1);
+        if (line_end == end)
+            return PyLong_FromSsize_t(count);
+        count++;
+        p = line_end + 1;
+    }
+}
+
 static PyMethodDef methods[] = {
     {"iamat_lines", iamat_lines, METH_O,
      "(client, location, time_sent) of each IAMAT line of a block, up to the first line "
@@ -279,6 +309,9 @@ static PyMethodDef methods[] = {
     {"changeloc_lines", changeloc_lines, METH_O,
      "(client, packed, location, time_sent, time_received, server) of each CHANGELOC line "
      "of a block, up to the first line that is not one."},
+    {"lines_within", (PyCFunction)(void (*)(void))lines_within, METH_FASTCALL,
+     "lines_within(block, max_line): how many LF-separated lines the block holds, or -1 "
+     "when one is longer than max_line bytes."},
     {NULL, NULL, 0, NULL},
 };
 

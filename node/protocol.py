@@ -7,6 +7,7 @@ Every rule quoted from PROTOCOL.md is enforced here, byte for byte.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import MAX_EMAX, MIN_EMIN, ROUND_HALF_EVEN, Context, Decimal
 
@@ -319,7 +320,8 @@ class LineSplitter:
             buf += data[end + 1 :]
         if complete.find(b"\r") >= 0:
             complete = b"\n".join([_strip_cr(x) for x in complete.split(b"\n")])
-        if len(complete) > self.max_line:  # else no line in it can be too long
+        count = _lines_within(complete, self.max_line)
+        if count < 0:
             lines = complete.split(b"\n")
             for i, line in enumerate(lines):
                 if len(line) > self.max_line:
@@ -328,7 +330,7 @@ class LineSplitter:
                     return b"\n".join(lines[:i]), i
         if buf:
             self._check_overlong()
-        return complete, complete.count(b"\n") + 1
+        return complete, count
 
     def feed_eof(self) -> bytes | None:
         """The client closed its side: the unterminated rest, if any, is a last line.
@@ -351,3 +353,22 @@ class LineSplitter:
 
 def _strip_cr(line: bytes) -> bytes:
     return line[:-1] if line.endswith(b"\r") else line
+
+
+def _count_lines_within(block: bytes, max_line: int) -> int:
+    """How many LF-separated lines `block` holds, or -1 when one of them is longer than
+    `max_line` bytes."""
+    if len(block) > max_line and max(map(len, block.split(b"\n"))) > max_line:
+        return -1  # else no line in it can be too long
+    return block.count(b"\n") + 1
+
+
+# `LineSplitter.feed`'s count of a read's lines: the C of node/_blocks.c when the compiled
+# core is built (one pass, no list of the lines), else the Python above.
+_lines_within: Callable[[bytes, int], int] = _count_lines_within
+try:
+    from node import _blocks
+except ImportError:  # the compiled core is not built, or not used (node.native)
+    pass
+else:
+    _lines_within = _blocks.lines_within

@@ -9,7 +9,7 @@ import re
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from node import blocks
+from node import blocks, protocol
 from node.protocol import CHANGELOC_LINES, IAMAT_LINES
 
 # Pieces near the edges of each rule, so that generated lines are valid about half the time
@@ -172,3 +172,19 @@ def test_a_long_block_is_cut_whole() -> None:
     )
     broken = block.replace(b" c1500 ", b" c 1500 ")
     assert len(blocks.changeloc_lines(broken)) < 3000
+
+
+@given(
+    st.lists(st.binary(max_size=12).map(lambda b: b.replace(b"\n", b"")), min_size=1),
+    st.integers(0, 14),
+)
+@example([b""], 0)
+@example([b"abc", b""], 2)
+@example([b"abc", b"de"], 3)
+def test_a_reads_lines_are_counted_and_measured_as_the_python_does(
+    lines: list[bytes], max_line: int
+) -> None:
+    block = b"\n".join(lines)
+    within = len(lines) if max(map(len, lines)) <= max_line else -1
+    assert protocol._lines_within(block, max_line) == within
+    assert protocol._count_lines_within(block, max_line) == within
