@@ -134,8 +134,10 @@ async def test_a_burst_waits_for_the_window_and_shares_its_write() -> None:
     clock = fake_clock(link)
     link.send(b"CHANGELOC a\n", 1)
     clock.now += FLOOD_BURST_GAP / 2  # right after that write: a burst
-    link.send(b"CHANGELOC b\n", 1)
+    # Read before the send that arms the timer: read after it, a preemption between the
+    # two (a loaded machine) would make the wait look shorter than the timer's delay.
     held_at = time.monotonic()
+    link.send(b"CHANGELOC b\n", 1)
     await asyncio.sleep(0)
     link.send(b"CHANGELOC c\n", 1)
     await writes_reach(writer, 2)
