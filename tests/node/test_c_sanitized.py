@@ -51,9 +51,9 @@ def sanitized(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     include = sysconfig.get_paths()["include"]
     for name, path in native.C_EXTENSIONS.items():
         target = build / "node" / (name.rpartition(".")[2] + EXTENSION_SUFFIXES[0])
+        flags = ["-g", "-O1", *SANITIZE, "-fPIC", "-shared", f"-I{include}"]
         subprocess.run(
-            [compiler, "-g", "-O1", *SANITIZE, "-fPIC", "-shared", f"-I{include}"]
-            + [str(ROOT / "node" / path), "-o", str(target)],
+            [compiler, *flags, str(ROOT / "node" / path), "-o", str(target)],
             check=True,
             timeout=120,
         )
