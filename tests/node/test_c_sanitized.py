@@ -68,7 +68,8 @@ def sanitized_env(build: Path, runtime: Path) -> dict[str, str]:
         LD_PRELOAD=str(runtime),
         ASAN_OPTIONS="detect_leaks=0",  # CPython's own allocations are not ours to judge
         # Every object from malloc, not from pymalloc's arenas, inside which ASan sees no
-        # bounds: a read past a bytes object's end is then caught.
+        # bounds: a read two or more bytes past a bytes object's end is then caught (the
+        # first byte past it is the NUL every bytes object ends with).
         PYTHONMALLOC="malloc",
         UBSAN_OPTIONS="print_stacktrace=1",
     )
