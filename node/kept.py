@@ -11,13 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from node.entries import ENTRY_FORMAT, crc32
+from node.entries import encode_packed
 from node.protocol import CHANGELOC_LINE
 
 
 def _append_kept(entries: list[bytes], flood: list[bytes], client: bytes, packed: bytes) -> None:
-    body = b"%s %s" % (client, packed)
-    entries.append(ENTRY_FORMAT % (crc32(body), body))
+    entries.append(encode_packed(client, packed))
     flood.append(CHANGELOC_LINE % (client, packed))
 
 

@@ -1,4 +1,4 @@
-"""The compiled core: the modules in `COMPILED`, compiled by mypyc, and the C scanner of
+"""The compiled core: the modules in `COMPILED`, compiled by mypyc, and the C modules of
 `C_EXTENSIONS`, built into a folder outside the source tree (`tools/build_native.py`;
 `make native` and `make bench` build it into `.venv/herd-native`), and imported in place of
 their source.
